@@ -1,0 +1,54 @@
+# tpskit — two commands on a fresh Debian / Raspberry Pi OS machine:
+#   make demo   sets everything up and runs the main job
+#   make test   sets everything up and runs the test suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := mosquitto postgresql
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench bench-read system-deps venv clean train
+
+# System packages the tests need: a real mosquitto, PostgreSQL binaries (tests start their own
+# throwaway servers; nothing here uses the machine's running services).
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+demo: $(STAMP)
+	$(BIN)/python -m tpskit.demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/read.py
+
+# Retrain the digit model (TensorFlow in its own venv; the kit never needs it).
+train:
+	test -x .venv-train/bin/python || $(PY) -m venv .venv-train
+	.venv-train/bin/pip install -q -e '.[train]'
+	.venv-train/bin/python models/training/train_digits.py
+
+clean:
+	rm -rf $(VENV) demo-run bench-out *.egg-info

@@ -1,0 +1,1 @@
+"""District service: verify, store, acknowledge and tabulate results."""

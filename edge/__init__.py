@@ -1,0 +1,1 @@
+"""The kit: capture gate, reader, validation, signing, outbox, transport and the kit daemon."""

@@ -1,0 +1,1 @@
+"""The reading pipeline: pure functions from a photo to values with confidences."""

@@ -1,0 +1,1 @@
+"""Technician tools: district CA, kit certificates, revocation, broker configuration."""
