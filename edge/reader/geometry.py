@@ -1,0 +1,113 @@
+"""Corner markers -> homography from the template page (mm) to the photo, and warps of page regions.
+
+Markers are found on a downscaled copy (an ArUco search over a 12 MP frame is slow) and their corners
+refined on the working image. Each marker's id says which page corner it is, and ArUco reports corners
+in the marker's own order, so any rotation of the sheet, upside-down included, maps correctly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from tpskit.forms import Markers
+
+#: Long side of the copy markers are searched on.
+DETECT_LONG_SIDE = 1100
+#: Largest mean reprojection error (mm) of the marker corners for a sheet lying flat.
+MAX_REPROJECTION_MM = 1.2
+
+
+@lru_cache(maxsize=8)
+def _detector(dictionary: str) -> cv2.aruco.ArucoDetector:
+    code = getattr(cv2.aruco, dictionary, None)
+    if not isinstance(code, int):
+        raise ValueError(f"unknown ArUco dictionary {dictionary!r}")
+    params = cv2.aruco.DetectorParameters()
+    params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_NONE  # refined below, on the larger image
+    params.adaptiveThreshWinSizeMin = 5
+    params.adaptiveThreshWinSizeMax = 35
+    params.adaptiveThreshWinSizeStep = 10
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(code), params)
+
+
+def detect_markers(gray: np.ndarray, dictionary: str, long_side: int | None = DETECT_LONG_SIDE
+                   ) -> dict[int, np.ndarray]:
+    """Marker id -> its four corners (4, 2) float32 in `gray` pixels, in the marker's own TL, TR, BR, BL.
+
+    Searched on a copy downscaled to `long_side` (None: full size, for small markers far away).
+    """
+    h, w = gray.shape
+    f = min(1.0, long_side / max(h, w)) if long_side else 1.0
+    small = cv2.resize(gray, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) if f < 1 else gray
+    corners, ids, _ = _detector(dictionary).detectMarkers(small)
+    found: dict[int, np.ndarray] = {}
+    if ids is None:
+        return found
+    win = max(2, round(1.5 / f))
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
+    for c, i in zip(corners, ids.ravel(), strict=True):
+        pts = (c.reshape(4, 2) / f).astype(np.float32)
+        if f < 1:
+            pts = cv2.cornerSubPix(gray, pts.reshape(-1, 1, 2), (win, win), (-1, -1), crit).reshape(4, 2)
+        # Keep the largest detection per id (a marker printed elsewhere in view is smaller or absent).
+        if int(i) not in found or cv2.contourArea(pts) > cv2.contourArea(found[int(i)]):
+            found[int(i)] = pts
+    return found
+
+
+def marker_page_corners(markers: Markers, marker_id: int) -> np.ndarray:
+    """The four corners (mm) of a marker's black square on the page, TL, TR, BR, BL."""
+    item = next(m for m in markers.items if m.id == marker_id)
+    s = markers.size_mm
+    return np.array([[item.x_mm, item.y_mm], [item.x_mm + s, item.y_mm], [item.x_mm + s, item.y_mm + s],
+                     [item.x_mm, item.y_mm + s]], np.float32)
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    #: Homography mapping page millimetres to working-image pixels.
+    H: np.ndarray
+    #: Mean reprojection error of the marker corners, in mm.
+    error_mm: float
+    #: Working-image pixels per page millimetre at the page centre.
+    px_per_mm: float
+
+    def to_image(self, pts_mm: np.ndarray) -> np.ndarray:
+        return cv2.perspectiveTransform(np.asarray(pts_mm, np.float64).reshape(-1, 1, 2), self.H).reshape(-1, 2)
+
+
+def page_geometry(markers: Markers, found: dict[int, np.ndarray], page_w: float, page_h: float
+                  ) -> PageGeometry | None:
+    """Homography from the markers found (needs all four for a trusted fit); None when impossible."""
+    ids = [m.id for m in markers.items if m.id in found]
+    if len(ids) < 3:
+        return None
+    src = np.concatenate([marker_page_corners(markers, i) for i in ids])
+    dst = np.concatenate([found[i] for i in ids])
+    H, _ = cv2.findHomography(src, dst, 0)
+    if H is None:
+        return None
+    Hinv = np.linalg.inv(H)
+    back = cv2.perspectiveTransform(dst.reshape(-1, 1, 2).astype(np.float64), Hinv).reshape(-1, 2)
+    err = float(np.mean(np.linalg.norm(back - src, axis=1)))
+    c = np.array([[page_w / 2, page_h / 2], [page_w / 2 + 1, page_h / 2], [page_w / 2, page_h / 2 + 1]])
+    p = cv2.perspectiveTransform(c.reshape(-1, 1, 2), H).reshape(-1, 2)
+    ppm = float(np.sqrt(abs(np.cross(p[1] - p[0], p[2] - p[0]))))
+    return PageGeometry(H=H, error_mm=err, px_per_mm=ppm)
+
+
+def warp_region(gray: np.ndarray, geom: PageGeometry, x_mm: float, y_mm: float, w_mm: float, h_mm: float,
+                px_per_mm: float) -> np.ndarray:
+    """The page rectangle (mm) rectified at `px_per_mm`, sampled from the photo (nothing else is warped)."""
+    out_w, out_h = max(1, round(w_mm * px_per_mm)), max(1, round(h_mm * px_per_mm))
+    # output pixel centre (u + .5) / ppm + x  -> page mm -> image
+    s = 1.0 / px_per_mm
+    A = np.array([[s, 0, x_mm + 0.5 * s], [0, s, y_mm + 0.5 * s], [0, 0, 1]], np.float64)
+    M = geom.H @ A
+    # image pixel centres are at integer coordinates in OpenCV's remap convention
+    return cv2.warpPerspective(gray, M, (out_w, out_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE)

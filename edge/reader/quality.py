@@ -1,0 +1,64 @@
+"""Capture-quality measurements for the gate that runs before any digit is read.
+
+Each is a number with a threshold, calibrated on generated captures (clean/normal/hard photos must pass,
+the bad captures of `tpskit.sheets.bad_captures` must fail); `bench/read.py` reports both sides.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: Brightest 5 % of the frame below this (of 255) means the lamp is off or the lens is covered.
+DARK_FRAME_P95 = 70.0
+#: Paper (median of the sheet) below this means the sheet is too dark to read.
+DARK_PAPER = 75.0
+#: Edge sharpness of the corner markers (see `edge_sharpness`) below this is out of focus.
+MIN_SHARPNESS = 0.16
+#: Full-resolution pixels per mm below this leave too few pixels per digit stroke.
+MIN_FULLRES_PX_PER_MM = 5.2
+#: Sampling density for the focus and glare measurements.
+GATE_PX_PER_MM = 3.0
+#: A pixel brighter than the paper by this much, and near saturation, is specular glare.
+GLARE_ABOVE_PAPER = 18.0
+GLARE_MIN_LEVEL = 245.0
+#: Fraction of one digit box covered by glare that makes it unreadable.
+GLARE_BOX_FRACTION = 0.12
+
+
+def small_copy(gray: np.ndarray, long_side: int = 512) -> np.ndarray:
+    h, w = gray.shape
+    f = long_side / max(h, w)
+    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def frame_too_dark(small: np.ndarray) -> bool:
+    return float(np.percentile(small, 95)) < DARK_FRAME_P95
+
+
+def edge_sharpness(patch: np.ndarray) -> float:
+    """Steepest edges relative to the contrast, on a patch rectified at GATE_PX_PER_MM.
+
+    About 0.5 for a crisp black/white edge, falling towards 0 as defocus or motion widens the edge;
+    independent of exposure because it is divided by the patch's own contrast.
+    """
+    p = patch.astype(np.float32)
+    lo, hi = np.percentile(p, [5, 95])
+    contrast = float(hi - lo)
+    if contrast < 20.0:
+        return 0.0
+    gx = cv2.Sobel(p, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(p, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    mag = cv2.magnitude(gx, gy)
+    return float(np.percentile(mag, 98)) / contrast
+
+
+def frame_sharpness(small: np.ndarray) -> float:
+    """The same measure over the whole (downscaled) frame: used when no marker was found."""
+    return edge_sharpness(small)
+
+
+def glare_mask(page: np.ndarray) -> np.ndarray:
+    """Specular highlights on a page rectified at GATE_PX_PER_MM: near-saturated and above the paper."""
+    paper = float(np.median(page))
+    return (page >= max(GLARE_MIN_LEVEL, paper + GLARE_ABOVE_PAPER)).astype(np.uint8)

@@ -1,0 +1,165 @@
+"""The form's arithmetic as error correction.
+
+A field is a suspect when its own reading is not confident, when digits and bubbles disagree, or when it
+takes part in a check that fails (a closed 5 can read as 6 at p = 0.9999). Suspects and the fields they
+share a check with become variables; every combination of their candidate values that satisfies all
+checks and bounds is weighed by likelihood. The best combination is adopted only when it is far more
+likely than the runner-up (`margin`): a combination that merely balances the sums (71 + 26 read as
+21 + 76) is no proof. The search is exact within a node budget; past it nothing is adopted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tpskit.forms import Check
+
+DEFAULT_MARGIN = 1e4
+DEFAULT_NODE_BUDGET = 200_000
+
+
+@dataclass
+class FieldEvidence:
+    name: str
+    #: Largest value allowed: the boxes' capacity, max_value, or the TPS's registered voters.
+    upper: int
+    #: Log-likelihood of any value, from the field's own readings.
+    log_likelihood: Callable[[int], float]
+    #: Candidate values, best first (may be empty for a field where nothing legible was written).
+    candidates: list[int]
+    #: Whether the field's own reading is trustworthy alone (confident, and digits agree with bubbles).
+    trusted: bool
+
+
+@dataclass
+class Resolution:
+    #: Values after resolution (the top readings where nothing was adopted).
+    values: dict[str, int | None]
+    #: Variables of the search: fields that the checks decided (or failed to decide).
+    variables: set[str] = field(default_factory=set)
+    adopted: bool = False
+    #: log(best / runner-up); +inf when only one combination satisfies the checks.
+    log_margin: float = 0.0
+    solutions_found: int = 0
+    budget_exhausted: bool = False
+
+    def posterior(self) -> float:
+        """Probability of the adopted combination among those found (1 - 1/margin, roughly)."""
+        if not self.adopted:
+            return 0.0
+        return 1.0 / (1.0 + math.exp(-self.log_margin)) if math.isfinite(self.log_margin) else 1.0
+
+
+def check_holds(check: Check, values: Mapping[str, int | None]) -> bool:
+    if any(values.get(n) is None for n in check.fields):
+        return False
+    return check.holds(values)  # type: ignore[arg-type]
+
+
+def _implied(check: Check, target: str, values: Mapping[str, int | None]) -> int | None:
+    """The value of `target` that makes an equality check hold, the other fields as given."""
+    if check.relation != "equals" or any(values.get(n) is None for n in check.fields if n != target):
+        return None
+    left = sum(values[n] for n in check.sum if n != target)  # type: ignore[misc]
+    right = sum(values[n] for n in check.rhs if n != target)  # type: ignore[misc]
+    in_sum, in_rhs = check.sum.count(target), check.rhs.count(target)
+    if in_sum == in_rhs:
+        return None
+    # left + in_sum*x == right + in_rhs*x
+    num, den = right - left, in_sum - in_rhs
+    return num // den if num % den == 0 else None
+
+
+def resolve(
+    evidence: Mapping[str, FieldEvidence],
+    checks: Sequence[Check],
+    margin: float = DEFAULT_MARGIN,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+) -> Resolution:
+    top: dict[str, int | None] = {n: (e.candidates[0] if e.candidates else None) for n, e in evidence.items()}
+    failing = [c for c in checks if not check_holds(c, top)]
+    out_of_bounds = {n for n, v in top.items() if v is not None and v > evidence[n].upper}
+    suspects = {n for n, e in evidence.items() if not e.trusted} | out_of_bounds
+    suspects |= {n for c in failing for n in c.fields}
+    if not suspects:
+        return Resolution(values=top)
+
+    variables = set(suspects)
+    for c in checks:
+        if variables.intersection(c.fields):
+            variables.update(c.fields)
+
+    # Candidate values: each field's own best readings plus what each check implies for it, so that a
+    # single misread field is always explained, however confident the model was.
+    cands: dict[str, list[int]] = {}
+    for n in variables:
+        vals = list(evidence[n].candidates)
+        for c in checks:
+            if n in c.fields:
+                v = _implied(c, n, top)
+                if v is not None:
+                    vals.append(v)
+        seen: set[int] = set()
+        ok = [v for v in vals if 0 <= v <= evidence[n].upper and not (v in seen or seen.add(v))]
+        scored = sorted(((evidence[n].log_likelihood(v), v) for v in ok), reverse=True)
+        cands[n] = [v for _, v in scored]
+    ll = {n: {v: evidence[n].log_likelihood(v) for v in cands[n]} for n in variables}
+
+    # Assign the most constrained variables first so checks close early and prune.
+    order = sorted(variables, key=lambda n: (len(cands[n]), n))
+    position = {n: i for i, n in enumerate(order)}
+    fixed = {n: v for n, v in top.items() if n not in variables}
+    # A check is tested as soon as its last variable is assigned.
+    closes_at: dict[int, list[Check]] = {}
+    for c in checks:
+        vs = [position[n] for n in c.fields if n in position]
+        if vs:
+            closes_at.setdefault(max(vs), []).append(c)
+        elif not check_holds(c, fixed):
+            return Resolution(values=top, variables=variables)  # fails among trusted fields alone
+    best_rest = [0.0] * (len(order) + 1)
+    for i in range(len(order) - 1, -1, -1):
+        head = max(ll[order[i]].values(), default=-math.inf)
+        best_rest[i] = best_rest[i + 1] + head
+
+    found: list[tuple[float, dict[str, int]]] = []  # the two best, best first
+    nodes = 0
+    current: dict[str, int | None] = dict(fixed)
+
+    def second_best() -> float:
+        return found[1][0] if len(found) > 1 else -math.inf
+
+    def search(i: int, score: float) -> bool:
+        nonlocal nodes
+        if i == len(order):
+            found.append((score, {n: current[n] for n in order}))  # type: ignore[misc]
+            found.sort(key=lambda s: -s[0])
+            del found[2:]
+            return True
+        name = order[i]
+        for v in cands[name]:
+            nodes += 1
+            if nodes > node_budget:
+                return False
+            s = score + ll[name][v]
+            if s + best_rest[i + 1] <= second_best():
+                break  # candidates are sorted: no later one can do better
+            current[name] = v
+            if all(check_holds(c, current) for c in closes_at.get(i, ())) and not search(i + 1, s):
+                return False
+        current.pop(name, None)
+        return True
+
+    complete = search(0, 0.0)
+    res = Resolution(values=top, variables=variables, solutions_found=len(found),
+                     budget_exhausted=not complete)
+    if not complete or not found:
+        return res
+    best_score, best = found[0]
+    res.log_margin = best_score - found[1][0] if len(found) > 1 else math.inf
+    if res.log_margin >= math.log(margin):
+        res.values = {**top, **best}
+        res.adopted = True
+    return res

@@ -1,0 +1,108 @@
+"""Field values from box probabilities: the officers' habits and the arithmetic as error correction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tpskit.edge.reader.resolve import FieldEvidence, resolve
+from tpskit.edge.reader.types import EMPTY
+from tpskit.edge.reader.values import field_candidates, pattern_value, value_log_likelihood
+from tpskit.forms import Check
+
+
+def boxes(*classes: int | None, p: float = 0.999, alt: dict[int, tuple[int | None, float]] | None = None
+          ) -> np.ndarray:
+    """Probabilities for boxes whose best class is given (None = empty), with optional runner-ups."""
+    out = np.full((len(classes), 11), (1 - p) / 10)
+    for i, c in enumerate(classes):
+        out[i, EMPTY if c is None else c] = p
+        if alt and i in alt:
+            a, pa = alt[i]
+            out[i, :] = (1 - p - pa) / 9
+            out[i, EMPTY if c is None else c] = p
+            out[i, EMPTY if a is None else a] = pa
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def test_leading_blank_zero_dash_and_x_all_mean_the_same_value():
+    assert pattern_value((EMPTY, EMPTY, 7)) == 7
+    assert pattern_value((EMPTY, 0, 7)) == 7
+    assert pattern_value((0, 0, 7)) == 7
+    assert pattern_value((EMPTY, EMPTY, 0)) == 0
+    assert pattern_value((0, 0, 0)) == 0
+
+
+def test_blank_field_and_digit_before_a_blank_box_are_not_values():
+    assert pattern_value((EMPTY, EMPTY, EMPTY)) is None
+    assert pattern_value((EMPTY, 7, EMPTY)) is None
+    assert pattern_value((1, EMPTY, 5)) is None
+
+
+def test_probability_of_a_value_sums_over_the_ways_to_write_it():
+    probs = boxes(None, 0, 7)
+    probs[0, 0] = probs[0, EMPTY] = 0.5  # the first box is as likely "0" as blank: both mean 7
+    probs[0] /= probs[0].sum()
+    assert field_candidates(probs)[0].value == 7
+    assert math.exp(value_log_likelihood(probs, 7)) > 0.99
+
+
+def test_field_candidates_include_the_runner_up_digit():
+    probs = boxes(None, 5, 3, alt={1: (6, 0.3)}, p=0.69)
+    values = [c.value for c in field_candidates(probs)]
+    assert values[:2] == [53, 63]
+
+
+def _evidence(name: str, probs: np.ndarray, trusted_at: float = 0.995, upper: int = 999) -> FieldEvidence:
+    cands = field_candidates(probs)
+    return FieldEvidence(name=name, upper=upper, log_likelihood=lambda v, p=probs: value_log_likelihood(p, v),
+                         candidates=[c.value for c in cands],
+                         trusted=math.exp(cands[0].log_likelihood) >= trusted_at)
+
+
+SUM = Check(id="sum", sum=("a", "b"), equals=("total",))
+
+
+def test_confident_misread_in_a_failing_check_is_resolved_by_checks():
+    # A closed 5 read as 6 at p = 0.9999: "165" where the sheet says 155; the total proves it.
+    a = boxes(1, 6, 5, alt={1: (5, 1e-4)}, p=0.9999 - 1e-4)
+    # The other fields are read firmly (runner-ups at 1e-9 each), as a good model reads clean digits.
+    sure = 1 - 1e-8
+    ev = {"a": _evidence("a", a), "b": _evidence("b", boxes(None, 4, 5, p=sure)),
+          "total": _evidence("total", boxes(2, 0, 0, p=sure))}
+    res = resolve(ev, [SUM])
+    assert res.adopted
+    assert res.values == {"a": 155, "b": 45, "total": 200}
+
+
+def test_swap_that_merely_balances_the_sum_is_not_adopted():
+    # 71 + 26 = 97, but 21 + 76 = 97 too: with the tens digits unsure, neither combination is proof.
+    a = boxes(None, 7, 1, alt={1: (2, 0.45)}, p=0.55)
+    b = boxes(None, 2, 6, alt={1: (7, 0.45)}, p=0.55)
+    ev = {"a": _evidence("a", a), "b": _evidence("b", b), "total": _evidence("total", boxes(None, 9, 7))}
+    res = resolve(ev, [SUM])
+    assert not res.adopted
+    assert res.log_margin < math.log(1e4)
+
+
+def test_check_failing_with_no_plausible_fix_adopts_nothing():
+    ev = {"a": _evidence("a", boxes(None, 5, 0)), "b": _evidence("b", boxes(None, 5, 0)),
+          "total": _evidence("total", boxes(None, 9, 0))}
+    res = resolve(ev, [SUM])
+    assert not res.adopted
+    assert res.values["total"] == 90  # top readings are kept for the officer to correct
+
+
+def test_value_above_its_bound_is_never_adopted():
+    ev = {"a": _evidence("a", boxes(3, 5, 0), upper=300), "b": _evidence("b", boxes(None, None, 0)),
+          "total": _evidence("total", boxes(3, 5, 0))}
+    res = resolve(ev, [SUM])
+    assert not (res.adopted and res.values["a"] > 300)
+
+
+def test_all_confident_and_consistent_needs_no_search():
+    ev = {"a": _evidence("a", boxes(1, 5, 5)), "b": _evidence("b", boxes(None, 4, 5)),
+          "total": _evidence("total", boxes(2, 0, 0))}
+    res = resolve(ev, [SUM])
+    assert res.variables == set() and res.values["a"] == 155
