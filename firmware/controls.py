@@ -228,6 +228,8 @@ class _PatternDriver:
         self._cond = threading.Condition()
         self._stop = False
         self._written: dict[str, bool] = {}
+        self._requested = 0  # bumped on every change; the thread reports what it has applied
+        self._applied = -1
         self._thread = threading.Thread(target=self._run, name="tpskit-leds", daemon=True)
 
     def _start_thread(self) -> None:
@@ -243,7 +245,8 @@ class _PatternDriver:
     def set_leds(self, green: Blink, amber: Blink, red: Blink) -> None:
         with self._cond:
             self._leds = Leds(Blink(green), Blink(amber), Blink(red))
-            self._cond.notify()
+            self._requested += 1
+            self._cond.notify_all()
 
     def beep(self, pattern: Beep) -> None:
         now = time.monotonic()
@@ -253,7 +256,8 @@ class _PatternDriver:
             steps.append((i % 2 == 0, t))
         with self._cond:
             self._beep_steps = steps  # a new beep replaces one still sounding
-            self._cond.notify()
+            self._requested += 1
+            self._cond.notify_all()
 
     def signal(self, sig: Signal) -> None:
         spec = SIGNALS[sig]
@@ -273,7 +277,7 @@ class _PatternDriver:
             with self._cond:
                 if self._stop:
                     return
-                leds, now = self._leds, time.monotonic()
+                leds, now, generation = self._leds, time.monotonic(), self._requested
                 while self._beep_steps and self._beep_steps[0][1] <= now:
                     self._beep_steps.pop(0)
                 buzzer = bool(self._beep_steps) and self._beep_steps[0][0]
@@ -282,10 +286,19 @@ class _PatternDriver:
                 self._set_output(name, _lit(state, now))
             self._set_output("buzzer", buzzer)
             with self._cond:
+                self._applied = generation
+                self._cond.notify_all()
                 if self._stop:
                     return
                 # Sleep until something changes, or the next tick while blinking or beeping.
-                self._cond.wait(self.TICK_S if (blinking or self._beep_steps) else None)
+                if self._requested == generation:
+                    self._cond.wait(self.TICK_S if (blinking or self._beep_steps) else None)
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until the outputs reflect the last set_leds/beep (tests use it instead of sleeping)."""
+        with self._cond:
+            target = self._requested
+            return self._cond.wait_for(lambda: self._applied >= target or self._stop, timeout)
 
     def _set_output(self, name: str, on: bool) -> None:
         if self._written.get(name) != on:
