@@ -297,6 +297,8 @@ class SimulatedCamera:
         self._status = CameraStatus("error", "camera not started")
         self.captures = 0  # successful captures, for tests and benches
         self.opens = 0  # times started, so tests can see the re-open of a retry
+        self.last_truth: dict[str, Any] | None = None  # render mode: what the last rendered sheet says
+        self._render_ctx: tuple[Any, Any] | None = None
 
     @property
     def folder(self) -> Path | None:
@@ -355,16 +357,33 @@ class SimulatedCamera:
 
     def _render(self) -> bytes:
         try:
-            from tpskit.sheets import camera as sheet_camera
-            from tpskit.sheets import fill as sheet_fill
+            import numpy as np
+
+            from tpskit.forms import load_templates
+            from tpskit.sheets.camera import photograph
+            from tpskit.sheets.digits_data import load_split
+            from tpskit.sheets.fill import fill_sheet, random_result
         except ImportError as e:
             raise CameraError("error", 'Simulated camera source "render" needs tpskit.sheets, which is not '
                                        "in this build; use a folder of photos as source.") from e
-        import random
-
-        rng = random.Random(self.sim.seed + self.captures)
-        page = sheet_fill.fill_sheet(self.sim.template, tps=self.sim.tps, rng=rng)  # type: ignore[call-arg]
-        return sheet_camera.photograph(page, rng, self.sim.severity)
+        if self._render_ctx is None:
+            templates = load_templates()
+            template = templates.get(self.sim.template) or next(
+                (t for t in templates.values() if t.id == self.sim.template), None)
+            if template is None:
+                raise CameraError("error", f"camera.simulated.template {self.sim.template!r} is not a known "
+                                           f"template; known: {sorted(t.id for t in templates.values())}")
+            try:
+                split = load_split()
+            except RuntimeError as e:  # DigitsDataError: the handwriting file is missing
+                raise CameraError("error", f"cannot render sheets: {e}") from e
+            self._render_ctx = (template, (split.val_images, split.val_labels))
+        template, digits = self._render_ctx
+        rng = np.random.default_rng([self.sim.seed, self.captures])
+        values = random_result(template, rng)
+        sheet = fill_sheet(template, self.sim.tps, values, rng, digits, severity=self.sim.severity)
+        self.last_truth = sheet.truth  # what was written, for tests and benches to score against
+        return photograph(sheet.page, rng, self.sim.severity)
 
     def capture_jpeg(self) -> bytes:
         with self._lock:

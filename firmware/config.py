@@ -43,10 +43,11 @@ class SimulatedCameraConfig(_Strict):
         title="Template to render",
         description='Form template id rendered in "render" mode.',
     )
-    tps: str | None = Field(
-        None,
+    tps: str = Field(
+        "3171010001001",
+        pattern=r"^\d{13}$",
         title="TPS printed on rendered sheets",
-        description='TPS code printed in the QR of rendered sheets; none uses the kit\'s own TPS.',
+        description="13-digit TPS code printed in the QR of rendered sheets (use the kit's own TPS).",
     )
     severity: float = Field(
         0.3,
