@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,3 +187,24 @@ def test_gpio_setup_failure_says_what_to_check_and_releases_the_pins(
     with pytest.raises(RuntimeError, match="gpio group"):
         make_controls(ControlsConfig())
     assert fake_gpio.calls[-1][0] == "cleanup"
+
+
+def test_fault_light_holds_the_fault_signal_until_systemd_stops_it(tmp_path: Path) -> None:
+    sock = tmp_path / "fault.sock"
+    kit = tmp_path / "kit.toml"
+    kit.write_text(f'[controls]\nbackend = "simulated"\nsimulated_socket = "{sock}"\n[camera]\nbogus = 1\n')
+    proc = subprocess.Popen([sys.executable, "-m", "tpskit.firmware.fault_light", "--config", str(kit)])
+    try:
+        deadline = time.monotonic() + 20
+        state = None
+        while time.monotonic() < deadline and proc.poll() is None:  # wait for the socket, not a fixed time
+            try:
+                state = sim_client.state(sock)
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert state is not None and state["signal"] == "fault" and state["leds"]["red"] == "on"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert not sock.exists()
