@@ -151,7 +151,8 @@ def readme_table() -> str:
     for sig, spec in SIGNALS.items():
         leds = ("unchanged",) * 3 if spec.leds is None else (spec.leds.green, spec.leds.amber, spec.leds.red)
         ms = "/".join(str(d) for d in BEEPS[spec.beep])
-        beep = f"{spec.beep} ({ms} ms on/off)" if spec.beep != Beep.NONE else "-"
+        unit = "ms" if len(BEEPS[spec.beep]) == 1 else "ms on/off"
+        beep = f"{spec.beep} ({ms} {unit})" if spec.beep != Beep.NONE else "-"
         rows.append(f"| {sig.value} | {leds[0]} | {leds[1]} | {leds[2]} | {beep} | {spec.meaning} |")
     return "\n".join(rows)
 
