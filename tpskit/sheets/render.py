@@ -10,6 +10,7 @@ crops exactly the template square still finds a quiet zone.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import cv2
@@ -160,3 +161,17 @@ def _render_gray(template: Template, tps: str, ppm: float) -> np.ndarray:
             for digit, (cx, cy) in enumerate(row):
                 draw.text((cx * ppm, cy * ppm), str(digit), fill=BUBBLE_DIGIT_GREY, font=font, anchor="mm")
     return np.asarray(pil).copy()
+
+
+def stamp_qr(page: np.ndarray, template: Template, tps: str, px_per_mm: float) -> None:
+    """Replace the QR code printed on a (float32 BGR) page by the one of another TPS, in place."""
+    check_tps(tps)
+    q = template.qr
+    margin = q.size_mm * QR_QUIET_OUTSIDE / (qr_matrix(template.qr_text(tps)).shape[0] + 2 * QR_QUIET_INSIDE)
+    x0, y0 = math.floor((q.x_mm - margin) * px_per_mm), math.floor((q.y_mm - margin) * px_per_mm)
+    x1 = math.ceil((q.x_mm + q.size_mm + margin) * px_per_mm)
+    y1 = math.ceil((q.y_mm + q.size_mm + margin) * px_per_mm)
+    w, h = page_size_px(template, px_per_mm)
+    patch = np.full((h, w), 255, np.uint8)
+    _draw_qr(patch, template.qr_text(tps), q.x_mm, q.y_mm, q.size_mm, px_per_mm)
+    page[y0:y1, x0:x1] = (patch[y0:y1, x0:x1].astype(np.float32) / 255.0)[..., None]

@@ -1,0 +1,297 @@
+"""Photos the reader's quality gate must refuse, one function per reason, each a 12 MP JPEG of a filled sheet.
+
+`BAD_CAPTURES` is keyed by the reason id the reader reports. Every function takes the `FilledSheet` (which
+knows its template, TPS and scale) and a random generator, and returns JPEG bytes; the rest of the photo is
+an ordinary capture at `severity`, so the only thing wrong is the named failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from tpskit.forms import Template
+from tpskit.sheets.camera import FRAME_SIZE, SeverityName, sample_shot, shoot
+from tpskit.sheets.fill import FilledSheet
+from tpskit.sheets.render import render_blank, stamp_qr
+
+Corner = Literal["top-left", "top-right", "bottom-right", "bottom-left"]
+CORNERS: tuple[Corner, ...] = ("top-left", "top-right", "bottom-right", "bottom-left")
+_SKIN_BGR = ((80, 120, 170), (60, 95, 140), (100, 140, 200), (45, 70, 110), (90, 125, 180))
+_SLEEVE_BGR = ((120, 60, 30), (40, 40, 40), (200, 200, 200), (40, 60, 120), (90, 110, 60))
+
+
+def _to_frame(hom: np.ndarray, pts_px: np.ndarray) -> np.ndarray:
+    p = cv2.perspectiveTransform(np.asarray(pts_px, np.float64).reshape(-1, 1, 2), hom)
+    return p.reshape(-1, 2)
+
+
+def _frame_px_per_mm(hom: np.ndarray, at_mm: tuple[float, float], ppm: float) -> float:
+    x, y = at_mm
+    p = _to_frame(hom, np.array([[x, y], [x + 1, y], [x, y + 1]]) * ppm)
+    return float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(p[2] - p[0])) / 2)
+
+
+def _hand_polygons(template: Template, corner: Corner, rng: np.random.Generator) -> list[
+    tuple[np.ndarray, bool]
+]:
+    """A hand reaching in from the page's nearest side edge and resting over one marker, in page mm.
+
+    Returns (polygon, is_sleeve) pairs. Fingers run along the page's x axis so the hand covers the marker
+    and its quiet zone without reaching the QR code or the digit boxes.
+    """
+    m = template.markers
+    item = m.by_corner(corner)
+    mx, my = item.x_mm + m.size_mm / 2, item.y_mm + m.size_mm / 2
+    sx = 1.0 if mx > template.page.width_mm / 2 else -1.0  # the hand comes from this side
+    tilt = math.radians(rng.uniform(-6, 6))
+    c, s = math.cos(tilt), math.sin(tilt)
+
+    def place(pts: np.ndarray) -> np.ndarray:  # local (along-arm u, across v) -> page mm
+        u, v = pts[:, 0] * sx, pts[:, 1]
+        return np.column_stack([mx + u * c - v * s, my + u * s + v * c])
+
+    half = m.size_mm / 2 + 2.0
+    polys: list[tuple[np.ndarray, bool]] = []
+    finger_w = m.size_mm * 0.36
+    offsets = np.linspace(-1.5, 1.5, 4) * finger_w * 1.02
+    for k, off in enumerate(offsets):
+        tip = -(half + rng.uniform(1.0, 4.0) + (2.5 if k in (1, 2) else 0.0))
+        r = finger_w / 2
+        tip_arc = np.linspace(math.pi / 2, 3 * math.pi / 2, 12)  # round fingertip, facing -u
+        base_arc = np.linspace(-math.pi / 2, math.pi / 2, 12)
+        pts = np.vstack([
+            np.column_stack([tip + r * np.cos(tip_arc), off + r * np.sin(tip_arc)]),
+            np.column_stack([20.0 + r * np.cos(base_arc), off + r * np.sin(base_arc)]),
+        ])
+        polys.append((place(pts), False))
+    ang = np.linspace(0, 2 * math.pi, 40, endpoint=False)
+    palm = np.column_stack([half + 16.0 + 17.0 * np.cos(ang), 14.0 * np.sin(ang)])
+    polys.append((place(palm), False))
+    wrist = np.array([[half + 26.0, -12.0], [half + 60.0, -13.0], [half + 60.0, 13.0], [half + 26.0, 12.0]])
+    polys.append((place(wrist), False))
+    sleeve = np.array([[half + 58.0, -17.0], [half + 400.0, -22.0], [half + 400.0, 22.0], [half + 58.0, 17.0]])
+    polys.append((place(sleeve), True))
+    return polys
+
+
+def _paint_hand(frame: np.ndarray, polys_frame: list[tuple[np.ndarray, bool]], rng: np.random.Generator,
+                soft_px: float) -> None:
+    """Soft-edged, shaded hand and sleeve with a faint cast shadow, painted in place."""
+    h, w = frame.shape[:2]
+    allp = np.vstack([p for p, _ in polys_frame])
+    pad = int(soft_px * 8) + 4
+    x0, y0 = max(0, int(allp[:, 0].min()) - pad), max(0, int(allp[:, 1].min()) - pad)
+    x1, y1 = min(w, int(allp[:, 0].max()) + pad), min(h, int(allp[:, 1].max()) + pad)
+    if x1 <= x0 or y1 <= y0:
+        return
+    roi = frame[y0:y1, x0:x1].astype(np.float32)
+    skin_mask = np.zeros(roi.shape[:2], np.uint8)
+    sleeve_mask = np.zeros(roi.shape[:2], np.uint8)
+    for p, is_sleeve in polys_frame:
+        q = np.round((p - (x0, y0)) * 16).astype(np.int32)
+        cv2.fillPoly(sleeve_mask if is_sleeve else skin_mask, [q], 255, cv2.LINE_AA, 4)
+    skin_a = cv2.GaussianBlur(skin_mask, (0, 0), soft_px).astype(np.float32) / 255.0
+    sleeve_a = cv2.GaussianBlur(sleeve_mask, (0, 0), soft_px).astype(np.float32) / 255.0
+    union = np.maximum(skin_a, sleeve_a)
+    # Cast shadow: the union, shifted and blurred, darkens what lies under it.
+    shift = np.float32([[1, 0, soft_px * 6], [0, 1, soft_px * 6]])
+    shadow = cv2.warpAffine(union, shift, (union.shape[1], union.shape[0]))
+    shadow = cv2.GaussianBlur(shadow, (0, 0), soft_px * 6)
+    roi *= (1.0 - 0.45 * shadow)[..., None]
+    # Shading across the hand: brighter towards one side, with mottling.
+    yy, xx = np.mgrid[0:roi.shape[0], 0:roi.shape[1]].astype(np.float32)
+    shade = 0.85 + 0.25 * (xx / max(1, roi.shape[1]) * 0.6 + yy / max(1, roi.shape[0]) * 0.4)
+    skin = np.asarray(_SKIN_BGR[int(rng.integers(len(_SKIN_BGR)))], np.float32) * rng.uniform(0.9, 1.1)
+    sleeve = np.asarray(_SLEEVE_BGR[int(rng.integers(len(_SLEEVE_BGR)))], np.float32)
+    for colour, a in ((sleeve, sleeve_a), (skin, skin_a)):
+        layer = colour[None, None, :] * shade[..., None]
+        roi = roi * (1.0 - a[..., None]) + layer * a[..., None]
+    frame[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
+
+
+def covered_corner(sheet: FilledSheet, rng: np.random.Generator, corner: Corner = "bottom-right", *,
+                   severity: SeverityName = "normal", size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """A hand (or sleeve) resting on the sheet over the marker of one named corner."""
+    if corner not in CORNERS:
+        raise ValueError(f"corner must be one of {CORNERS}, got {corner!r}")
+    ppm = sheet.px_per_mm
+    polys_mm = _hand_polygons(sheet.template, corner, rng)
+
+    def hook(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
+        polys = [(_to_frame(hom, p * ppm), sl) for p, sl in polys_mm]
+        soft = max(1.0, 0.25 * _frame_px_per_mm(hom, (100, 150), ppm))
+        _paint_hand(frame, polys, rng, soft)
+
+    return shoot(sheet.page, sample_shot(rng, severity, size), rng, before_light=hook).jpeg
+
+
+def out_of_focus(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                 size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """The lens focused far from the sheet: strokes smear to about a millimetre."""
+    shot = replace(sample_shot(rng, severity, size), blur_sigma=float(rng.uniform(9.0, 14.0)))
+    return shoot(sheet.page, shot, rng).jpeg
+
+
+def too_dark(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+             size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """Underexposed: the lamp is off; paper comes out near black and noisy."""
+    base = sample_shot(rng, severity, size)
+    shot = replace(base, exposure=float(rng.uniform(0.07, 0.13)), noise_sigma=base.noise_sigma + 1.5)
+    return shoot(sheet.page, shot, rng).jpeg
+
+
+def glare(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+          size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """A bright specular reflection of the lamp, saturated in its core, over a group of digit boxes."""
+    t, ppm = sheet.template, sheet.px_per_mm
+    f = t.fields[int(rng.integers(len(t.fields)))]
+    xs = [b.x_mm for b in f.boxes] + [b.x_mm + b.w_mm for b in f.boxes]
+    ys = [b.y_mm for b in f.boxes] + [b.y_mm + b.h_mm for b in f.boxes]
+    centre_mm = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+
+    def hook(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
+        c = _to_frame(hom, np.array([centre_mm]) * ppm)[0]
+        s = _frame_px_per_mm(hom, centre_mm, ppm)
+        rx, ry = rng.uniform(30, 42) * s, rng.uniform(18, 26) * s
+        ang = rng.uniform(0, math.pi)
+        r = 2.6 * max(rx, ry)
+        h, w = frame.shape[:2]
+        x0, y0 = max(0, int(c[0] - r)), max(0, int(c[1] - r))
+        x1, y1 = min(w, int(c[0] + r)), min(h, int(c[1] + r))
+        if x1 <= x0 or y1 <= y0:
+            return
+        k = 4  # the blob is smooth: compute it at quarter resolution
+        yy, xx = np.mgrid[y0:y1:k, x0:x1:k].astype(np.float32)
+        dx, dy = xx - c[0], yy - c[1]
+        u = (dx * math.cos(ang) + dy * math.sin(ang)) / rx
+        v = (-dx * math.sin(ang) + dy * math.cos(ang)) / ry
+        g = np.clip(1.5 * np.exp(-(u * u + v * v)), 0.0, 1.0)
+        g = cv2.resize(g, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        roi = frame[y0:y1, x0:x1]
+        lift = cv2.multiply(cv2.subtract(np.full_like(roi, 255), roi), cv2.merge([g, g, g]), dtype=cv2.CV_8U)
+        frame[y0:y1, x0:x1] = cv2.add(roi, lift)
+
+    return shoot(sheet.page, sample_shot(rng, severity, size), rng, after_light=hook).jpeg
+
+
+def no_sheet(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+             size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """The desk under the camera, with no sheet on it."""
+    return shoot(None, sample_shot(rng, severity, size), rng).jpeg
+
+
+def sheet_too_small(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                    size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """The sheet far from the camera (or a smaller print): about 15-25 % of the frame's area."""
+    shot = replace(sample_shot(rng, severity, size), fill=float(rng.uniform(0.40, 0.50)))
+    return shoot(sheet.page, shot, rng).jpeg
+
+
+def _qr_decodes(page: np.ndarray, template: Template, ppm: float) -> bool:
+    """Whether OpenCV still decodes the QR from the page region (at 5 px/mm, as a reader would see it)."""
+    q = template.qr
+    m = 6.0
+    x0, y0 = max(0, int((q.x_mm - m) * ppm)), max(0, int((q.y_mm - m) * ppm))
+    x1, y1 = int((q.x_mm + q.size_mm + m) * ppm), int((q.y_mm + q.size_mm + m) * ppm)
+    crop = np.clip(page[y0:y1, x0:x1] * 255, 0, 255).astype(np.uint8)
+    crop = cv2.resize(crop, None, fx=5.0 / ppm, fy=5.0 / ppm, interpolation=cv2.INTER_AREA)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
+    return bool(text)
+
+
+def _cover_qr(page: np.ndarray, template: Template, ppm: float, rng: np.random.Generator, how: str) -> None:
+    q = template.qr
+    x, y, s = q.x_mm * ppm, q.y_mm * ppm, q.size_mm * ppm
+    h, w = page.shape[:2]
+    if how == "sticky":  # a yellow sticky note over most of the code
+        cover = rng.uniform(0.7, 1.0)
+        cx, cy = x + s * rng.uniform(0.4, 0.6), y + s * rng.uniform(0.4, 0.6)
+        half = s * cover * 0.62
+        ang = rng.uniform(-0.3, 0.3)
+        pts = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+        rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+        poly = np.round((pts @ rot.T + (cx, cy)) * 16).astype(np.int32)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [poly], 255, cv2.LINE_AA, 4)
+        a = (mask.astype(np.float32) / 255.0)[..., None]
+        note = np.array([0.45, 0.9, 0.97], np.float32) * rng.uniform(0.92, 1.0)
+        page[:] = page * (1 - a) + note * a
+    elif how == "scribble":  # an officer's dense ballpoint scribble across the code
+        mask = np.zeros((h, w), np.uint8)
+        pts = []
+        for _ in range(int(rng.integers(40, 60))):
+            pts.append((x + s * rng.uniform(-0.05, 1.05), y + s * rng.uniform(-0.05, 1.05)))
+        q16 = np.round(np.array(pts) * 16).astype(np.int32)
+        cv2.polylines(mask, [q16], False, 255, max(2, round(0.9 * ppm)), cv2.LINE_AA, 4)
+        a = (mask.astype(np.float32) / 255.0)[..., None] * 0.95
+        ink = np.array([0.55, 0.2, 0.1], np.float32)
+        page[:] = page * (1 - a * (1 - ink))
+    else:  # "smudge": a wet smear: the code blurred through and stained grey-brown
+        x0, y0 = max(0, int(x - 0.1 * s)), max(0, int(y - 0.1 * s))
+        x1, y1 = min(w, int(x + 1.1 * s)), min(h, int(y + 1.1 * s))
+        roi = page[y0:y1, x0:x1]
+        blurred = cv2.GaussianBlur(roi, (0, 0), 0.12 * s)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        d = np.hypot((xx - (x + s / 2)) / (0.6 * s), (yy - (y + s / 2)) / (0.55 * s))
+        a = np.clip(1.3 - d, 0, 1)[..., None]
+        stain = np.array([0.55, 0.62, 0.7], np.float32)
+        page[y0:y1, x0:x1] = (roi * (1 - a) + blurred * a) * (1 - 0.4 * a * (1 - stain))
+
+
+def qr_unreadable(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                  size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """The QR code covered by a sticky note, scribbled over or smudged; checked undecodable on the page."""
+    page = sheet.page.copy()
+    how = str(rng.choice(["sticky", "scribble", "smudge"]))
+    _cover_qr(page, sheet.template, sheet.px_per_mm, rng, how)
+    if _qr_decodes(page, sheet.template, sheet.px_per_mm):
+        _cover_qr(page, sheet.template, sheet.px_per_mm, rng, "sticky")
+    return shoot(page, sample_shot(rng, severity, size), rng).jpeg
+
+
+def other_tps(tps: str, rng: np.random.Generator) -> str:
+    """A valid TPS code other than `tps`: the next polling station of the same village, or another village."""
+    if rng.random() < 0.7:
+        n = int(tps[10:])
+        other = n + 1 if n < 999 else n - 1
+        return f"{tps[:10]}{other:03d}"
+    while True:
+        code = "".join(str(int(d)) for d in rng.integers(0, 10, 13))
+        if code != tps and code[0] != "0":
+            return code
+
+
+def wrong_tps(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+              size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """A valid, filled sheet whose pre-printed QR names another TPS than `sheet.tps` (the kit's)."""
+    page = sheet.page.copy()
+    stamp_qr(page, sheet.template, other_tps(sheet.tps, rng), sheet.px_per_mm)
+    return shoot(page, sample_shot(rng, severity, size), rng).jpeg
+
+
+def blank_sheet(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                size: tuple[int, int] = FRAME_SIZE) -> bytes:
+    """The sheet of the right TPS with nothing written on it."""
+    page = render_blank(sheet.template, sheet.tps, sheet.px_per_mm)
+    return shoot(page, sample_shot(rng, severity, size), rng).jpeg
+
+
+BadCapture = Callable[..., bytes]
+#: Reason id (as the reader reports it) -> scenario. Each is called as fn(sheet, rng, severity=..., size=...).
+BAD_CAPTURES: dict[str, BadCapture] = {
+    "marker_missing": covered_corner,
+    "out_of_focus": out_of_focus,
+    "too_dark": too_dark,
+    "glare": glare,
+    "no_sheet": no_sheet,
+    "sheet_too_small": sheet_too_small,
+    "qr_unreadable": qr_unreadable,
+    "wrong_tps": wrong_tps,
+    "blank_sheet": blank_sheet,
+}
