@@ -1,0 +1,100 @@
+"""`tpskit district`: the district service and its reports."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from tpskit.config import DEFAULT_DISTRICT_CONFIG, ConfigError, DistrictConfig, load_district_config
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_DISTRICT_CONFIG,
+    show_default=True, envvar="TPSKIT_DISTRICT_CONFIG", help="District configuration file.")
+
+
+def load_config(path: Path) -> DistrictConfig:
+    try:
+        return load_district_config(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group()
+def district() -> None:
+    """District service: serve, tally, export, check-config."""
+
+
+@district.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the configuration and the files it names; exit 0 when usable, 1 otherwise."""
+    cfg = load_config(config_path)
+    missing = [str(p) for p in (cfg.identity.key, cfg.identity.certificate, cfg.identity.ca, cfg.district.tps_list)
+               if not Path(p).exists()]
+    if missing:
+        raise click.ClickException(f"{config_path}: files not found: {', '.join(missing)}")
+    from tpskit.provisioning.district import read_tps_csv
+    from tpskit.provisioning.pki import ProvisioningError
+
+    try:
+        n = len(read_tps_csv(cfg.district.tps_list))
+    except ProvisioningError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{config_path}: ok (district {cfg.district.id}, {n} TPS, database {cfg.database.url.split(':')[0]})")
+
+
+@district.command()
+@config_option
+def serve(config_path: Path) -> None:
+    """Subscribe to every TPS, verify, store, acknowledge. Runs until SIGTERM / Ctrl-C."""
+    from tpskit.district.service import DistrictService
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    cfg = load_config(config_path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    svc = DistrictService(cfg).start()
+    try:
+        stop.wait()
+    finally:
+        svc.stop()
+
+
+@district.command()
+@config_option
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write CSV here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
+def tally(config_path: Path, csv_path: Path | None, json_path: Path | None) -> None:
+    """Per-candidate totals per TPS, village, kecamatan and regency; reported and in-review counts."""
+    from tpskit.district import tally as t
+    from tpskit.district.db import open_db
+    from tpskit.provisioning.district import read_tps_csv
+
+    cfg = load_config(config_path)
+    engine = open_db(cfg.database.url)
+    tallies = t.compute(engine, read_tps_csv(cfg.district.tps_list))
+    click.echo(t.render_text(tallies), nl=False)
+    if csv_path:
+        t.write_csv(tallies, csv_path)
+    if json_path:
+        t.write_json(tallies, json_path)
+
+
+@district.command()
+@config_option
+@click.option("--signed", "signed_path", type=click.Path(path_type=Path), required=True,
+              help="Write every accepted envelope exactly as received, one compact JWS per line.")
+def export(config_path: Path, signed_path: Path) -> None:
+    """Export the signed results for observers (re-verify with `tpskit verify FILE --ca ca.pem`)."""
+    from tpskit.district.db import open_db
+    from tpskit.district.tally import export_signed
+
+    cfg = load_config(config_path)
+    n = export_signed(open_db(cfg.database.url), signed_path)
+    click.echo(f"{n} signed results written to {signed_path}")

@@ -1,0 +1,96 @@
+"""The district database (SQLAlchemy Core): a SQLite file by default, PostgreSQL when given a URL.
+
+Tables:
+- results:    accepted envelopes exactly as received (the compact JWS), plus the columns tally needs;
+- evidence:   photos by (submission, sha256); one referenced by a result is that result's evidence;
+- pending:    verified results whose evidence photo has not arrived yet (no ack until it does);
+- rejections: every refused message with its reason (counted and kept, never a result).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+results = Table(
+    "results", metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("kit_id", String(64), nullable=False),
+    Column("tps", String(13), nullable=False),
+    Column("template_id", String(64), nullable=False),
+    Column("form_code", String(16), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("captured_at", String(40), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("envelope_sha256", String(64), nullable=False),
+    Column("evidence_sha256", String(64), nullable=False),
+    Column("values_json", Text, nullable=False),
+    Index("results_kit_seq", "kit_id", "seq"),
+    Index("results_tps", "tps", "template_id"),
+)
+
+evidence = Table(
+    "evidence", metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("tps", String(13), nullable=False),
+    Column("jpeg", LargeBinary, nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+pending = Table(
+    "pending", metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("kit_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+rejections = Table(
+    "rejections", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("kit_id", String(64)),
+    Column("submission_id", String(64)),
+    Column("reason", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("envelope_sha256", String(64)),
+)
+
+
+def open_db(url: str) -> Engine:
+    """Create the engine and the tables. SQLite runs in WAL mode with synchronous=FULL."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,106 @@
+"""The district service: broker link + ingest worker. `tpskit district serve` runs one of these."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from tpskit.config import DistrictConfig
+from tpskit.district.db import open_db
+from tpskit.district.ingest import Ingest
+from tpskit.district.transport import DistrictLink, Inbound
+from tpskit.envelope import Verifier
+from tpskit.events import Event, log_event, register
+from tpskit.forms import load_templates
+from tpskit.keys import load_key
+from tpskit.provisioning.district import read_tps_csv
+from tpskit.provisioning.pki import load_certs
+
+log = logging.getLogger("tpskit.district.service")
+
+register(
+    Event("district.ready", "info", "The district service is subscribed and ingesting."),
+    Event("district.broker", "warning", "The broker connection changed state (connected, refused, lost)."),
+    Event("district.batch_failed", "error", "A batch could not be committed; the broker will redeliver it."),
+    Event("district.stopped", "info", "The district service stopped."),
+)
+
+
+def build_ingest(cfg: DistrictConfig) -> Ingest:
+    templates = {t.id: t for t in load_templates(cfg.district.templates_dir).values()}
+    return Ingest(
+        engine=open_db(cfg.database.url), verifier=Verifier(load_certs(cfg.identity.ca)),
+        tps=read_tps_csv(cfg.district.tps_list), templates=templates, district_id=cfg.district.id,
+        key=load_key(cfg.identity.key), chain=load_certs(cfg.identity.certificate),
+        revocations_path=cfg.district.revocations)
+
+
+class DistrictService:
+    def __init__(self, cfg: DistrictConfig):
+        self.cfg = cfg
+        self.ingest = build_ingest(cfg)
+        self.link = DistrictLink(cfg, on_status=self._on_status)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.processed = 0
+
+    def _on_status(self, what: str, detail: str | None) -> None:
+        if what == "subscribed":
+            log_event(log, "district.ready", district=self.cfg.district.id, broker=f"{self.cfg.broker.host}:"
+                      f"{self.cfg.broker.port}")
+        else:
+            log_event(log, "district.broker", state=what, detail=detail)
+
+    def start(self) -> DistrictService:
+        self._worker = threading.Thread(target=self._work, name="district-ingest", daemon=True)
+        self._worker.start()
+        self.link.start()
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.link.subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(10)
+        self.link.stop()
+        self.ingest.engine.dispose()
+        log_event(log, "district.stopped", district=self.cfg.district.id, processed=self.processed)
+
+    def __enter__(self) -> DistrictService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _work(self) -> None:
+        inbox = self.link.inbox
+        limit = self.cfg.ingest.batch_max
+        while not self._stop.is_set():
+            try:
+                first = inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch: list[Inbound] = [first]
+            while len(batch) < limit:
+                try:
+                    batch.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                acks = self.ingest.process((m.topic, m.payload) for m in batch)
+            except Exception as e:
+                log_event(log, "district.batch_failed", size=len(batch), error=repr(e))
+                time.sleep(1.0)
+                # Put them back so they are retried in order; the broker also redelivers on reconnect.
+                for m in batch:
+                    inbox.put(m)
+                continue
+            for a in acks:
+                self.link.publish(a.topic, a.jws)
+            for m in batch:
+                self.link.confirm(m)
+            self.processed += len(batch)

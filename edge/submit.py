@@ -1,0 +1,106 @@
+"""Sign a confirmed reading and queue it: the step between the officer's confirmation and the network.
+
+`sign_and_queue` turns a reading result (the dict `tpskit read --json` prints, after the officer's
+confirmation) and the evidence JPEG into a signed envelope, and stores both in the outbox in one
+transaction. Nothing here touches the network; delivery picks the row up from the outbox.
+
+A field the officer corrected carries `"status": "corrected"` and `"ocr_value"` (what the reader saw)
+in the reading dict; the envelope keeps both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from tpskit.config import KitConfig
+from tpskit.edge.outbox import Outbox, OutboxRow, Signed
+from tpskit.envelope import (
+    CheckEntry,
+    FieldEntry,
+    ResultPayload,
+    Software,
+    payload_bytes,
+    sha256_hex,
+    sign_compact,
+)
+from tpskit.forms import load_templates
+from tpskit.keys import load_key
+from tpskit.provisioning.pki import load_certs
+
+
+class SubmitError(ValueError):
+    """A reading that must not be signed; the message is for the officer or technician."""
+
+
+def tpskit_version() -> str:
+    try:
+        return version("tpskit")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_payload(reading: dict[str, Any], *, kit_id: str, tps: str, seq: int, submission_id: str,
+                  evidence_sha256: str, captured_at: dt.datetime | None = None,
+                  model_version: str | None = None) -> ResultPayload:
+    """The signed payload for one confirmed reading. Refuses what the district would refuse anyway."""
+    status = reading.get("status")
+    if status not in ("ok", "review"):
+        raise SubmitError(f"a reading with status {status!r} cannot be signed (only ok or review)")
+    if reading.get("tps") != tps:
+        raise SubmitError(f"this sheet is for TPS {reading.get('tps')}, but this kit serves TPS {tps}")
+    templates = {t.id: t for t in load_templates().values()}
+    template_id = reading.get("template")
+    if template_id not in templates:
+        raise SubmitError(f"unknown form template {template_id!r}")
+    template = templates[template_id]
+    raw_fields = reading.get("fields") or {}
+    missing = [f.name for f in template.fields if f.name not in raw_fields]
+    if missing:
+        raise SubmitError(f"the reading lacks fields {missing} of template {template_id}")
+    fields: dict[str, FieldEntry] = {}
+    for spec in template.fields:
+        f = raw_fields[spec.name]
+        fields[spec.name] = FieldEntry(
+            value=f.get("value"), status=f.get("status", "review"),
+            confidence=float(f.get("confidence", 0.0)),
+            ocr_value=f.get("ocr_value", f.get("original")) if f.get("status") == "corrected" else None)
+    checks = [CheckEntry(id=c["id"], passed=bool(c["passed"])) for c in reading.get("checks", [])]
+    when = captured_at or dt.datetime.now(dt.UTC)
+    return ResultPayload(
+        submission_id=submission_id, kit_id=kit_id, tps=tps, template_id=template.id,
+        form_code=template.form_code, status=status, fields=fields, checks=checks,
+        evidence_sha256=evidence_sha256, captured_at=when.astimezone(dt.UTC).replace(microsecond=0), seq=seq,
+        software=Software(tpskit=tpskit_version(), model=model_version or reading.get("model")))
+
+
+def sign_and_queue(cfg: KitConfig, reading: dict[str, Any], evidence_jpeg: bytes, *,
+                   outbox: Outbox | None = None, captured_at: dt.datetime | None = None,
+                   model_version: str | None = None) -> OutboxRow:
+    """Sign the reading with the kit key and store envelope + photo in the outbox (before any I/O)."""
+    if not evidence_jpeg:
+        raise SubmitError("the evidence photo is empty; the district must be able to show the sheet")
+    # Refuse a bad reading before opening a transaction (the same checks run again inside it).
+    build_payload(reading, kit_id=cfg.kit.id, tps=cfg.kit.tps, seq=1, submission_id="00000000-check",
+                  evidence_sha256="0" * 64, captured_at=captured_at, model_version=model_version)
+    key = load_key(cfg.identity.key)
+    chain = load_certs(cfg.identity.certificate)
+    evidence_sha = sha256_hex(evidence_jpeg)
+
+    def sign(seq: int) -> Signed:
+        sid = str(uuid.uuid4())
+        payload = build_payload(reading, kit_id=cfg.kit.id, tps=cfg.kit.tps, seq=seq, submission_id=sid,
+                                evidence_sha256=evidence_sha, captured_at=captured_at,
+                                model_version=model_version)
+        compact = sign_compact(payload_bytes(payload), key, chain)
+        return Signed(sid, cfg.kit.tps, compact, sha256_hex(compact), evidence_jpeg, evidence_sha)
+
+    own = outbox is None
+    box = outbox or Outbox(cfg.outbox_path)
+    try:
+        return box.add(sign)
+    finally:
+        if own:
+            box.close()

@@ -1,0 +1,330 @@
+"""District provisioning: the CA, the broker's files, the service identity, kit certificates, revocation.
+
+Layout of a district folder (everything a technician needs, nothing secret outside `private/`,
+`broker/server.key` and `service/district.key`):
+
+    ca.pem                      the district CA certificate: give it to kits and observers
+    private/ca.key              the CA key (0600); keep this folder offline when not issuing
+    tps.csv                     the TPS list with registered voters (normalised copy of the input)
+    district.toml               the district service configuration
+    broker/mosquitto.conf acl crl.pem server.pem server.key ca.pem data/
+    service/district.pem district.key      the service's client certificate (also signs acks)
+    kits.json                   every certificate issued: kit id -> TPS, serial, fingerprint
+    revoked.json                revoked kits (the service refuses them; the broker via crl.pem)
+    kits/<kit-id>/kit.pem ca.pem kit.toml  what to copy onto each kit
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tpskit.config import toml_dumps
+from tpskit.keys import create_key, load_key
+from tpskit.provisioning import broker as broker_files
+from tpskit.provisioning.pki import (
+    ROLE_DISTRICT,
+    ROLE_KIT,
+    ProvisioningError,
+    cert_pem,
+    check_ca_usable,
+    check_kit_id,
+    check_tps,
+    create_ca,
+    fingerprint,
+    identity_of,
+    issue_role_cert,
+    issue_server_cert,
+    load_cert,
+    make_crl,
+    make_csr,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class TpsInfo:
+    tps: str
+    registered_voters: int
+    village: str
+    kecamatan: str
+    regency: str
+
+
+def read_tps_csv(path: Path) -> dict[str, TpsInfo]:
+    """The voter registry export: `tps,registered_voters[,village,kecamatan,regency]`.
+
+    Missing area names are derived from the code (regency = first 4 digits, kecamatan = 6, village = 10).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise ProvisioningError(f"cannot read the TPS list {path}: {e.strerror}") from e
+    reader = csv.DictReader(text.splitlines())
+    cols = set(reader.fieldnames or [])
+    if not {"tps", "registered_voters"} <= cols:
+        raise ProvisioningError(f"{path}: the first line must name the columns tps,registered_voters "
+                                f"(optionally village,kecamatan,regency); found {sorted(cols)}")
+    out: dict[str, TpsInfo] = {}
+    for n, row in enumerate(reader, start=2):
+        code = (row.get("tps") or "").strip()
+        try:
+            check_tps(code)
+        except ProvisioningError as e:
+            raise ProvisioningError(f"{path} line {n}: {e}") from None
+        raw = (row.get("registered_voters") or "").strip()
+        if not raw.isdigit() or not 0 < int(raw) <= 1000:
+            raise ProvisioningError(f"{path} line {n}: registered_voters {raw!r} for TPS {code} must be a whole "
+                                    "number between 1 and 1000")
+        if code in out:
+            raise ProvisioningError(f"{path} line {n}: TPS {code} is listed twice")
+        out[code] = TpsInfo(
+            tps=code, registered_voters=int(raw),
+            village=(row.get("village") or "").strip() or code[:10],
+            kecamatan=(row.get("kecamatan") or "").strip() or code[:6],
+            regency=(row.get("regency") or "").strip() or code[:4],
+        )
+    if not out:
+        raise ProvisioningError(f"{path}: the TPS list is empty")
+    return out
+
+
+def write_tps_csv(path: Path, tps: dict[str, TpsInfo]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["tps", "registered_voters", "village", "kecamatan", "regency"])
+        for t in tps.values():
+            w.writerow([t.tps, t.registered_voters, t.village, t.kecamatan, t.regency])
+
+
+def service_user(district_id: str) -> str:
+    return f"district-{district_id}"
+
+
+@dataclass(frozen=True)
+class District:
+    """An initialised district folder."""
+
+    root: Path
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.root / "private" / "ca.key"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.root / "broker"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "district.toml"
+
+    def settings(self) -> dict:
+        return json.loads((self.root / "settings.json").read_text())
+
+    def tps(self) -> dict[str, TpsInfo]:
+        return read_tps_csv(self.root / "tps.csv")
+
+    def issued(self) -> dict[str, dict]:
+        p = self.root / "kits.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def revoked(self) -> dict[str, dict]:
+        p = self.root / "revoked.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+
+def open_district(root: Path) -> District:
+    d = District(Path(root).resolve())
+    if not d.ca_cert_path.exists() or not (d.root / "settings.json").exists():
+        raise ProvisioningError(f"{root} is not a district folder; create one with `tpskit provision district-init`")
+    return d
+
+
+def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Write via a temporary file and rename, so a crash never leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: str = "127.0.0.1",
+                  broker_port: int = 8883, bind: str = "0.0.0.0", run_as: str | None = None,
+                  ca_days: int = 3650, ca_not_before: dt.datetime | None = None) -> District:
+    """Create the district folder. Refuses when a CA already exists there."""
+    root = Path(root).resolve()
+    if (root / "ca.pem").exists() or (root / "private" / "ca.key").exists():
+        raise ProvisioningError(f"{root} already holds a district CA; refusing to replace it (every kit "
+                                "certificate depends on it). Use another folder for a new district")
+    if not 1 <= broker_port <= 65535:
+        raise ProvisioningError(f"broker port {broker_port} is not a TCP port")
+    tps = read_tps_csv(tps_csv)
+    d = District(root)
+    ca_key = create_key(d.ca_key_path)
+    os.chmod(d.ca_key_path.parent, 0o700)
+    ca = create_ca(ca_key, district_id, days=ca_days, not_before=ca_not_before)
+    _write(d.ca_cert_path, cert_pem(ca))
+    check_ca_usable(ca)
+
+    bdir = d.broker_dir
+    server_key = create_key(bdir / "server.key")
+    _write(bdir / "server.pem", cert_pem(issue_server_cert(ca_key, ca, server_key, broker_host)))
+    _write(bdir / "ca.pem", cert_pem(ca))
+    (bdir / "data").mkdir(parents=True, exist_ok=True)
+
+    svc_key = create_key(root / "service" / "district.key")
+    svc = issue_role_cert(ca_key, ca, svc_key.public_key(), service_user(district_id), ROLE_DISTRICT)
+    _write(root / "service" / "district.pem", cert_pem(svc))
+
+    write_tps_csv(root / "tps.csv", tps)
+    _write(root / "settings.json", json.dumps({
+        "district_id": district_id, "broker_host": broker_host, "broker_port": broker_port, "bind": bind,
+        "run_as": run_as}, indent=2))
+    _write(root / "kits.json", "{}\n")
+    _write(root / "revoked.json", "{}\n")
+    _write(bdir / "mosquitto.conf", broker_files.mosquitto_conf(bdir, port=broker_port, bind=bind, run_as=run_as))
+    _refresh_broker_lists(d)
+    _write(d.config_path, toml_dumps({
+        "district": {"id": district_id, "tps_list": "tps.csv", "revocations": "revoked.json"},
+        "identity": {"key": "service/district.key", "certificate": "service/district.pem", "ca": "ca.pem"},
+        "broker": {"host": broker_host if bind in ("0.0.0.0", "::") else bind, "port": broker_port,
+                   "client_id": service_user(district_id)},
+        "database": {"url": "sqlite:///district.sqlite"},
+    }, header="# District service configuration, generated by `tpskit provision district-init`.\n"
+              "# Check it with: tpskit district check-config --config district.toml"))
+    return d
+
+
+def _refresh_broker_lists(d: District) -> None:
+    """Rewrite the ACL and the CRL from kits.json and revoked.json."""
+    revoked = d.revoked()
+    kits = [broker_files.KitAcl(k, v["tps"]) for k, v in d.issued().items() if k not in revoked]
+    _write(d.broker_dir / "acl", broker_files.acl_text(service_user(d.settings()["district_id"]), kits))
+    ca_key = load_key(d.ca_key_path)
+    ca = load_cert(d.ca_cert_path)
+    crl = make_crl(ca_key, ca, [int(v["serial"]) for v in revoked.values()])
+    _write(d.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+
+
+@dataclass(frozen=True)
+class IssuedKit:
+    kit_id: str
+    tps: str
+    folder: Path  # holds kit.pem, ca.pem, kit.toml for the kit
+
+
+def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_paths: str = "system",
+             replace: bool = False) -> IssuedKit:
+    """Issue a kit certificate from its CSR, and the kit's settings file.
+
+    `kit_paths="system"` writes /etc/tpskit and /var/lib/tpskit paths into kit.toml (a real kit);
+    `"relative"` writes paths next to kit.toml (bench rigs, tests, the demo).
+    """
+    d = open_district(root)
+    try:
+        csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
+    except OSError as e:
+        raise ProvisioningError(f"cannot read the CSR {csr_path}: {e.strerror}") from e
+    except ValueError as e:
+        raise ProvisioningError(f"{csr_path} is not a PEM certificate request (made by `tpskit kit keygen`)") from e
+    if not csr.is_signature_valid:
+        raise ProvisioningError(f"{csr_path}: the request's signature is invalid (corrupted or altered)")
+    pub = csr.public_key()
+    if not isinstance(pub, Ed25519PublicKey):
+        raise ProvisioningError(f"{csr_path}: the kit key must be Ed25519 (made by `tpskit kit keygen`)")
+    ident = identity_of(csr)
+    check_kit_id(ident.common_name)
+    if ident.common_name.startswith("district"):
+        raise ProvisioningError(f"kit id {ident.common_name!r} may not start with 'district' (reserved)")
+    if ident.role != ROLE_KIT or ident.tps is None:
+        raise ProvisioningError(f"{csr_path}: the request does not name exactly one TPS and the kit role")
+    check_tps(ident.tps)
+    tps_list = d.tps()
+    if ident.tps not in tps_list:
+        raise ProvisioningError(f"TPS {ident.tps} in the request is not in this district's TPS list "
+                                f"({len(tps_list)} TPS in {d.root / 'tps.csv'}); check the code on the kit")
+    if ident.common_name in d.revoked():
+        raise ProvisioningError(f"kit {ident.common_name} was revoked; give the replacement kit a new id")
+    issued = d.issued()
+    if ident.common_name in issued and not replace:
+        raise ProvisioningError(f"kit {ident.common_name} already has a certificate (serial "
+                                f"{issued[ident.common_name]['serial']}); pass --replace to issue a new one")
+    ca = load_cert(d.ca_cert_path)
+    check_ca_usable(ca)
+    ca_key = load_key(d.ca_key_path)
+    cert = issue_role_cert(ca_key, ca, pub, ident.common_name, ROLE_KIT, ident.tps)
+    folder = Path(out_dir) if out_dir else d.root / "kits" / ident.common_name
+    _write(folder / "kit.pem", cert_pem(cert))
+    _write(folder / "ca.pem", cert_pem(ca))
+    s = d.settings()
+    info = tps_list[ident.tps]
+    if kit_paths == "relative":
+        identity = {"key": "kit.key", "certificate": "kit.pem", "ca": "ca.pem"}
+        data_dir = "data"
+    else:
+        identity = {"key": "/var/lib/tpskit/kit.key", "certificate": "/etc/tpskit/kit.pem", "ca": "/etc/tpskit/ca.pem"}
+        data_dir = "/var/lib/tpskit"
+    _write(folder / "kit.toml", toml_dumps({
+        "kit": {"id": ident.common_name, "tps": ident.tps, "registered_voters": info.registered_voters,
+                "data_dir": data_dir},
+        "identity": identity,
+        "broker": {"host": s["broker_host"], "port": s["broker_port"]},
+    }, header=f"# Kit settings issued by district {s['district_id']} on {utcnow():%Y-%m-%d}.\n"
+              "# Check them with: tpskit kit check-config --config kit.toml"))
+    issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number),
+                                 "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
+    _write(d.root / "kits.json", json.dumps(issued, indent=2))
+    _refresh_broker_lists(d)
+    return IssuedKit(ident.common_name, ident.tps, folder)
+
+
+def revoke(root: Path, kit_id: str, reason: str = "unspecified") -> dict:
+    d = open_district(root)
+    issued = d.issued()
+    if kit_id not in issued:
+        raise ProvisioningError(f"no certificate was issued to {kit_id!r} by this district "
+                                f"(known kits: {', '.join(sorted(issued)) or 'none'})")
+    revoked = d.revoked()
+    entry = {"serial": issued[kit_id]["serial"], "tps": issued[kit_id]["tps"], "reason": reason,
+             "revoked_at": utcnow().isoformat()}
+    revoked[kit_id] = entry
+    _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
+    _refresh_broker_lists(d)
+    return entry
+
+
+def keygen(kit_dir: Path, kit_id: str, tps: str, *, key_path: Path | None = None) -> tuple[Path, Path]:
+    """On the kit: create the key (0600, never overwritten) and a CSR naming the kit id and TPS."""
+    check_kit_id(kit_id)
+    check_tps(tps)
+    kit_dir = Path(kit_dir)
+    key_path = Path(key_path) if key_path else kit_dir / "kit.key"
+    key = create_key(key_path)
+    csr_path = kit_dir / "kit.csr"
+    _write(csr_path, make_csr(key, kit_id, tps).public_bytes(Encoding.PEM))
+    return key_path, csr_path
+
+
+def bench_kit(root: Path, kit_id: str, tps: str, kit_dir: Path) -> IssuedKit:
+    """Test rigs only: keygen + sign-csr in one step, through the same CSR path, into one folder."""
+    _, csr = keygen(kit_dir, kit_id, tps)
+    return sign_csr(root, csr, out_dir=kit_dir, kit_paths="relative")
+
+
+def current_user() -> str:
+    return getpass.getuser()

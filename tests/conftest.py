@@ -1,0 +1,394 @@
+"""Shared fixtures: a throwaway district (CA, broker files, kits) made by our own provisioning code, a
+real mosquitto on a free loopback port started with that configuration, the district service
+(in-process or as a subprocess), and a throwaway PostgreSQL.
+
+Never the machine's own services: every broker and database here is started by the tests on a free
+port in a temporary folder and stopped at teardown. Waits poll a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PPWP = "c-hasil-ppwp-2024"
+TPS_CODES = [f"320101200100{i}" for i in range(1, 10)]
+REGISTERED = 250
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `cond` until truthy; fail the test with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if not found:
+        raise RuntimeError("mosquitto is not installed; run `make system-deps`")
+    return found
+
+
+def make_reading(tps: str, votes: tuple[int, int, int] = (60, 50, 40), *, status: str = "ok",
+                 invalid: int = 3) -> dict[str, Any]:
+    """A reading result of the PPWP template whose numbers satisfy every check of the template."""
+    a, b, c = votes
+    sah = a + b + c
+    total = sah + invalid
+    dpt = max(200, total + 5)
+    values = {
+        "dpt": dpt, "dptb": 2, "dpk": 2, "pemilih_total": dpt + 4,
+        "pengguna_dpt": total - 2, "pengguna_dptb": 1, "pengguna_dpk": 1, "pengguna_total": total,
+        "ss_diterima": dpt + 10, "ss_rusak": 1, "ss_sisa": dpt + 10 - 1 - total, "ss_digunakan": total,
+        "paslon_01": a, "paslon_02": b, "paslon_03": c, "suara_sah": sah, "suara_tidak_sah": invalid,
+        "suara_total": total,
+    }
+    from tpskit.forms import load_templates
+
+    template = next(t for t in load_templates().values() if t.id == PPWP)
+    checks = [{"id": ch.id, "passed": ch.holds(values)} for ch in template.checks]
+    return {
+        "photo": "sheet.jpg", "template": PPWP, "form_code": "PPWP", "tps": tps, "status": status,
+        "reason": None, "message": None,
+        "fields": {n: {"value": v, "confidence": 0.999, "status": "ok", "boxes": []} for n, v in values.items()},
+        "checks": checks, "timings_ms": {},
+    }
+
+
+def fake_jpeg(tag: str, size: int = 2048) -> bytes:
+    body = (tag.encode() * (size // max(1, len(tag)) + 1))[:size]
+    return b"\xff\xd8\xff\xe0" + body + b"\xff\xd9"
+
+
+# ------------------------------------------------------------------------------------------ broker
+class Broker:
+    """A real mosquitto started from a generated configuration; stop/start/kill for outage tests."""
+
+    def __init__(self, conf: Path, port: int, log: Path):
+        self.conf, self.port, self.log = conf, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> Broker:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(self.conf)], stdout=out, stderr=out)
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mosquitto exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(up, timeout, f"mosquitto on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def reload(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+
+# ------------------------------------------------------------------------------------------ rig
+@dataclass
+class KitHandle:
+    kit_id: str
+    tps: str
+    folder: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / "kit.toml"
+
+    def config(self) -> Any:
+        from tpskit.config import load_kit_config
+
+        return load_kit_config(self.config_path)
+
+
+FAST_DELIVERY = """
+[delivery]
+ack_timeout_s = 4.0
+publish_timeout_s = 5.0
+retry_initial_s = 0.2
+retry_max_s = 1.0
+"""
+
+
+@dataclass
+class Rig:
+    """One district: its folder, its broker, its kits, and ways to run the district service."""
+
+    root: Path
+    broker: Broker
+    kits: list[KitHandle]
+    district_config: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    services: list[Any] = field(default_factory=list)
+
+    def kit(self, i: int) -> KitHandle:
+        return self.kits[i]
+
+    def district_cfg(self) -> Any:
+        from tpskit.config import load_district_config
+
+        return load_district_config(self.district_config)
+
+    def serve_inprocess(self) -> Any:
+        from tpskit.district.service import DistrictService
+
+        svc = DistrictService(self.district_cfg()).start()
+        self.services.append(svc)
+        assert svc.wait_ready(15), "district service did not subscribe"
+        return svc
+
+    def serve_subprocess(self, log_name: str = "district.log") -> subprocess.Popen[bytes]:
+        """`tpskit district serve` as a real process; returns once it has subscribed."""
+        log = self.root / log_name
+        before = self._ready_count(log)
+        with open(log, "ab") as out:
+            p = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                  str(self.district_config)], stdout=out, stderr=out, cwd=self.root)
+        self.procs.append(p)
+
+        def ready() -> bool:
+            if p.poll() is not None:
+                raise AssertionError(f"district service exited {p.returncode}:\n{log.read_text()}")
+            return self._ready_count(log) > before
+
+        wait_for(ready, 30, "district service ready")
+        return p
+
+    @staticmethod
+    def _ready_count(log: Path) -> int:
+        return log.read_text().count('"event": "district.ready"') if log.exists() else 0
+
+    def db(self) -> Any:
+        from tpskit.district.db import open_db
+
+        return open_db(self.district_cfg().database.url)
+
+    def stored(self) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from tpskit.district.db import results
+
+        engine = self.db()
+        try:
+            with engine.connect() as c:
+                return [dict(r._mapping) for r in c.execute(select(results))]
+        finally:
+            engine.dispose()
+
+    def rejections(self) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from tpskit.district.db import rejections
+
+        engine = self.db()
+        try:
+            with engine.connect() as c:
+                return [dict(r._mapping) for r in c.execute(select(rejections))]
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        for svc in self.services:
+            with contextlib.suppress(Exception):
+                svc.stop()
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        self.broker.stop()
+
+
+def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, delivery: str = FAST_DELIVERY) -> Rig:
+    import getpass
+
+    from tpskit.provisioning.district import bench_kit, district_init
+
+    base.mkdir(parents=True, exist_ok=True)
+    csv = base / "tps.csv"
+    csv.write_text("tps,registered_voters\n" + "".join(f"{t},{REGISTERED}\n" for t in TPS_CODES))
+    port = free_port()
+    d = district_init(base / "district", csv, district_id="kab-test", broker_host="127.0.0.1", broker_port=port,
+                      bind="127.0.0.1", run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    kits = []
+    for i in range(n_kits):
+        kid = f"kit-{i + 1:02d}"
+        issued = bench_kit(d.root, kid, TPS_CODES[i], base / "kits" / kid)
+        with open(issued.folder / "kit.toml", "a") as f:
+            f.write(delivery)
+        kits.append(KitHandle(kid, TPS_CODES[i], issued.folder))
+    if db_url:
+        text = d.config_path.read_text().replace('url = "sqlite:///district.sqlite"', f'url = "{db_url}"')
+        d.config_path.write_text(text)
+    broker = Broker(d.broker_dir / "mosquitto.conf", port, base / "mosquitto.log").start()
+    return Rig(d.root, broker, kits, d.config_path)
+
+
+@pytest.fixture
+def rig_factory(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    made: list[Rig] = []
+
+    def make(n_kits: int = 3, **kw: Any) -> Rig:
+        rig = build_rig(tmp_path / f"rig{len(made)}", n_kits, **kw)
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in made:
+        rig.close()
+
+
+# ------------------------------------------------------------------------------------------ raw kit client
+class RawKit:
+    """A kit's MQTT identity without the delivery loop: publish anything, collect verified acks."""
+
+    def __init__(self, handle: KitHandle):
+        from tpskit.edge.transport import MqttLink, TlsIdentity
+        from tpskit.envelope import Verifier
+        from tpskit.provisioning.pki import load_certs
+
+        cfg = handle.config()
+        self.cfg = cfg
+        self.acks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.verifier = Verifier(load_certs(cfg.identity.ca))
+        self.link = MqttLink(f"{cfg.kit.id}-raw", TlsIdentity(str(cfg.identity.ca), str(cfg.identity.certificate),
+                                                              str(cfg.identity.key)),
+                             cfg.broker, subscriptions=[f"tps/{cfg.kit.tps}/ack"], on_message=self._on_message)
+        self.link.start()
+        assert self.link.wait_connected(15), f"raw kit could not connect: {self.link.last_error}"
+        wait_for(lambda: True, 0.1, "subscription")  # SUBSCRIBE is sent in on_connect before we publish
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        from tpskit.envelope import parse_ack
+
+        ack = parse_ack(self.verifier.verify(payload, role="district"))
+        with self._lock:
+            self.acks.setdefault(ack.submission_id, []).append(ack)
+
+    def signed(self, reading: dict[str, Any], evidence: bytes, seq: int, *, submission_id: str | None = None,
+               tps: str | None = None) -> tuple[str, str]:
+        """(submission id, compact JWS) signed with this kit's key, without the outbox."""
+        import uuid
+
+        from tpskit.edge.submit import build_payload
+        from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
+        from tpskit.keys import load_key
+        from tpskit.provisioning.pki import load_certs
+
+        sid = submission_id or str(uuid.uuid4())
+        payload = build_payload(reading, kit_id=self.cfg.kit.id, tps=tps or self.cfg.kit.tps, seq=seq,
+                                submission_id=sid, evidence_sha256=sha256_hex(evidence))
+        return sid, sign_compact(payload_bytes(payload), load_key(self.cfg.identity.key),
+                                 load_certs(self.cfg.identity.certificate))
+
+    def send(self, sid: str, compact: str | bytes, evidence: bytes, tps: str | None = None) -> None:
+        tps = tps or self.cfg.kit.tps
+        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10).delivered
+        out = self.link.publish(f"tps/{tps}/result", compact, 10)
+        assert out.delivered, out.reason
+
+    def wait_ack(self, sid: str, timeout: float = 15) -> Any:
+        return wait_for(lambda: self.acks.get(sid, [None])[-1], timeout, f"ack for {sid}")
+
+    def close(self) -> None:
+        self.link.stop()
+
+
+@pytest.fixture
+def raw_kit_factory() -> Iterator[Callable[[KitHandle], RawKit]]:
+    made: list[RawKit] = []
+
+    def make(handle: KitHandle) -> RawKit:
+        k = RawKit(handle)
+        made.append(k)
+        return k
+
+    yield make
+    for k in made:
+        k.close()
+
+
+# ------------------------------------------------------------------------------------------ postgresql
+def _pg_ctl() -> str:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql; run `make system-deps`")
+    return found[-1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL on a free port (never the machine's server on 5432)."""
+    pg_ctl = _pg_ctl()
+    bindir = Path(pg_ctl).parent
+    base = tmp_path_factory.mktemp("pg")
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    port = free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres system user
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chown(sock, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "tpskit", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    log = base / "pg.log"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+                    f"-F -p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://tpskit@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+
+
+def load_json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
