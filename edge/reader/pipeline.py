@@ -31,7 +31,7 @@ from .values import bubble_likelihoods, field_candidates, value_log_likelihood
 DEFAULT_CONFIDENCE = 0.995
 #: Every box at least this likely empty, and no bubble filled: nothing was written on the sheet.
 BLANK_BOX_P = 0.9
-QR_PX_PER_MM = 5.0
+QR_PX_PER_MM = 4.0
 
 DebugSink = Callable[[str, np.ndarray], None]
 
@@ -99,7 +99,7 @@ def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template
         ids = {m.id for m in t.markers.items}
         if len(ids & found.keys()) < 4:
             # Small markers (a sheet far away) can vanish on the downscaled copy: look once at full size.
-            found = {**detect_markers(gray, t.markers.dictionary, long_side=None), **found}
+            found = {**detect_markers(gray, t.markers.dictionary, downscale=1), **found}
         ours = {i: c for i, c in found.items() if i in ids}
         if len(ours) == 4:
             geom = page_geometry(t.markers, ours, t.page.width_mm, t.page.height_mm)
@@ -119,8 +119,9 @@ def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template
         if geom is not None and geom.px_per_mm * scale < quality.MIN_FULLRES_PX_PER_MM:
             raise _Refused("sheet_too_small")
         raise _Refused("marker_missing", corner=missing[0], corners=", ".join(missing))
-    if quality.frame_sharpness(small) < quality.MIN_SHARPNESS / 2:
-        raise _Refused("out_of_focus")
+    if quality.frame_contrast(small) >= quality.MIN_FRAME_CONTRAST and \
+            quality.frame_sharpness(small) < quality.MIN_FRAME_SHARPNESS:
+        raise _Refused("out_of_focus")  # something sheet-like is in view, but soft
     raise _Refused("no_sheet")
 
 
@@ -153,7 +154,7 @@ def _gate(gray: np.ndarray, scale: int, t: Template, geom: PageGeometry) -> None
         raise _Refused("out_of_focus")
     ppm = quality.GATE_PX_PER_MM
     page = warp_region(gray, geom, 0, 0, t.page.width_mm, t.page.height_mm, ppm)
-    if float(np.median(page)) < quality.DARK_PAPER:
+    if float(np.median(page[::3, ::3])) < quality.DARK_PAPER:
         raise _Refused("too_dark")
     glare = quality.glare_mask(page)
     if glare.any():
@@ -171,7 +172,7 @@ def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeom
     spots = {(q.qr.x_mm, q.qr.y_mm, q.qr.size_mm) for q in templates.values()
              if q.markers == t.markers and q.page == t.page}
     for x, y, s in sorted(spots):
-        for ppm, pad in ((QR_PX_PER_MM, 2.0), (7.0, 3.0)):
+        for ppm, pad in ((QR_PX_PER_MM, 2.0), (5.0, 2.0), (7.0, 3.0)):
             region = warp_region(gray, geom, x - pad, y - pad, s + 2 * pad, s + 2 * pad, ppm)
             for img in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
                 text, _, _ = detector.detectAndDecode(img)

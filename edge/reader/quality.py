@@ -14,9 +14,13 @@ DARK_FRAME_P95 = 70.0
 #: Paper (median of the sheet) below this means the sheet is too dark to read.
 DARK_PAPER = 75.0
 #: Edge sharpness of the corner markers (see `edge_sharpness`) below this is out of focus.
-MIN_SHARPNESS = 0.16
+MIN_SHARPNESS = 0.30
 #: Full-resolution pixels per mm below this leave too few pixels per digit stroke.
-MIN_FULLRES_PX_PER_MM = 5.2
+MIN_FULLRES_PX_PER_MM = 6.0
+#: A frame whose 5th-95th percentile spread is below this is one uniform surface: no sheet in view.
+MIN_FRAME_CONTRAST = 40.0
+#: Sharpness of the whole (downscaled) frame below this, with a sheet in view but no marker: out of focus.
+MIN_FRAME_SHARPNESS = 0.2
 #: Sampling density for the focus and glare measurements.
 GATE_PX_PER_MM = 3.0
 #: A pixel brighter than the paper by this much, and near saturation, is specular glare.
@@ -27,9 +31,10 @@ GLARE_BOX_FRACTION = 0.12
 
 
 def small_copy(gray: np.ndarray, long_side: int = 512) -> np.ndarray:
+    """A copy about `long_side` wide, by a whole factor (INTER_AREA's fast path)."""
     h, w = gray.shape
-    f = long_side / max(h, w)
-    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    k = max(1, round(max(h, w) / long_side))
+    return cv2.resize(gray, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
 
 
 def frame_too_dark(small: np.ndarray) -> bool:
@@ -53,6 +58,11 @@ def edge_sharpness(patch: np.ndarray) -> float:
     return float(np.percentile(mag, 98)) / contrast
 
 
+def frame_contrast(small: np.ndarray) -> float:
+    lo, hi = np.percentile(small, [5, 95])
+    return float(hi - lo)
+
+
 def frame_sharpness(small: np.ndarray) -> float:
     """The same measure over the whole (downscaled) frame: used when no marker was found."""
     return edge_sharpness(small)
@@ -60,5 +70,5 @@ def frame_sharpness(small: np.ndarray) -> float:
 
 def glare_mask(page: np.ndarray) -> np.ndarray:
     """Specular highlights on a page rectified at GATE_PX_PER_MM: near-saturated and above the paper."""
-    paper = float(np.median(page))
+    paper = float(np.median(page[::3, ::3]))
     return (page >= max(GLARE_MIN_LEVEL, paper + GLARE_ABOVE_PAPER)).astype(np.uint8)
