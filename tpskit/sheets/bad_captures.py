@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from tpskit.forms import Template
-from tpskit.sheets.camera import FRAME_SIZE, SeverityName, sample_shot, shoot
+from tpskit.sheets.camera import FRAME_SIZE, SeverityName, fill_for_px_per_mm, sample_shot, shoot
 from tpskit.sheets.fill import FilledSheet
 from tpskit.sheets.render import render_blank, stamp_qr
 
@@ -133,8 +133,8 @@ def covered_corner(sheet: FilledSheet, rng: np.random.Generator, corner: Corner 
 
 def out_of_focus(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
                  size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """The lens focused far from the sheet: strokes smear to about a millimetre."""
-    shot = replace(sample_shot(rng, severity, size), blur_sigma=float(rng.uniform(9.0, 14.0)))
+    """The lens focused far from the sheet: pen strokes smear to mush, the markers stay faintly visible."""
+    shot = replace(sample_shot(rng, severity, size), blur_sigma=float(rng.uniform(5.5, 8.5)))
     return shoot(sheet.page, shot, rng).jpeg
 
 
@@ -180,16 +180,41 @@ def glare(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityNam
     return shoot(sheet.page, sample_shot(rng, severity, size), rng, after_light=hook).jpeg
 
 
+def _desk_objects(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
+    """What lies on a desk when no sheet does: a ballpoint pen and, often, a phone."""
+    h, w = frame.shape[:2]
+    s = min(w, h) / 250.0  # frame pixels per mm, roughly, for a desk seen at the sheet's distance
+    cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
+    ang = rng.uniform(0, math.pi)
+    d = np.array([math.cos(ang), math.sin(ang)])
+    a, b = (np.array([cx, cy]) - d * 70 * s), (np.array([cx, cy]) + d * 70 * s)
+    body = tuple(int(v) for v in (rng.choice([200, 30, 60]), rng.choice([80, 30, 60]), rng.choice([20, 30, 60])))
+    cv2.line(frame, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), (25, 25, 25),
+             round(9 * s), cv2.LINE_AA)
+    cv2.line(frame, tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int)), body, round(7 * s),
+             cv2.LINE_AA)
+    if rng.random() < 0.6:
+        px, py = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+        rect = ((px, py), (70 * s, 145 * s), rng.uniform(0, 180))
+        box = cv2.boxPoints(rect).astype(np.int32)
+        cv2.fillPoly(frame, [box], (20, 20, 22), cv2.LINE_AA)
+        inner = cv2.boxPoints(((px, py), (62 * s, 130 * s), rect[2])).astype(np.int32)
+        cv2.fillPoly(frame, [inner], (45, 40, 38), cv2.LINE_AA)
+
+
 def no_sheet(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
              size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """The desk under the camera, with no sheet on it."""
-    return shoot(None, sample_shot(rng, severity, size), rng).jpeg
+    """The desk under the camera with no sheet on it (a pen and a phone lie there)."""
+    return shoot(None, sample_shot(rng, severity, size), rng, before_light=_desk_objects).jpeg
 
 
 def sheet_too_small(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
                     size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """The sheet far from the camera (or a smaller print): about 15-25 % of the frame's area."""
-    shot = replace(sample_shot(rng, severity, size), fill=float(rng.uniform(0.40, 0.50)))
+    """The sheet far from the camera: 3.2-4.4 frame pixels per mm (its long side spans 25-40 % of the
+    frame; 5-10 % of its area), where ordinary photos have 7 or more."""
+    shot = sample_shot(rng, severity, size)
+    ph, pw = sheet.page.shape[:2]
+    shot = replace(shot, fill=fill_for_px_per_mm(shot, (pw, ph), sheet.px_per_mm, float(rng.uniform(3.2, 4.4))))
     return shoot(sheet.page, shot, rng).jpeg
 
 

@@ -110,7 +110,7 @@ def page_homography(page_wh: tuple[int, int], shot: Shot, rng: np.random.Generat
     # Extent of the rotated sheet along the frame axes, in page pixels.
     ext_w = abs(pw * c) + abs(ph * s)
     ext_h = abs(pw * s) + abs(ph * c)
-    scale = shot.fill * min(fw / ext_w, fh / ext_h)
+    scale = shot.fill * _fit_scale(page_wh, shot)
     free_x = max(0.0, fw - ext_w * scale) / 2
     free_y = max(0.0, fh - ext_h * scale) / 2
     cx = fw / 2 + shot.centre[0] * free_x * 0.9
@@ -131,6 +131,20 @@ def page_homography(page_wh: tuple[int, int], shot: Shot, rng: np.random.Generat
         dst[b] += (mid - dst[b]) * k
         dst = dst + jitter * 0.5
     return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
+
+
+def _fit_scale(page_wh: tuple[int, int], shot: Shot) -> float:
+    """Frame pixels per page pixel at fill = 1 for this orientation."""
+    pw, ph = page_wh
+    fw, fh = shot.size
+    total = math.radians(90 * shot.quarter_turns + shot.angle_deg)
+    c, s = abs(math.cos(total)), abs(math.sin(total))
+    return min(fw / (pw * c + ph * s), fh / (pw * s + ph * c))
+
+
+def fill_for_px_per_mm(shot: Shot, page_wh: tuple[int, int], page_px_per_mm: float, target: float) -> float:
+    """The `fill` that puts `target` frame pixels on each mm of the sheet."""
+    return target / (page_px_per_mm * _fit_scale(page_wh, shot))
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
