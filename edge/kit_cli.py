@@ -137,3 +137,96 @@ def receipts(as_json: bool, config_path: Path) -> None:
                 click.echo(f"#{r.seq} {r.submission_id} {r.state}" + (f" ({r.ack_status})" if r.ack_status else "")
                            + (f" reason: {r.ack_reason}" if r.ack_reason else "")
                            + (f" last error: {r.last_error}" if r.last_error and r.state == "queued" else ""))
+
+
+# ------------------------------------------------------------------------------------------ kit runtime
+@kit.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the kit file and the kit's readiness (key, certificate, TPS, clock); exit 0 or 1.
+
+    Runs as ExecStartPre of tpskit-kit.service: a bad file or an unready kit stops there, with the key path
+    and the fix in the journal.
+    """
+    from tpskit.edge.readiness import startup_problems
+
+    try:
+        cfg = load_kit_config(config_path)
+    except ConfigError as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    problems = startup_problems(cfg)
+    if problems:
+        click.echo(f"{config_path}: the kit must not capture yet", err=True)
+        for p in problems:
+            click.echo(f"  {p.key}: {p.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{config_path}: ok (kit {cfg.kit.id}, TPS {cfg.kit.tps}, camera {cfg.camera.backend}, "
+               f"controls {cfg.controls.backend})")
+
+
+@kit.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run the kit daemon: buttons, camera, reader, confirmation, signing, delivery (systemd Type=notify)."""
+    import signal
+    import threading
+
+    from tpskit.edge.daemon import run_daemon
+
+    _logging()
+    cfg = load_config(config_path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sys.exit(run_daemon(cfg, stop))
+
+
+@kit.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+@config_option
+def selftest(as_json: bool, config_path: Path) -> None:
+    """Technician checklist: camera, buttons, lights, buzzer, clock, key, certificate, broker, disk, model."""
+    from tpskit.edge.selftest import run_selftest
+
+    _logging()
+    cfg = load_config(config_path)
+    results = run_selftest(cfg, echo=(lambda line: click.echo(line, err=True)) if as_json else click.echo)
+    for r in results:
+        if as_json:
+            click.echo(json.dumps({"check": r.name, "passed": r.passed, "detail": r.detail}))
+    failed = [r for r in results if not r.passed]
+    if not as_json:
+        click.echo(f"{len(results) - len(failed)}/{len(results)} checks passed"
+                   + (f"; FAILED: {', '.join(r.name for r in failed)}" if failed else ""))
+    sys.exit(1 if failed else 0)
+
+
+@kit.command()
+@click.argument("button", type=click.Choice(["capture", "confirm"]))
+@config_option
+def press(button: str, config_path: Path) -> None:
+    """Development: press a button of a kit running simulated controls (through its control socket)."""
+    from tpskit.firmware.sim_client import press as sim_press
+
+    cfg = load_config(config_path)
+    if cfg.controls.backend != "simulated":
+        raise click.ClickException("controls.backend is not \"simulated\": press the real button")
+    sim_press(cfg.controls.simulated_socket, button)
+
+
+@kit.command()
+@click.argument("command", nargs=-1, required=True)
+@config_option
+def control(command: tuple[str, ...], config_path: Path) -> None:
+    """Talk to the running daemon: `status`, `pending`, `correct FIELD VALUE` (prints its JSON answer)."""
+    from tpskit.edge.daemon import control as send
+
+    cfg = load_config(config_path)
+    try:
+        answer = send(cfg.daemon.control_socket, " ".join(command))
+    except OSError as e:
+        raise click.ClickException(f"no kit daemon at {cfg.daemon.control_socket}: {e}") from e
+    click.echo(json.dumps(answer, indent=2))
+    if isinstance(answer, dict) and "error" in answer:
+        sys.exit(1)

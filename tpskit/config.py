@@ -17,6 +17,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tpskit.firmware.config import (
+    CameraConfig,
+    ControlsConfig,
+    DevConfig,
+    HardwarePolicyError,
+    check_hardware_policy,
+)
 from tpskit.forms import valid_tps
 
 DEFAULT_KIT_CONFIG = Path("/etc/tpskit/kit.toml")
@@ -82,11 +89,53 @@ class DeliverySection(Section):
         return self
 
 
+class DaemonSection(Section):
+    """`[daemon]`: how `tpskit kit run` behaves (the kit runtime's own settings)."""
+
+    auto_send_ok: bool = Field(default=False,
+                               description="send a sheet read all-ok without waiting for the Confirm press "
+                                           "(a sheet in review always waits)")
+    control_socket: Path = Field(default=Path("/run/tpskit/kit.sock"),
+                                 description="local Unix socket of the daemon: `status`, `pending`, "
+                                             "`correct FIELD VALUE` (for a screen or touch page)")
+    max_failures: int = Field(default=3, ge=1, le=100,
+                              description="internal failures (camera, reader, signing) within failure_window_s "
+                                          "after which the kit stops on the red light")
+    failure_window_s: float = Field(default=600.0, gt=0, description="window for max_failures, in seconds")
+    job_timeout_s: float = Field(default=90.0, gt=0,
+                                 description="a capture+read+sign job running longer than this is stuck: the "
+                                             "systemd watchdog is no longer fed and restarts the daemon")
+    offline_after_s: float = Field(default=5.0, ge=0,
+                                   description="show the offline light when results wait and the broker has "
+                                               "been unreachable this long")
+
+
+class SelftestSection(Section):
+    """`[selftest]`: the technician's checklist (`tpskit kit selftest`)."""
+
+    reference_photo: Path | None = Field(default=None,
+                                         description="a photo of a filled reference sheet with a JSON file of its "
+                                                     "values next to it (same name, .json); rendered when unset")
+    crl: Path | None = Field(default=None, description="the district's revocation list (crl.pem), when the kit "
+                                                       "was given one")
+    min_free_mb: int = Field(default=500, ge=1, description="free space needed in the data folder, in MB")
+    min_sharpness: float = Field(default=60.0, ge=0,
+                                 description="variance of the Laplacian a focused capture reaches at least")
+    button_timeout_s: float = Field(default=30.0, gt=0, description="how long to wait for each asked press")
+    broker_timeout_s: float = Field(default=8.0, gt=0, description="TLS + MQTT connect timeout")
+
+
 class KitConfig(Section):
     kit: KitSection = Field(description="who this kit is and where it keeps its data")
     identity: KitIdentity = Field(default_factory=KitIdentity, description="key and certificates")
     broker: BrokerSection = Field(default_factory=BrokerSection, description="the district broker")
     delivery: DeliverySection = Field(default_factory=DeliverySection, description="retries and timeouts")
+    # Kit runtime sections (tpskit kit run / selftest); hardware tables are the firmware's models.
+    camera: CameraConfig = Field(default_factory=CameraConfig, description="the camera ([camera])")
+    controls: ControlsConfig = Field(default_factory=ControlsConfig, description="buttons, lights, buzzer")
+    dev: DevConfig = Field(default_factory=DevConfig, description="development switches (never in production)")
+    daemon: DaemonSection = Field(default_factory=DaemonSection, description="the kit daemon")
+    selftest: SelftestSection = Field(default_factory=SelftestSection, description="the technician self-test")
 
     @property
     def outbox_path(self) -> Path:
@@ -220,7 +269,14 @@ def _load(path: Path, model: type[M]) -> M:
 
 
 def load_kit_config(path: Path) -> KitConfig:
-    return _load(path, KitConfig)
+    cfg = _load(path, KitConfig)
+    # Simulated hardware is refused on a provisioned kit (one holding its key and certificate).
+    provisioned = cfg.identity.key.exists() and cfg.identity.certificate.exists()
+    try:
+        check_hardware_policy(cfg.camera, cfg.controls, cfg.dev, provisioned=provisioned)
+    except HardwarePolicyError as e:
+        raise ConfigError(f"{path}: invalid configuration\n  {e.key}: {e.message}") from e
+    return cfg
 
 
 def load_district_config(path: Path) -> DistrictConfig:

@@ -1,0 +1,686 @@
+"""`tpskit kit run`: the kit daemon. Button -> camera -> reader -> officer -> signer -> outbox -> district.
+
+One thread owns the state (edge/states.py) and every light, beep and screen message: the main loop. It
+reads one inbox fed by the buttons, by the worker running the slow job of the moment (capture + read, or
+sign + queue), by the delivery loop (sent / acknowledged) and by the local control socket (`pending`,
+`correct FIELD VALUE`, `status`). So a press while a job runs is answered at once with the busy beep, and a
+broker outage never blocks the officer: delivery runs behind, from the outbox, on its own thread.
+
+The main loop also feeds the systemd watchdog, but only while the current job is within its time limit:
+a camera or reader that hangs stops the feeding and systemd restarts the daemon (the outbox and the
+pending reading on disk make that safe). Repeated failures (camera, reader, signing) within a window put
+the kit on the red light for the technician instead of looping.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tpskit.config import KitConfig
+from tpskit.edge.pending import CorrectionError, Pending, PendingStore, apply_correction, needs_review
+from tpskit.edge.readiness import Problem, startup_problems
+from tpskit.edge.states import BUSY, PENDING, STATE_SIGNAL, KitState, capture_allowed, check_transition
+from tpskit.events import Event, log_event, register
+from tpskit.firmware.camera import Camera, CameraError, make_camera
+from tpskit.firmware.controls import (
+    Button,
+    ButtonEvent,
+    Controls,
+    OfficerMessage,
+    Screen,
+    Signal,
+    make_controls,
+    make_screen,
+)
+from tpskit.firmware.watchdog import SystemdNotifier
+from tpskit.forms import Template
+
+log = logging.getLogger("tpskit.kit.daemon")
+S = KitState
+
+register(
+    Event("kit.started", "info", "The kit daemon started: kit id, TPS, camera and controls backends."),
+    Event("kit.state", "info", "The kit changed state (idle, capturing, reading, confirm, review, signing, "
+                               "queued, sent, acknowledged, rejected, fault)."),
+    Event("kit.busy_press", "info", "A button press arrived while the kit was busy (or had nothing to confirm) "
+                                    "and was ignored with a short beep."),
+    Event("kit.capture", "action", "A photo was taken for reading; capture time and photo hash."),
+    Event("kit.read", "info", "A capture was read; status ok or review, fields needing review, timings."),
+    Event("kit.refused", "warning", "A capture was refused by the quality gate; reason and officer message."),
+    Event("kit.camera_failed", "error", "The camera could not deliver a photo; kind and message."),
+    Event("kit.reader_failed", "error", "The reader raised instead of returning a result (a bug or a bad model)."),
+    Event("kit.corrected", "action", "The officer corrected a field; OCR original and new value."),
+    Event("kit.discarded", "info", "A pending reading was dropped because the officer captured again."),
+    Event("kit.signed", "action", "A confirmed reading was signed and stored in the outbox; timings from the press."),
+    Event("kit.sign_failed", "error", "Signing or storing a confirmed reading failed; the reading still waits."),
+    Event("kit.restored", "info", "After a restart: a pending reading or queued results were found on disk."),
+    Event("kit.not_ready", "error", "The kit refuses to capture (clock, key/certificate, TPS); the message says "
+                                    "what to fix."),
+    Event("kit.ready", "info", "The kit is ready to capture."),
+    Event("kit.fault", "error", "The kit stopped on the red light (repeated failures or a startup problem)."),
+    Event("kit.offline", "warning", "Results wait in the outbox and the broker is unreachable."),
+    Event("kit.online", "info", "The broker is reachable again; waiting results are being sent."),
+    Event("kit.receipt", "action", "The officer was shown the district's receipt (green light); time from press."),
+    Event("kit.district_refused", "warning", "The district refused the result just sent; reason shown."),
+    Event("kit.stuck", "error", "A job overran job_timeout_s; the systemd watchdog is no longer fed."),
+    Event("kit.control", "info", "A command arrived on the daemon's control socket."),
+    Event("kit.stopping", "info", "The kit daemon is stopping."),
+)
+
+
+def bilingual(id_text: str, en_text: str, level: str = "info") -> OfficerMessage:
+    """Screen text: Bahasa Indonesia first, English second."""
+    return OfficerMessage(text=f"{id_text}\n{en_text}", level=level)
+
+
+MSG_READY = bilingual("Siap. Letakkan formulir di alas kamera dan tekan tombol Foto.",
+                      "Ready. Lay the sheet on the stand and press Capture.")
+MSG_WORKING = bilingual("Memotret dan membaca formulir. Jangan digeser.",
+                        "Photographing and reading the sheet. Do not move it.")
+MSG_CONFIRM = bilingual("Formulir terbaca. Periksa angka di layar, lalu tekan Konfirmasi untuk mengirim.",
+                        "Sheet read. Check the numbers on the screen, then press Confirm to send.", "action")
+MSG_QUEUED = bilingual("Hasil ditandatangani dan disimpan di kit; sedang dikirim ke kabupaten/kota.",
+                       "Result signed and saved on the kit; sending it to the district.")
+MSG_ACK = bilingual("Hasil diterima dan dikonfirmasi oleh kabupaten/kota. Selesai.",
+                    "The district received and confirmed the result. Done.")
+MSG_OFFLINE = bilingual("Hasil aman di kit; jaringan tidak tersedia. Hasil terkirim sendiri saat jaringan "
+                        "kembali. Biarkan kit menyala.",
+                        "Result safe on the kit; no network. It is sent by itself when the network returns. "
+                        "Keep the kit powered.", "action")
+MSG_FAULT = bilingual("Kit bermasalah. Hubungi teknisi.", "Kit fault. Call the technician.", "error")
+
+
+def _review_message(fields: list[str]) -> OfficerMessage:
+    names = ", ".join(fields) or "-"
+    return bilingual(f"Beberapa angka perlu diperiksa ({names}). Perbaiki di layar, lalu tekan Konfirmasi; "
+                     "atau tekan Foto untuk memotret ulang.",
+                     f"Some numbers need checking ({names}). Correct them on the screen, then press Confirm; "
+                     "or press Capture to photograph again.", "action")
+
+
+# ------------------------------------------------------------------------------------------- reader
+@dataclass
+class Reader:
+    """The reader with its templates and model loaded once; `read` is the pure pipeline."""
+
+    templates: Mapping[str, Template]
+    model: Any
+    model_version: str
+    expected_tps: str
+    registered_voters: int | None
+
+    def read(self, jpeg: bytes) -> Any:
+        from tpskit.edge.reader.pipeline import ReadOptions, read_sheet
+
+        return read_sheet(jpeg, self.templates, self.model,
+                          ReadOptions(expected_tps=self.expected_tps, registered_voters=self.registered_voters),
+                          photo="capture.jpg")
+
+    def template(self, template_id: str) -> Template:
+        return next(t for t in self.templates.values() if t.id == template_id)
+
+
+def load_reader(cfg: KitConfig) -> Reader:
+    from tpskit.edge.reader.digit_model import load_digit_model, model_version
+    from tpskit.forms import load_templates
+
+    return Reader(load_templates(), load_digit_model(), model_version(), cfg.kit.tps, cfg.kit.registered_voters)
+
+
+# ------------------------------------------------------------------------------------------- inbox messages
+@dataclass(frozen=True)
+class _Phase:
+    state: KitState
+
+
+@dataclass(frozen=True)
+class _ReadDone:
+    result: Any
+    photo: bytes
+    captured_at: dt.datetime
+    capture_ms: float
+    read_ms: float
+
+
+@dataclass(frozen=True)
+class _JobFailed:
+    kind: str  # camera | reader | sign
+    message: str
+    officer: OfficerMessage
+
+
+@dataclass(frozen=True)
+class _Signed:
+    submission_id: str
+    seq: int
+    sign_ms: float
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    submission_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class _Command:
+    line: str
+    reply: queue.Queue[str]
+
+
+# ------------------------------------------------------------------------------------------- the daemon
+class KitDaemon:
+    """The state machine and its I/O. `start()`, then `run(stop)` on the main thread, then `close()`.
+
+    Hardware, reader and clock can be passed in (tests); by default they come from the configuration.
+    """
+
+    TICK_S = 0.25
+
+    def __init__(self, cfg: KitConfig, *, camera: Camera | None = None, controls: Controls | None = None,
+                 screen: Screen | None = None, reader: Reader | None = None,
+                 notifier: SystemdNotifier | None = None,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.cfg = cfg
+        self.now = now
+        self.controls = controls or make_controls(cfg.controls)
+        self.screen = screen or make_screen(cfg.controls, self.controls)
+        self.camera = camera or make_camera(cfg.camera)
+        self.reader = reader
+        self.notifier = notifier or SystemdNotifier()
+        self.state = S.IDLE
+        self.pending: Pending | None = None
+        self.pending_store = PendingStore(cfg.kit.data_dir)
+        self.problems: list[Problem] = []
+        self.message: OfficerMessage | None = None
+        self.current_submission: str | None = None
+        self.outbox: Any = None
+        self.delivery: Any = None
+        self._inbox: queue.Queue[Any] = queue.Queue()
+        self._job: threading.Thread | None = None
+        self._job_started: float | None = None
+        self._stuck = False
+        self._failures: collections.deque[float] = collections.deque()
+        self._permanent_fault = False
+        self._press_at: float | None = None  # monotonic time of the press that started the current path
+        self._offline_since: float | None = None
+        self._offline_shown = False
+        self._before_offline: OfficerMessage | None = None
+        self._last_recheck = 0.0
+        self._last_feed = 0.0
+        self._delivery_seen: dict[str, str] = {}
+        self._server: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> KitDaemon:
+        cfg = self.cfg
+        self.controls.signal(Signal.STARTING)
+        log_event(log, "kit.started", kit=cfg.kit.id, tps=cfg.kit.tps, camera=cfg.camera.backend,
+                  controls=cfg.controls.backend, auto_send_ok=cfg.daemon.auto_send_ok, pid=os.getpid())
+        self._start_thread(self._forward_presses, "kit-presses")
+        self._open_control_socket()
+        from tpskit.edge.outbox import Outbox
+
+        self.outbox = Outbox(cfg.outbox_path)
+        self.problems = startup_problems(cfg, self.now())
+        if self.reader is None:
+            try:
+                self.reader = load_reader(cfg)
+            except Exception as e:  # missing or corrupt model file: the technician must see it
+                self.problems.append(Problem("reader", f"the digit model cannot be loaded ({e}). Fix: reinstall "
+                                                       "tpskit (the model ships in tpskit/models)"))
+        if not any(p.key.startswith("identity") for p in self.problems):
+            self._start_delivery()
+        with contextlib.suppress(CameraError):
+            self.camera.start()  # a camera error here shows at the first press, with its message
+        self._restore()
+        self.notifier.ready(f"state {self.state}")
+        return self
+
+    def _start_delivery(self) -> None:
+        from tpskit.edge.deliver import Delivery
+
+        self.delivery = Delivery(self.cfg, self.outbox,
+                                 on_change=lambda sid, st: self._inbox.put(_Delivery(sid, st)))
+        self.delivery.start()
+
+    def _restore(self) -> None:
+        """After a restart: a reading that waited for Confirm waits again, unless it was already signed."""
+        if self.problems:
+            self._not_ready()
+            return
+        pending = self.pending_store.load()
+        if pending is not None:
+            signed = [r.submission_id for r in self.outbox.rows() if r.evidence_sha256 == pending.photo_sha256]
+            if signed:
+                log_event(log, "kit.restored", what="pending_already_signed", submission=signed[0])
+                self.pending_store.clear()
+                pending = None
+            else:
+                self.pending = pending
+                log_event(log, "kit.restored", what="pending_reading", status=pending.reading.get("status"))
+                self._show_pending()
+                return
+        counts = self.outbox.counts()
+        waiting = counts["queued"] + counts["sent"]
+        if waiting:
+            log_event(log, "kit.restored", what="outbox", waiting=waiting)
+            waiting_rows = [r for r in self.outbox.rows() if r.state in ("queued", "sent")]
+            self.current_submission = waiting_rows[-1].submission_id if waiting_rows else None
+            self._enter(S.QUEUED, MSG_QUEUED)
+            return
+        self._enter(S.IDLE, MSG_READY)
+        log_event(log, "kit.ready", kit=self.cfg.kit.id)
+
+    def close(self) -> None:
+        log_event(log, "kit.stopping", state=str(self.state))
+        self.notifier.stopping()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
+            self._server.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.cfg.daemon.control_socket.unlink()
+        if self._job is not None:
+            self._job.join(10)
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+        with contextlib.suppress(Exception):
+            self.camera.close()
+        self.controls.close()
+
+    def _start_thread(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ------------------------------------------------------------------ the main loop
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                msg = self._inbox.get(timeout=self.TICK_S)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                self.handle(msg)
+            self._housekeeping()
+
+    def handle(self, msg: Any) -> None:
+        if isinstance(msg, ButtonEvent):
+            self._on_press(msg)
+        elif isinstance(msg, _Phase):
+            self._enter(msg.state)
+        elif isinstance(msg, _ReadDone):
+            self._on_read(msg)
+        elif isinstance(msg, _JobFailed):
+            self._on_job_failed(msg)
+        elif isinstance(msg, _Signed):
+            self._on_signed(msg)
+        elif isinstance(msg, _Delivery):
+            self._on_delivery(msg)
+        elif isinstance(msg, _Command):
+            msg.reply.put(self._on_command(msg.line))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self._job is not None and not self._job.is_alive():
+            self._job, self._job_started = None, None
+        overran = self._job_started is not None and now - self._job_started > self.cfg.daemon.job_timeout_s
+        if overran and not self._stuck:
+            self._stuck = True
+            log_event(log, "kit.stuck", state=str(self.state), seconds=round(now - self._job_started, 1))
+        feed_every = self.notifier.feed_every_s()
+        if not overran and feed_every is not None and now - self._last_feed >= min(feed_every, 1.0):
+            self._last_feed = now
+            self.notifier.watchdog()
+        self._check_offline(now)
+        # A clock that was wrong may have been fixed by time sync: look again every 30 s.
+        if self.state == S.FAULT and not self._permanent_fault and now - self._last_recheck > 30:
+            self._last_recheck = now
+            self.problems = startup_problems(self.cfg, self.now())
+            if not self.problems:
+                if self.delivery is None:
+                    self._start_delivery()
+                self._restore()
+
+    def _check_offline(self, now: float) -> None:
+        if self.delivery is None or self.state in BUSY or self.state in (S.FAULT, S.CONFIRM, S.REVIEW):
+            return
+        up = self.delivery.link.connected.is_set()
+        if up:
+            self._offline_since = None
+            if self._offline_shown:
+                self._offline_shown = False
+                log_event(log, "kit.online")
+                self._show(self._before_offline)
+                self.controls.signal(STATE_SIGNAL[self.state])
+            return
+        if self._offline_since is None:
+            self._offline_since = now
+        if self._offline_shown or now - self._offline_since < self.cfg.daemon.offline_after_s:
+            return
+        counts = self.outbox.counts()
+        waiting = counts["queued"] + counts["sent"]
+        if waiting:
+            self._offline_shown = True
+            self._before_offline = self.message
+            log_event(log, "kit.offline", waiting=waiting, why=self.delivery.link.last_error)
+            self.controls.signal(Signal.OFFLINE)
+            self._show(MSG_OFFLINE)
+
+    # ------------------------------------------------------------------ state and officer feedback
+    def _enter(self, new: KitState, message: OfficerMessage | None = None, **fields: Any) -> None:
+        if new != self.state:
+            check_transition(self.state, new)
+            log_event(log, "kit.state", old=str(self.state), new=str(new), **fields)
+            self.state = new
+        self._offline_shown = False
+        self.controls.signal(STATE_SIGNAL[new])
+        if message is not None:
+            self._show(message)
+        self.notifier.status(f"{new}")
+
+    def _show(self, message: OfficerMessage | None) -> None:
+        if message is None:
+            return
+        self.message = message
+        self.screen.show(message)
+
+    def _busy_beep(self, ev: ButtonEvent, why: str) -> None:
+        log_event(log, "kit.busy_press", button=ev.button.value, state=str(self.state), why=why)
+        self.controls.signal(Signal.BUSY_BEEP)
+
+    def _not_ready(self) -> None:
+        self._enter(S.FAULT, bilingual("Kit belum siap: " + "; ".join(p.message for p in self.problems),
+                                       "Kit not ready: " + "; ".join(p.message for p in self.problems), "error"))
+        for p in self.problems:
+            log_event(log, "kit.not_ready", key=p.key, message=p.message, transient=p.transient)
+        self._permanent_fault = not all(p.transient for p in self.problems)
+
+    def _failure(self, kind: str) -> bool:
+        """Count an internal failure; True when the kit has now stopped on the red light."""
+        now = time.monotonic()
+        self._failures.append(now)
+        while self._failures and now - self._failures[0] > self.cfg.daemon.failure_window_s:
+            self._failures.popleft()
+        if len(self._failures) < self.cfg.daemon.max_failures:
+            return False
+        self._permanent_fault = True
+        log_event(log, "kit.fault", kind=kind, failures=len(self._failures),
+                  window_s=self.cfg.daemon.failure_window_s)
+        self._enter(S.FAULT, bilingual(
+            f"Kit bermasalah: {len(self._failures)} kegagalan ({kind}) berturut-turut. Hubungi teknisi; hasil "
+            "yang sudah disimpan tetap dikirim.",
+            f"Kit fault: {len(self._failures)} failures ({kind}) in a row. Call the technician; results already "
+            "saved are still being sent.", "error"))
+        return True
+
+    # ------------------------------------------------------------------ presses
+    def _on_press(self, ev: ButtonEvent) -> None:
+        if self.state in BUSY:
+            return self._busy_beep(ev, "busy")
+        if self.state == S.FAULT:
+            self._busy_beep(ev, "fault")
+            return self._show(self.message)
+        if ev.button == Button.CAPTURE and capture_allowed(self.state):
+            if self.pending is not None:
+                log_event(log, "kit.discarded", status=self.pending.reading.get("status"))
+                self.pending = None
+                self.pending_store.clear()
+            self._press_at = ev.at
+            self._enter(S.CAPTURING, MSG_WORKING)
+            return self._run_job(self._capture_job)
+        if ev.button == Button.CONFIRM and self.state in PENDING and self.pending is not None:
+            self._press_at = ev.at
+            return self._start_signing()
+        return self._busy_beep(ev, "nothing to confirm")
+
+    def _run_job(self, target: Callable[[], None]) -> None:
+        self._job_started = time.monotonic()
+        self._stuck = False
+        self._job = threading.Thread(target=target, name="kit-job", daemon=True)
+        self._job.start()
+
+    # ------------------------------------------------------------------ capture + read (worker thread)
+    def _capture_job(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            jpeg = self.camera.capture_jpeg()
+        except CameraError as e:
+            self._inbox.put(_JobFailed("camera", str(e), bilingual(
+                "Kamera tidak memberi foto. Tekan Foto sekali lagi; jika berulang, hubungi teknisi.",
+                e.message, "error")))
+            return
+        except Exception as e:
+            self._inbox.put(_JobFailed("camera", repr(e), MSG_FAULT))
+            return
+        captured_at = self.now()
+        t1 = time.perf_counter()
+        self._inbox.put(_Phase(S.READING))
+        try:
+            assert self.reader is not None
+            result = self.reader.read(jpeg)
+        except Exception as e:
+            self._inbox.put(_JobFailed("reader", repr(e), bilingual(
+                "Formulir tidak dapat dibaca karena kesalahan kit. Tekan Foto sekali lagi; jika berulang, "
+                "hubungi teknisi.", "The kit failed to read the sheet. Press Capture again; if it happens "
+                "again, call the technician.", "error")))
+            return
+        t2 = time.perf_counter()
+        self._inbox.put(_ReadDone(result, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
+
+    def _on_job_failed(self, msg: _JobFailed) -> None:
+        event = {"camera": "kit.camera_failed", "reader": "kit.reader_failed", "sign": "kit.sign_failed"}
+        log_event(log, event[msg.kind], message=msg.message)
+        if self._failure(msg.kind):
+            return
+        if msg.kind == "sign" and self.pending is not None:
+            self._show_pending(msg.officer)
+            return
+        self._enter(S.REJECTED, msg.officer, reason=msg.kind)
+
+    def _on_read(self, msg: _ReadDone) -> None:
+        from tpskit.envelope import sha256_hex
+
+        r = msg.result
+        photo_sha = sha256_hex(msg.photo)
+        log_event(log, "kit.capture", captured_at=msg.captured_at.isoformat(), photo_sha256=photo_sha,
+                  bytes=len(msg.photo), capture_ms=round(msg.capture_ms, 1))
+        if r.status == "rejected":
+            officer = r.message
+            log_event(log, "kit.refused", reason=r.reason, message_id=officer.id if officer else None,
+                      message_en=officer.en if officer else None, photo_sha256=photo_sha)
+            text = bilingual(officer.id, officer.en, "action") if officer else bilingual(
+                "Foto ditolak. Tekan Foto sekali lagi.", "Photo refused. Press Capture again.", "action")
+            self._enter(S.REJECTED, text, reason=r.reason)
+            return
+        reading = r.to_dict()
+        reading["model"] = self.reader.model_version if self.reader else None
+        review = needs_review(reading)
+        log_event(log, "kit.read", status=r.status, template=r.template, review_fields=review,
+                  capture_ms=round(msg.capture_ms, 1), read_ms=round(msg.read_ms, 1))
+        self.pending = Pending(reading, msg.photo, msg.captured_at)
+        self.pending_store.save(self.pending)  # on disk before the officer is asked anything
+        if r.status == "ok" and self.cfg.daemon.auto_send_ok:
+            self._start_signing()
+            return
+        self._show_pending()
+
+    def _show_pending(self, message: OfficerMessage | None = None) -> None:
+        assert self.pending is not None
+        reading = self.pending.reading
+        if reading.get("status") == "ok":
+            self._enter(S.CONFIRM, message or MSG_CONFIRM)
+        else:
+            self._enter(S.REVIEW, message or _review_message(needs_review(reading)))
+
+    # ------------------------------------------------------------------ sign + queue (worker thread)
+    def _start_signing(self) -> None:
+        self._enter(S.SIGNING, MSG_WORKING)
+        pending = self.pending
+        assert pending is not None
+        self._run_job(lambda: self._sign_job(pending))
+
+    def _sign_job(self, pending: Pending) -> None:
+        from tpskit.edge.submit import sign_and_queue
+        from tpskit.keys import KeyFileError
+
+        t0 = time.perf_counter()
+        try:
+            row = sign_and_queue(self.cfg, pending.reading, pending.photo, outbox=self.outbox,
+                                 captured_at=pending.captured_at,
+                                 model_version=self.reader.model_version if self.reader else None)
+        except (ValueError, KeyFileError, OSError) as e:  # SubmitError is a ValueError
+            self._inbox.put(_JobFailed("sign", str(e), bilingual(
+                f"Hasil tidak dapat ditandatangani: {e}. Hubungi teknisi.",
+                f"The result could not be signed: {e}. Call the technician.", "error")))
+            return
+        self._inbox.put(_Signed(row.submission_id, row.seq, (time.perf_counter() - t0) * 1000))
+
+    def _on_signed(self, msg: _Signed) -> None:
+        self.pending = None
+        self.pending_store.clear()
+        self.current_submission = msg.submission_id
+        since = (time.monotonic() - self._press_at) * 1000 if self._press_at is not None else None
+        log_event(log, "kit.signed", submission=msg.submission_id, seq=msg.seq, sign_ms=round(msg.sign_ms, 1),
+                  press_to_queued_ms=round(since, 1) if since is not None else None)
+        self._enter(S.QUEUED, MSG_QUEUED, submission=msg.submission_id)
+        early = self._delivery_seen.pop(msg.submission_id, None)
+        if early is not None:
+            if early != "sent":
+                self._on_delivery(_Delivery(msg.submission_id, "sent"))
+            self._on_delivery(_Delivery(msg.submission_id, early))
+        if self.delivery is not None:
+            self.delivery.notify()
+
+    # ------------------------------------------------------------------ delivery (from its thread)
+    def _on_delivery(self, msg: _Delivery) -> None:
+        # The delivery thread may see a row before the signing job has reported it: remember every answer.
+        if self._delivery_seen.get(msg.submission_id) in ("acknowledged", "rejected"):
+            return
+        self._delivery_seen[msg.submission_id] = msg.state
+        if msg.submission_id != self.current_submission or self.state not in (S.QUEUED, S.SENT):
+            return  # an older result, or the officer has moved on: the outbox keeps its receipt anyway
+        if msg.state == "sent":
+            self._enter(S.SENT, submission=msg.submission_id)
+        elif msg.state == "acknowledged":
+            since = (time.monotonic() - self._press_at) * 1000 if self._press_at is not None else None
+            log_event(log, "kit.receipt", submission=msg.submission_id,
+                      press_to_ack_ms=round(since, 1) if since is not None else None)
+            self._enter(S.ACKNOWLEDGED, MSG_ACK, submission=msg.submission_id)
+        elif msg.state == "rejected":
+            row = self.outbox.get(msg.submission_id)
+            why = row.ack_reason if row else None
+            log_event(log, "kit.district_refused", submission=msg.submission_id, why=why)
+            self._enter(S.REJECTED, bilingual(
+                f"Kabupaten/kota menolak hasil ini ({why}). Hubungi teknisi.",
+                f"The district refused this result ({why}). Call the technician.", "error"),
+                submission=msg.submission_id)
+
+    # ------------------------------------------------------------------ the control socket
+    def _open_control_socket(self) -> None:
+        path = self.cfg.daemon.control_socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # stale, from a killed daemon
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(str(path))
+        os.chmod(path, 0o660)
+        srv.listen(8)
+        self._server = srv
+        self._start_thread(self._serve, "kit-control")
+
+    def _serve(self) -> None:
+        assert self._server is not None
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    for line in conn.makefile("r", encoding="utf-8"):
+                        reply: queue.Queue[str] = queue.Queue()
+                        self._inbox.put(_Command(line.strip(), reply))
+                        conn.sendall((reply.get(timeout=10) + "\n").encode())
+                except (OSError, ValueError, queue.Empty):
+                    continue
+
+    def status(self) -> dict[str, Any]:
+        return {"state": str(self.state), "kit": self.cfg.kit.id, "tps": self.cfg.kit.tps,
+                "message": self.message.text if self.message else None,
+                "pending": self.pending is not None, "submission": self.current_submission,
+                "outbox": self.outbox.counts() if self.outbox else None,
+                "problems": [{"key": p.key, "message": p.message} for p in self.problems]}
+
+    def _on_command(self, line: str) -> str:
+        words = line.split()
+        log_event(log, "kit.control", command=words[0] if words else "")
+        if words == ["status"]:
+            return json.dumps(self.status())
+        if words == ["pending"]:
+            return json.dumps(self.pending.reading if self.pending else None)
+        if len(words) == 3 and words[0] == "correct":
+            return json.dumps(self.correct(words[1], words[2]))
+        return json.dumps({"error": f"unknown command {line!r}; commands: status | pending | correct FIELD VALUE"})
+
+    def correct(self, name: str, raw: str) -> dict[str, Any]:
+        """Apply the officer's value for one field of the pending reading (from a screen or touch page)."""
+        if self.state not in PENDING or self.pending is None or self.reader is None:
+            return {"error": f"nothing to correct (the kit is {self.state})"}
+        if not raw.isdigit():
+            return {"error": f"{raw!r} is not a whole number"}
+        reading = self.pending.reading
+        try:
+            template = self.reader.template(reading["template"])
+            new = apply_correction(reading, template, name, int(raw), self.cfg.kit.registered_voters)
+        except CorrectionError as e:
+            return {"error": str(e)}
+        f = new["fields"][name]
+        log_event(log, "kit.corrected", field=name, ocr_value=f.get("ocr_value"), value=f["value"],
+                  status=new["status"])
+        self.pending = Pending(new, self.pending.photo, self.pending.captured_at)
+        self.pending_store.save(self.pending)
+        self._show_pending()
+        return {"ok": True, "status": new["status"], "reading": new}
+
+    # ------------------------------------------------------------------ presses arrive on their own thread
+    def _forward_presses(self) -> None:
+        while True:
+            ev = self.controls.events.get()
+            self._inbox.put(ev)
+
+
+def run_daemon(cfg: KitConfig, stop: threading.Event) -> int:
+    """What `tpskit kit run` does: start, loop until `stop`, close. Returns the exit status."""
+    daemon = KitDaemon(cfg)
+    try:
+        daemon.start()
+        daemon.run(stop)
+    finally:
+        daemon.close()
+    return 0
+
+
+def control(socket_path: Path, line: str, timeout: float = 10.0) -> Any:
+    """Send one command to a running daemon's control socket; returns the decoded JSON reply."""
+    from tpskit.firmware.sim_client import send
+
+    return json.loads(send(socket_path, line, timeout))
