@@ -6,8 +6,10 @@ offline wait for it at the broker. A publish counts as delivered only when the b
 a success reason code: an ACL denial arrives as PUBACK 0x87 "Not authorized" and is reported as a
 refusal, in plain words, never as a delivery.
 
-Reconnection is ours, not paho's (`reconnect_on_failure=False`): a thread connects, runs the network
-loop until the connection drops, then waits with exponential backoff, recording why it failed.
+Reconnection is ours, not paho's (`reconnect_on_failure=False`): a supervisor thread connects
+synchronously (to learn, and say, why a connection fails), hands the session to paho's network thread
+(`loop_start`, so publishing from other threads is safe), and after a drop waits with exponential
+backoff before trying again.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class MqttLink:
         self.last_error: str | None = None
         self.connected = threading.Event()
         self._stop = threading.Event()
+        self._down = threading.Event()  # set by on_disconnect: the supervisor reconnects
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
         self._pubacks: dict[int, ReasonCode | None] = {}
@@ -123,6 +126,7 @@ class MqttLink:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, rc: ReasonCode,
                        props: object) -> None:
         self.connected.clear()
+        self._down.set()
         if rc.is_failure and not self._stop.is_set():
             self.last_error = f"disconnected by the broker or network: {rc}"
         with self._cond:
@@ -144,8 +148,11 @@ class MqttLink:
 
     # -- our connection loop
     def _run(self) -> None:
+        """Connect synchronously (so a failure comes with its exception, which we put in plain words),
+        then let paho's own network thread (loop_start) run the session until it drops."""
         failures = 0
         while not self._stop.is_set():
+            self._down.clear()
             try:
                 self.client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
                                     clean_start=False, properties=self._props)
@@ -154,7 +161,12 @@ class MqttLink:
                 self._status(False)
             else:
                 before = self._sessions
-                self.client.loop_forever(retry_first_connection=False)
+                self.client.loop_start()
+                while not self._stop.is_set() and not self._down.wait(0.5):
+                    pass
+                if self._stop.is_set():
+                    self.client.disconnect()
+                self.client.loop_stop()
                 self.connected.clear()
                 if self._sessions != before:
                     failures = 0  # we were connected: start the backoff afresh
@@ -172,10 +184,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        try:
-            self.client.disconnect()
-        except Exception:
-            pass
+        self._down.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

@@ -89,6 +89,37 @@ def fake_jpeg(tag: str, size: int = 2048) -> bytes:
     return b"\xff\xd8\xff\xe0" + body + b"\xff\xd9"
 
 
+def connect_outcome(port: int, ca: Path, cert: Path, key: Path, timeout: float = 5.0) -> str:
+    """One fresh MQTT v5 connection attempt over TLS: 'connected' or 'refused: why'."""
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    client.tls_set_context(ctx)
+    got: list[Any] = []
+    client.on_connect = lambda c, u, f, rc, p: got.append(rc)
+    try:
+        client.connect("127.0.0.1", port)
+        deadline = time.monotonic() + timeout
+        # TLS 1.3 completes the client side before the server has checked our certificate: the
+        # refusal then arrives as an alert on the first read, so read until CONNACK or closure.
+        while not got and time.monotonic() < deadline:
+            if client.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+                return "refused: connection closed by the broker"
+    except (ssl.SSLError, OSError) as e:
+        return f"refused: {e}"
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+    if got and not got[0].is_failure:
+        return "connected"
+    return f"refused: {got[0] if got else 'no CONNACK'}"
+
+
 # ------------------------------------------------------------------------------------------ broker
 class Broker:
     """A real mosquitto started from a generated configuration; stop/start/kill for outage tests."""
@@ -220,6 +251,22 @@ class Rig:
         finally:
             engine.dispose()
 
+    def count_stored(self) -> int:
+        """Cheap poll for SQLite rigs (one query, no engine)."""
+        import sqlite3
+
+        url = self.district_cfg().database.url
+        path = url[len("sqlite:///"):]
+        if not os.path.exists(path):
+            return 0
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            con.close()
+
     def rejections(self) -> list[dict[str, Any]]:
         from sqlalchemy import select
 
@@ -328,12 +375,23 @@ class RawKit:
 
     def send(self, sid: str, compact: str | bytes, evidence: bytes, tps: str | None = None) -> None:
         tps = tps or self.cfg.kit.tps
-        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10).delivered
+        out = self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10)
+        assert out.delivered, out.reason
         out = self.link.publish(f"tps/{tps}/result", compact, 10)
         assert out.delivered, out.reason
 
+    def send_nowait(self, sid: str, compact: str, evidence: bytes) -> None:
+        """Publish without waiting for PUBACKs (paho keeps them in flight): a fast stream."""
+        tps = self.cfg.kit.tps
+        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10, wait=False).delivered
+        assert self.link.publish(f"tps/{tps}/result", compact, 10, wait=False).delivered
+
     def wait_ack(self, sid: str, timeout: float = 15) -> Any:
         return wait_for(lambda: self.acks.get(sid, [None])[-1], timeout, f"ack for {sid}")
+
+    def wait_ack_all(self, sid: str, n: int, timeout: float = 15) -> list[Any]:
+        return wait_for(lambda: len(self.acks.get(sid, [])) >= n and list(self.acks[sid]), timeout,
+                        f"{n} acks for {sid}")
 
     def close(self) -> None:
         self.link.stop()
