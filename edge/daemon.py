@@ -410,7 +410,7 @@ class KitDaemon:
         self._enter(S.FAULT, bilingual("Kit belum siap: " + "; ".join(p.message for p in self.problems),
                                        "Kit not ready: " + "; ".join(p.message for p in self.problems), "error"))
         for p in self.problems:
-            log_event(log, "kit.not_ready", key=p.key, message=p.message, transient=p.transient)
+            log_event(log, "kit.not_ready", setting=p.key, message=p.message, transient=p.transient)
         self._permanent_fault = not all(p.transient for p in self.problems)
 
     def _failure(self, kind: str) -> bool:
