@@ -85,10 +85,11 @@ def _field_upper(f: FieldSpec, registered_voters: int | None) -> int:
 
 def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
                   ) -> tuple[Template, PageGeometry]:
-    """Markers and homography for the first template layout whose four markers are all in view."""
-    small = quality.small_copy(gray)
-    if quality.frame_too_dark(small):
-        raise _Refused("too_dark")
+    """Markers and homography for the first template layout whose four markers are all in view.
+
+    When a marker is missing, say why in the officer's terms: no sheet at all, too dark, out of focus,
+    too far, or a corner covered.
+    """
     layouts: dict[tuple, Template] = {}
     for t in templates.values():
         key = (t.markers.model_dump_json(), t.page.width_mm, t.page.height_mm)
@@ -103,15 +104,17 @@ def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template
         ours = {i: c for i, c in found.items() if i in ids}
         if len(ours) == 4:
             geom = page_geometry(t.markers, ours, t.page.width_mm, t.page.height_mm)
-            if geom is None:
-                continue
-            return t, geom
+            if geom is not None:
+                return t, geom
         missing = [m.corner for m in t.markers.items if m.id not in ours]
         if best_missing is None or len(missing) < len(best_missing[1]):
             best_missing = (t, missing, ours)
     assert best_missing is not None
     t, missing, ours = best_missing
+    small = quality.small_copy(gray)
     if ours:
+        if quality.frame_too_dark(small):
+            raise _Refused("too_dark")
         # Blur makes markers vanish: say "out of focus" rather than "covered" when what is seen is soft.
         if _markers_sharpness(gray, t, ours) < quality.MIN_SHARPNESS:
             raise _Refused("out_of_focus")
@@ -119,9 +122,13 @@ def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template
         if geom is not None and geom.px_per_mm * scale < quality.MIN_FULLRES_PX_PER_MM:
             raise _Refused("sheet_too_small")
         raise _Refused("marker_missing", corner=missing[0], corners=", ".join(missing))
-    if quality.frame_contrast(small) >= quality.MIN_FRAME_CONTRAST and \
-            quality.frame_sharpness(small) < quality.MIN_FRAME_SHARPNESS:
-        raise _Refused("out_of_focus")  # something sheet-like is in view, but soft
+    if quality.frame_too_dark(small):
+        # In a very dark frame even paper is dark: ask for light first, it is the likelier fix.
+        raise _Refused("too_dark" if quality.page_in_view(small) or quality.frame_very_dark(small) else "no_sheet")
+    if not quality.page_in_view(small):
+        raise _Refused("no_sheet")
+    if quality.frame_sharpness(small) < quality.MIN_FRAME_SHARPNESS:
+        raise _Refused("out_of_focus")
     raise _Refused("no_sheet")
 
 
@@ -139,7 +146,8 @@ def _markers_sharpness(gray: np.ndarray, t: Template, found: Mapping[int, np.nda
     return float(np.median(values)) if values else 0.0
 
 
-def _gate(gray: np.ndarray, scale: int, t: Template, geom: PageGeometry) -> None:
+def _gate(gray: np.ndarray, scale: int, t: Template, geom: PageGeometry) -> np.ndarray:
+    """Refuse a capture that cannot be read well; returns the page rectified at GATE_PX_PER_MM."""
     if geom.px_per_mm * scale < quality.MIN_FULLRES_PX_PER_MM:
         raise _Refused("sheet_too_small")
     m = t.markers
@@ -150,20 +158,28 @@ def _gate(gray: np.ndarray, scale: int, t: Template, geom: PageGeometry) -> None
         found[item.id] = geom.to_image(pts).astype(np.float32)
     if geom.error_mm > 1.5:
         raise _Refused("sheet_not_flat")
-    if _markers_sharpness(gray, t, found) < quality.MIN_SHARPNESS:
-        raise _Refused("out_of_focus")
     ppm = quality.GATE_PX_PER_MM
     page = warp_region(gray, geom, 0, 0, t.page.width_mm, t.page.height_mm, ppm)
     if float(np.median(page[::3, ::3])) < quality.DARK_PAPER:
         raise _Refused("too_dark")
+    if _markers_sharpness(gray, t, found) < quality.MIN_SHARPNESS:
+        raise _Refused("out_of_focus")
+    return page
+
+
+def _glare_over_boxes(page: np.ndarray, t: Template) -> bool:
+    """Specular glare over any digit box of the template the QR named (page at GATE_PX_PER_MM)."""
     glare = quality.glare_mask(page)
-    if glare.any():
-        for f in t.fields:
-            for b in f.boxes:
-                x0, y0 = int(b.x_mm * ppm), int(b.y_mm * ppm)
-                x1, y1 = math.ceil((b.x_mm + b.w_mm) * ppm), math.ceil((b.y_mm + b.h_mm) * ppm)
-                if glare[y0:y1, x0:x1].mean() > quality.GLARE_BOX_FRACTION:
-                    raise _Refused("glare")
+    if not glare.any():
+        return False
+    ppm = quality.GATE_PX_PER_MM
+    for f in t.fields:
+        for b in f.boxes:
+            x0, y0 = int(b.x_mm * ppm), int(b.y_mm * ppm)
+            x1, y1 = math.ceil((b.x_mm + b.w_mm) * ppm), math.ceil((b.y_mm + b.h_mm) * ppm)
+            if glare[y0:y1, x0:x1].mean() > quality.GLARE_BOX_FRACTION:
+                return True
+    return False
 
 
 def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeometry, t: Template
@@ -219,7 +235,7 @@ def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitClass
     try:
         t, geom = _locate_sheet(gray, decoded.scale, templates)
         clock.lap("markers")
-        _gate(gray, decoded.scale, t, geom)
+        page = _gate(gray, decoded.scale, t, geom)
         clock.lap("gate")
         form_code, tps = _read_qr(gray, templates, geom, t)
         clock.lap("qr")
@@ -228,6 +244,8 @@ def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitClass
     if form_code not in templates:
         return _rejected(photo, "unknown_form", clock, {"form": form_code}, tps=tps)
     t = templates[form_code]
+    if _glare_over_boxes(page, t):
+        return _rejected(photo, "glare", clock, template=t, tps=tps)
     if opts.expected_tps is not None and tps != opts.expected_tps:
         return _rejected(photo, "wrong_tps", clock, {"tps": tps, "expected": opts.expected_tps}, t, tps)
 
@@ -321,6 +339,8 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
             conf = own_conf
         fields[f.name] = FieldReading(name=f.name, value=value, confidence=conf, status=status,  # type: ignore[arg-type]
                                       boxes=boxes_out[f.name], ocr_value=top[f.name],
+                                      ocr_confidence=math.exp(e.log_likelihood(top[f.name]))
+                                      if top[f.name] is not None else 0.0,
                                       bubbles=agreement[f.name])  # type: ignore[arg-type]
     checks = [CheckResult(id=c.id, passed=check_holds(c, res.values)) for c in t.checks]
     all_ok = all(fr.status in ("ok", "resolved_by_checks") for fr in fields.values())

@@ -41,6 +41,11 @@ def frame_too_dark(small: np.ndarray) -> bool:
     return float(np.percentile(small, 95)) < DARK_FRAME_P95
 
 
+def frame_very_dark(small: np.ndarray) -> bool:
+    """So dark that paper cannot be told from desk (the lamp is off, the lens is covered)."""
+    return float(np.percentile(small, 95)) < DARK_FRAME_P95 / 2
+
+
 def edge_sharpness(patch: np.ndarray) -> float:
     """Steepest edges relative to the contrast, on a patch rectified at GATE_PX_PER_MM.
 
@@ -56,6 +61,35 @@ def edge_sharpness(patch: np.ndarray) -> float:
     gy = cv2.Sobel(p, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     mag = cv2.magnitude(gx, gy)
     return float(np.percentile(mag, 98)) / contrast
+
+
+#: A bright region at least this fraction of the frame, clearly brighter than the rest, looks like a page.
+MIN_PAGE_FRACTION = 0.06
+MIN_PAGE_CONTRAST = 12.0
+
+
+def page_in_view(small: np.ndarray) -> bool:
+    """Whether a large region clearly brighter than its surroundings (a sheet of paper) is in view.
+
+    Relative to the frame's own levels, so an underexposed sheet still counts (it is then "too dark",
+    not "no sheet"), while an empty desk, dark or light, does not.
+    """
+    blurred = cv2.GaussianBlur(small, (0, 0), 2.0)
+    _, mask = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    if n < 2:
+        return False
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = (int(v) for v in stats[big])
+    if area < MIN_PAGE_FRACTION * small.size:
+        return False
+    # A sheet lies inside the frame; a bright desk around dark objects reaches every edge.
+    H, W = small.shape
+    if (x <= 1) + (y <= 1) + (x + w >= W - 1) + (y + h >= H - 1) >= 3:
+        return False
+    inside = float(np.median(blurred[labels == big]))
+    outside = float(np.median(blurred[labels != big]))
+    return inside - outside >= MIN_PAGE_CONTRAST or inside >= 1.4 * max(outside, 1.0)
 
 
 def frame_contrast(small: np.ndarray) -> float:

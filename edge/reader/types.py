@@ -43,6 +43,8 @@ class FieldReading:
     boxes: list[BoxReading] = field(default_factory=list)
     #: What the digits alone said, where checks resolved the field to another value.
     ocr_value: int | None = None
+    #: Probability of the digits' own best value (before the checks); used to calibrate the threshold.
+    ocr_confidence: float = 0.0
     #: Digits and answer bubbles: "agree", "disagree", or None where the field has no bubbles.
     bubbles: Literal["agree", "disagree", "incomplete"] | None = None
 

@@ -1,0 +1,169 @@
+"""The reader on photographed sheets: generated with validation-split digits, read with the real int8 model.
+
+Each test names what a kit must do with the photo; the values come from the sheet's truth record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tpskit.cli import main
+from tpskit.edge.reader.digit_model import load_digit_model
+from tpskit.edge.reader.pipeline import ReadOptions, read_sheet
+from tpskit.forms import Template, load_templates
+from tpskit.sheets.bad_captures import BAD_CAPTURES
+from tpskit.sheets.camera import photograph, photograph_with_truth
+from tpskit.sheets.digits_data import load_split
+from tpskit.sheets.fill import fill_sheet, random_result
+
+TPS = "3201012001001"
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, Template]:
+    return load_templates()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_digit_model()
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    split = load_split()
+    return split.val_images, split.val_labels
+
+
+def _sheet(t: Template, digits, seed: int, severity: str = "clean", values: dict[str, int] | None = None):
+    rng = np.random.default_rng(seed)
+    return fill_sheet(t, TPS, values or random_result(t, rng), rng, digits, severity), rng
+
+
+@pytest.mark.parametrize("code", ["PPWP", "KWK"])
+def test_clean_sheet_reads_every_value_ok(code, templates, model, digits):
+    sheet, rng = _sheet(templates[code], digits, seed=11)
+    r = read_sheet(photograph(sheet.page, rng, "clean"), templates, model, ReadOptions(expected_tps=TPS))
+    assert r.status == "ok", (r.reason, {n: (f.value, f.status) for n, f in r.fields.items()})
+    assert r.values() == sheet.values
+    assert (r.form_code, r.tps, r.template) == (code, TPS, templates[code].id)
+    assert all(c.passed for c in r.checks)
+
+
+def test_upside_down_sheet_reads_the_same_values(templates, model, digits):
+    sheet, rng = _sheet(templates["PPWP"], digits, seed=12)
+    photo = photograph_with_truth(sheet.page, rng, "clean", quarter_turns=2).jpeg
+    r = read_sheet(photo, templates, model, ReadOptions(expected_tps=TPS))
+    assert r.status != "rejected"
+    # Whatever is not certain goes to review; nothing certain is wrong.
+    assert all(f.value == sheet.values[n] for n, f in r.fields.items() if f.status != "review")
+    assert sum(f.value == sheet.values[n] for n, f in r.fields.items()) >= len(r.fields) - 1
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_CAPTURES))
+def test_bad_capture_is_refused_with_its_reason_and_an_officer_message(reason, templates, model, digits):
+    code = "PPWP" if len(reason) % 2 else "KWK"
+    sheet, rng = _sheet(templates[code], digits, seed=13, severity="normal")
+    r = read_sheet(BAD_CAPTURES[reason](sheet, rng, severity="normal"), templates, model,
+                   ReadOptions(expected_tps=TPS))
+    assert (r.status, r.reason) == ("rejected", reason)
+    assert r.message is not None and r.message.id and r.message.en
+    assert not r.fields
+
+
+def test_officer_arithmetic_error_is_never_reported_ok(templates, model, digits):
+    t = templates["KWK"]
+    rng = np.random.default_rng(14)
+    values = random_result(t, rng)
+    values["suara_sah"] += 7  # the officer added up wrongly: no reading of the digits can balance it
+    sheet, rng = _sheet(t, digits, seed=14, values=values)
+    r = read_sheet(photograph(sheet.page, rng, "clean"), templates, model, ReadOptions(expected_tps=TPS))
+    assert r.status == "review"
+    assert not all(c.passed for c in r.checks)
+    assert r.fields["suara_sah"].status == "review"
+
+
+def test_voters_above_the_tps_registered_voters_go_to_review(templates, model, digits):
+    t = templates["PPWP"]
+    sheet, rng = _sheet(t, digits, seed=15)
+    dpt = sheet.values["dpt"]
+    opts = ReadOptions(expected_tps=TPS, registered_voters=dpt - 20)
+    r = read_sheet(photograph(sheet.page, rng, "clean"), templates, model, opts)
+    assert r.status == "review"
+    assert r.fields["dpt"].status == "review"
+
+
+def test_template_with_a_fifth_candidate_reads_without_code_changes(tmp_path, model, digits):
+    base: dict[str, Any] = load_templates()["KWK"].model_dump(by_alias=True, mode="json")
+    base.update(id="c-hasil-kwk-5", form_code="KWK5", title="FORMULIR MODEL C.HASIL-KWK (5 paslon)")
+    fifth = json.loads(json.dumps(next(f for f in base["fields"] if f["name"] == "paslon_04")))
+    fifth.update(name="paslon_05", label="Pasangan calon nomor urut 05")
+    for b in fifth["boxes"]:
+        b["x_mm"] -= 50.0  # beside the fourth, left of the totals column
+    base["fields"].append(fifth)
+    for c in base["checks"]:
+        if c["id"] == "suara_sah":
+            c["sum"].append("paslon_05")
+    (tmp_path / "kwk5.json").write_text(json.dumps(base))
+    templates = load_templates(tmp_path)
+    t = templates["KWK5"]
+    sheet, rng = _sheet(t, digits, seed=16)
+    r = read_sheet(photograph(sheet.page, rng, "clean"), templates, model, ReadOptions(expected_tps=TPS))
+    assert r.template == "c-hasil-kwk-5"
+    assert r.status == "ok", {n: (f.value, f.status) for n, f in r.fields.items()}
+    assert r.values() == sheet.values
+
+
+# ------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def good_photo(tmp_path_factory, templates, digits) -> tuple[Path, dict[str, int]]:
+    sheet, rng = _sheet(templates["PPWP"], digits, seed=17)
+    path = tmp_path_factory.mktemp("photos") / "sheet.jpg"
+    path.write_bytes(photograph(sheet.page, rng, "clean"))
+    return path, sheet.values
+
+
+def test_read_cli_json_prints_one_object_per_photo_with_the_contract_keys(good_photo, tmp_path, capsys):
+    path, values = good_photo
+    debug = tmp_path / "debug"
+    code = main(["read", "--json", "--tps", TPS, "--debug-dir", str(debug), str(path), str(path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    obj = json.loads(lines[0])
+    assert set(obj) == {"photo", "template", "form_code", "tps", "status", "reason", "message", "fields",
+                        "checks", "timings_ms"}
+    assert {n: f["value"] for n, f in obj["fields"].items()} == values
+    assert all(set(f) >= {"value", "confidence", "status", "boxes"} for f in obj["fields"].values())
+    assert (debug / "sheet.sheet.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated", None],
+                         ids=["empty", "text", "truncated-jpeg", "missing-path"])
+def test_read_cli_turns_bad_files_into_rejected_results_with_exit_3(content, good_photo, tmp_path, capsys):
+    path = tmp_path / "bad.jpg"
+    if content == "truncated":
+        data = good_photo[0].read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content is not None:
+        path.write_bytes(content)
+    code = main(["read", "--json", str(path)])
+    obj = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert (obj["status"], obj["reason"]) == ("rejected", "unreadable_file")
+    assert obj["message"]["en"]
+
+
+def test_read_cli_refuses_a_malformed_tps_code_as_a_usage_error(good_photo, capsys):
+    assert main(["read", "--tps", "12345", str(good_photo[0])]) == 2
+    assert "13 digits" in capsys.readouterr().err
+
+
+def test_read_cli_table_names_each_field_and_the_checks(good_photo, capsys):
+    assert main(["read", str(good_photo[0])]) == 0
+    out = capsys.readouterr().out
+    assert "paslon_01" in out and "checks: 10/10 pass" in out
