@@ -420,11 +420,15 @@ def _pg_ctl() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL on a free port (never the machine's server on 5432)."""
     pg_ctl = _pg_ctl()
     bindir = Path(pg_ctl).parent
-    base = tmp_path_factory.mktemp("pg")
+    import tempfile
+
+    # Its own folder directly under /tmp: pytest's tmp folders are private to the test user, and as root
+    # the server runs as the postgres user, which must be able to reach its files.
+    base = Path(tempfile.mkdtemp(prefix="tpskit-pg-"))
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     port = free_port()
@@ -446,6 +450,7 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"postgresql+psycopg://tpskit@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def load_json_lines(text: str) -> list[dict[str, Any]]:

@@ -1,0 +1,132 @@
+"""Provisioning refuses bad input clearly and never overwrites a key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+
+import pytest
+from conftest import TPS_CODES
+from cryptography import x509
+
+from tpskit.cli import main
+from tpskit.keys import KeyFileError, create_key, load_key
+from tpskit.provisioning.district import bench_kit, district_init, keygen, revoke, sign_csr
+from tpskit.provisioning.pki import ProvisioningError, identity_of, load_cert
+
+
+@pytest.fixture
+def tps_csv(tmp_path):
+    p = tmp_path / "tps.csv"
+    p.write_text("tps,registered_voters,village\n" + "".join(f"{t},250,Desa {i}\n" for i, t in enumerate(TPS_CODES[:3])))
+    return p
+
+
+@pytest.fixture
+def district(tmp_path, tps_csv):
+    return district_init(tmp_path / "district", tps_csv, district_id="kab-test", broker_port=18883)
+
+
+def test_keygen_creates_a_0600_key_and_refuses_to_overwrite_it(tmp_path):
+    key, csr = keygen(tmp_path / "kit", "kit-a", TPS_CODES[0])
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    before = key.read_bytes()
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        keygen(tmp_path / "kit", "kit-a", TPS_CODES[0])
+    assert key.read_bytes() == before
+    ident = identity_of(x509.load_pem_x509_csr(csr.read_bytes()))
+    assert (ident.common_name, ident.tps, ident.role) == ("kit-a", TPS_CODES[0], "kit")
+
+
+def test_fails_on_loading_a_key_readable_by_others(tmp_path):
+    path = tmp_path / "k.key"
+    create_key(path)
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_key(path)
+
+
+@pytest.mark.parametrize("tps", ["320101200100", "32010120010011", "32010120010a1", ""])
+def test_fails_on_malformed_tps_code(tmp_path, tps):
+    with pytest.raises(ProvisioningError, match="13 digits"):
+        keygen(tmp_path / "kit", "kit-a", tps)
+    assert not (tmp_path / "kit" / "kit.key").exists()
+
+
+def test_fails_on_csr_whose_tps_is_not_in_the_district_list(tmp_path, district):
+    _, csr = keygen(tmp_path / "kit", "kit-x", "3271010001001")
+    with pytest.raises(ProvisioningError, match="not in this district's TPS list"):
+        sign_csr(district.root, csr)
+
+
+def test_fails_on_expired_ca(tmp_path, tps_csv):
+    with pytest.raises(ProvisioningError, match="expired"):
+        district_init(tmp_path / "old", tps_csv, district_id="kab-old",
+                      ca_not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=20), ca_days=10)
+
+
+def test_sign_csr_refuses_a_ca_that_expired_since(tmp_path, tps_csv, monkeypatch):
+    d = district_init(tmp_path / "d", tps_csv, district_id="kab-test", ca_days=1)
+    _, csr = keygen(tmp_path / "kit", "kit-a", TPS_CODES[0])
+    import tpskit.provisioning.pki as pki
+
+    monkeypatch.setattr(pki, "utcnow", lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
+    with pytest.raises(ProvisioningError, match="CA expired"):
+        sign_csr(d.root, csr)
+
+
+def test_district_init_refuses_to_replace_an_existing_ca(tmp_path, tps_csv, district):
+    ca_before = district.ca_cert_path.read_bytes()
+    with pytest.raises(ProvisioningError, match="already holds a district CA"):
+        district_init(district.root, tps_csv, district_id="kab-test")
+    assert district.ca_cert_path.read_bytes() == ca_before
+
+
+def test_fails_on_tps_csv_with_bad_rows(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tps,registered_voters\n3201012001001,250\n3201012001001,200\n")
+    with pytest.raises(ProvisioningError, match="line 3: TPS 3201012001001 is listed twice"):
+        district_init(tmp_path / "d", bad, district_id="kab-test")
+    bad.write_text("tps,registered_voters\n3201012001001,lots\n")
+    with pytest.raises(ProvisioningError, match="line 2: registered_voters 'lots'"):
+        district_init(tmp_path / "d2", bad, district_id="kab-test")
+
+
+def test_sign_csr_issues_certificate_with_tps_and_writes_acl_and_kit_settings(tmp_path, district):
+    kit = bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
+    cert = load_cert(kit.folder / "kit.pem")
+    ident = identity_of(cert)
+    assert (ident.common_name, ident.tps, ident.role) == ("kit-a", TPS_CODES[0], "kit")
+    acl = (district.broker_dir / "acl").read_text()
+    assert f"user kit-a\ntopic write tps/{TPS_CODES[0]}/result\n" in acl
+    assert "registered_voters = 250" in (kit.folder / "kit.toml").read_text()
+    _, csr2 = keygen(tmp_path / "kit2", "kit-a", TPS_CODES[0])
+    with pytest.raises(ProvisioningError, match="already has a certificate"):
+        sign_csr(district.root, csr2)
+
+
+def test_revoke_removes_kit_from_acl_and_lists_its_serial_in_the_crl(tmp_path, district):
+    bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
+    entry = revoke(district.root, "kit-a", "stolen")
+    assert "user kit-a" not in (district.broker_dir / "acl").read_text()
+    crl = x509.load_pem_x509_crl((district.broker_dir / "crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(int(entry["serial"])) is not None
+    with pytest.raises(ProvisioningError, match="was revoked"):
+        sign_csr(district.root, keygen(tmp_path / "kit3", "kit-a", TPS_CODES[0])[1], replace=True)
+
+
+def test_cli_refuses_unknown_kit_for_revoke_with_a_message(tmp_path, district, capsys):
+    assert main(["provision", "revoke", "kit-zz", "--dir", str(district.root)]) == 1
+    assert "no certificate was issued to 'kit-zz'" in capsys.readouterr().err
+
+
+def test_cli_district_init_then_keygen_then_sign_csr(tmp_path, tps_csv, capsys):
+    d = tmp_path / "d"
+    assert main(["provision", "district-init", "--dir", str(d), "--tps-csv", str(tps_csv),
+                 "--district-id", "kab-cli"]) == 0
+    key = tmp_path / "kit" / "kit.key"
+    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key)]) == 0
+    assert main(["provision", "sign-csr", str(key.parent / "kit.csr"), "--dir", str(d)]) == 0
+    assert (d / "kits" / "kit-cli" / "kit.pem").exists()
+    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
