@@ -37,12 +37,12 @@ def _template() -> Any:
     return next(t for t in load_templates().values() if t.id == PPWP)
 
 
-def make_sheet(tps: str, seed: int, *, severity: str = "clean", break_total: bool = False,
+def make_sheet(tps: str, seed: int, *, severity: str = "clean", bump: dict[str, int] | None = None,
                bad: str | None = None) -> SheetPhoto:
     """A filled PPWP sheet of `tps` photographed by the simulated kit camera.
 
-    `break_total`: the officer's suara_total is one more than valid + invalid votes (a slip the checks catch,
-    so the sheet reads as `review`). `bad`: a capture the quality gate refuses (a key of BAD_CAPTURES).
+    `bump`: the officer's slips, added to consistent values (e.g. {"paslon_01": 11}: the sums no longer
+    balance). `bad`: a capture the quality gate refuses (a key of BAD_CAPTURES).
     """
     from tpskit.sheets.bad_captures import BAD_CAPTURES
     from tpskit.sheets.camera import photograph
@@ -53,13 +53,30 @@ def make_sheet(tps: str, seed: int, *, severity: str = "clean", break_total: boo
     template = _template()
     rng = np.random.default_rng(seed)
     values = random_result(template, rng, registered_voters=REGISTERED)
-    if break_total:
-        values = {**values, "suara_total": values["suara_total"] + 1}
+    for name, delta in (bump or {}).items():
+        values = {**values, name: values[name] + delta}
     split = load_split()
     sheet = fill_sheet(template, tps, values, rng, (split.val_images, split.val_labels), severity=severity)
     if bad is not None:
         return SheetPhoto(BAD_CAPTURES[bad](sheet, rng, severity=severity), values)
     return SheetPhoto(photograph(sheet.page, rng, severity), values)
+
+
+_READER: Any = None
+
+
+def read_photo(jpeg: bytes, tps: str) -> Any:
+    """What the kit's reader makes of a photo (the committed model, loaded once)."""
+    global _READER
+    from tpskit.edge.reader.pipeline import ReadOptions, read_sheet
+
+    if _READER is None:
+        from tpskit.edge.reader.digit_model import load_digit_model
+        from tpskit.forms import load_templates
+
+        _READER = (load_templates(), load_digit_model())
+    templates, model = _READER
+    return read_sheet(jpeg, templates, model, ReadOptions(expected_tps=tps, registered_voters=REGISTERED))
 
 
 def photo_folder(base: Path, *photos: SheetPhoto) -> Path:

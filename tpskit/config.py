@@ -119,7 +119,7 @@ class SelftestSection(Section):
     crl: Path | None = Field(default=None, description="the district's revocation list (crl.pem), when the kit "
                                                        "was given one")
     min_free_mb: int = Field(default=500, ge=1, description="free space needed in the data folder, in MB")
-    min_sharpness: float = Field(default=60.0, ge=0,
+    min_sharpness: float = Field(default=100.0, ge=0,
                                  description="variance of the Laplacian a focused capture reaches at least")
     button_timeout_s: float = Field(default=30.0, gt=0, description="how long to wait for each asked press")
     broker_timeout_s: float = Field(default=8.0, gt=0, description="TLS + MQTT connect timeout")
