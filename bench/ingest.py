@@ -1,0 +1,306 @@
+"""Ingest benchmark: K simulated kits publish M signed results each through a real mosquitto.
+
+Two phases in one run, same broker, same payloads (evidence photo + signed result per submission):
+1. raw: a plain QoS 1 subscriber in its own process counts the messages (mosquitto's own throughput
+   with TLS, client certificates and the ACL, and paho on both ends);
+2. ingest: `tpskit district serve` in its own process verifies, checks, stores (SQLite WAL +
+   synchronous=FULL, or PostgreSQL with --db) and signs an ack for every result.
+
+Prints a table and a final `key=value` line; `--markdown BENCHMARKS.md` also updates the
+"## Ingest (bench/ingest.py)" section of that file.
+
+    .venv/bin/python bench/ingest.py --kits 20 --results 250
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import multiprocessing as mp
+import multiprocessing.queues
+import os
+import platform
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TPS_BASE = 3201012001000  # 13 digits; kit i serves TPS_BASE + i + 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reading_for(tps: str, n: int) -> dict:
+    a, b, c = 40 + n % 50, 30 + n % 20, 20
+    sah, total = a + b + c, a + b + c + 2
+    dpt = 200
+    values = {"dpt": dpt, "dptb": 2, "dpk": 2, "pemilih_total": dpt + 4, "pengguna_dpt": total - 2,
+              "pengguna_dptb": 1, "pengguna_dpk": 1, "pengguna_total": total, "ss_diterima": dpt + 10,
+              "ss_rusak": 1, "ss_sisa": dpt + 10 - 1 - total, "ss_digunakan": total, "paslon_01": a,
+              "paslon_02": b, "paslon_03": c, "suara_sah": sah, "suara_tidak_sah": 2, "suara_total": total}
+    return {"template": "c-hasil-ppwp-2024", "form_code": "PPWP", "tps": tps, "status": "ok",
+            "fields": {k: {"value": v, "confidence": 0.999, "status": "ok"} for k, v in values.items()},
+            "checks": []}
+
+
+def raw_subscriber(conf: dict, expected: int, out: mp.queues.Queue) -> None:
+    """Own process: count QoS 1 messages on the district's topics, report when all arrived."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tpskit.edge.transport import TlsIdentity, tls_context
+
+    got = 0
+    done = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+    c.tls_set_context(tls_context(TlsIdentity(conf["ca"], conf["cert"], conf["key"])))
+
+    def on_connect(client, userdata, flags, rc, props):  # type: ignore[no-untyped-def]
+        client.subscribe([("tps/+/result", 1), ("tps/+/evidence/+", 1)])
+
+    def on_subscribe(client, userdata, mid, rcs, props):  # type: ignore[no-untyped-def]
+        out.put(("ready", time.time()))
+
+    def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
+        nonlocal got
+        got += 1
+        if got == expected:
+            out.put(("done", time.time()))
+            done.set()
+
+    c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
+    c.connect("127.0.0.1", conf["port"], clean_start=True)
+    c.loop_start()
+    done.wait(600)
+    c.disconnect()
+    c.loop_stop()
+
+
+def publish_all(kits: list, signed: dict, port: int) -> float:
+    """Every kit publishes its results (evidence then result) in sequence order; returns start time."""
+    from tpskit.config import BrokerSection
+    from tpskit.edge.transport import MqttLink, TlsIdentity
+
+    links = []
+    for k in kits:
+        link = MqttLink(f"{k['id']}-bench-{uuid.uuid4().hex[:6]}", TlsIdentity(k["ca"], k["cert"], k["key"]),
+                        BrokerSection(host="127.0.0.1", port=port, session_expiry_s=0))
+        link.start()
+        links.append(link)
+    for link in links:
+        assert link.wait_connected(20), link.last_error
+    start = time.time()
+
+    def run(k: dict, link: MqttLink) -> None:
+        for sid, compact, photo in signed[k["id"]]:
+            link.publish(f"tps/{k['tps']}/evidence/{sid}", photo, 30, wait=False)
+            link.publish(f"tps/{k['tps']}/result", compact, 30, wait=False)
+
+    threads = [threading.Thread(target=run, args=(k, link)) for k, link in zip(kits, links, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    publish_all.links = links  # type: ignore[attr-defined]  # stopped by the caller after delivery
+    return start
+
+
+def stop_links() -> None:
+    for link in getattr(publish_all, "links", []):
+        link.stop()
+
+
+def count_results(db: str) -> tuple[int, int]:
+    if db.startswith("sqlite:///"):
+        con = sqlite3.connect(db[len("sqlite:///"):], timeout=30)
+        try:
+            rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT submission_id) FROM results").fetchone()
+        except sqlite3.OperationalError:
+            rows, distinct = 0, 0
+        con.close()
+        return rows, distinct
+    from sqlalchemy import create_engine, text
+
+    e = create_engine(db)
+    with e.connect() as c:
+        rows, distinct = c.execute(text("SELECT COUNT(*), COUNT(DISTINCT submission_id) FROM results")).one()
+    e.dispose()
+    return rows, distinct
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kits", type=int, default=20)
+    ap.add_argument("--results", type=int, default=250, help="results per kit")
+    ap.add_argument("--evidence-kb", type=int, default=4, help="size of the evidence photo per result")
+    ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the work folder)")
+    ap.add_argument("--markdown", type=Path, default=None, help="update this file's Ingest section")
+    args = ap.parse_args()
+
+    from tpskit.config import load_district_config
+    from tpskit.edge.submit import build_payload
+    from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
+    from tpskit.keys import load_key
+    from tpskit.provisioning.district import bench_kit, district_init
+    from tpskit.provisioning.pki import load_certs
+
+    work = Path(tempfile.mkdtemp(prefix="tpskit-bench-ingest-"))
+    tps_codes = [str(TPS_BASE + i + 1) for i in range(args.kits)]
+    (work / "tps.csv").write_text("tps,registered_voters\n" + "".join(f"{t},300\n" for t in tps_codes))
+    port = free_port()
+    d = district_init(work / "district", work / "tps.csv", district_id="kab-bench", broker_port=port,
+                      bind="127.0.0.1", run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    if args.db:
+        text = d.config_path.read_text().replace('url = "sqlite:///district.sqlite"', f'url = "{args.db}"')
+        d.config_path.write_text(text)
+    db_url = load_district_config(d.config_path).database.url
+    kits, signed = [], {}
+    t0 = time.perf_counter()
+    for i, tps in enumerate(tps_codes):
+        kid = f"kit-{i:04d}"
+        folder = bench_kit(d.root, kid, tps, work / "kits" / kid).folder
+        k = {"id": kid, "tps": tps, "ca": str(d.ca_cert_path), "cert": str(folder / "kit.pem"),
+             "key": str(folder / "kit.key")}
+        kits.append(k)
+        key, chain = load_key(folder / "kit.key"), load_certs(folder / "kit.pem")
+        rows = []
+        for seq in range(1, args.results + 1):
+            photo = os.urandom(args.evidence_kb * 1024)
+            sid = str(uuid.uuid4())
+            p = build_payload(reading_for(tps, seq), kit_id=kid, tps=tps, seq=seq, submission_id=sid,
+                              evidence_sha256=sha256_hex(photo))
+            rows.append((sid, sign_compact(payload_bytes(p), key, chain), photo))
+        signed[kid] = rows
+    sign_s = time.perf_counter() - t0
+    n = args.kits * args.results
+    envelope_bytes = len(signed[kits[0]["id"]][0][1])
+
+    log = open(work / "mosquitto.log", "ab")  # noqa: SIM115 - closed at the end
+    broker = subprocess.Popen(["mosquitto", "-c", str(d.broker_dir / "mosquitto.conf")], stdout=log, stderr=log)
+    service = None
+    try:
+        deadline = time.time() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit("mosquitto did not start") from None
+                time.sleep(0.05)
+
+        # Phase 1: raw broker throughput.
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        svc_id = {"ca": str(d.ca_cert_path), "cert": str(d.root / "service" / "district.pem"),
+                  "key": str(d.root / "service" / "district.key"), "port": port}
+        sub = ctx.Process(target=raw_subscriber, args=(svc_id, 2 * n, q))
+        sub.start()
+        assert q.get(timeout=30)[0] == "ready"
+        start = publish_all(kits, signed, port)
+        kind, end = q.get(timeout=600)
+        raw_s = end - start
+        sub.join(10)
+        stop_links()
+
+        # Phase 2: the district service verifies, stores and acks the same payloads.
+        dlog = open(work / "district.log", "ab")  # noqa: SIM115
+        service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                    str(d.config_path)], stdout=dlog, stderr=dlog)
+        deadline = time.time() + 60
+        while '"district.ready"' not in (work / "district.log").read_text():
+            if time.time() > deadline or service.poll() is not None:
+                raise SystemExit("district service did not start:\n" + (work / "district.log").read_text())
+            time.sleep(0.05)
+        start = publish_all(kits, signed, port)
+        deadline = time.time() + 600
+        while True:
+            rows, distinct = count_results(db_url)
+            if distinct >= n or time.time() > deadline:
+                break
+            time.sleep(0.02)
+        ingest_s = time.time() - start
+        stop_links()
+        time.sleep(0.5)  # late repeats, if any, would show up as extra rows
+        rows, distinct = count_results(db_url)
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(20)
+        broker.terminate()
+        broker.wait(10)
+
+    results_per_s = n / ingest_s
+    raw_per_s = n / raw_s
+    lost = n - distinct
+    duplicated = rows - distinct
+    cpu = platform.processor() or platform.machine()
+    table = [
+        "| measure | value |",
+        "|---|---|",
+        f"| kits x results per kit | {args.kits} x {args.results} = {n} results |",
+        f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B (QoS 1, TLS) |",
+        f"| database | {db_url.split(':')[0]} ({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
+        f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s ({raw_s:.2f} s) |",
+        f"| district: verified + stored + acked | {results_per_s:,.0f} results/s ({ingest_s:.2f} s) |",
+        f"| ratio to raw broker | {results_per_s / raw_per_s:.0%} |",
+        f"| lost / duplicated | {lost} / {duplicated} |",
+        f"| signing on the bench (all kits, one core) | {n / sign_s:,.0f} results/s |",
+        f"| machine | {os.cpu_count()} cores {cpu}, Python {platform.python_version()} |",
+    ]
+    print("\n".join(table))
+    summary = (f"results_per_s={results_per_s:.0f} raw_broker_per_s={raw_per_s:.0f} "
+               f"ratio={results_per_s / raw_per_s:.2f} lost={lost} duplicated={duplicated}")
+    if args.markdown:
+        update_markdown(args.markdown, table, summary, args)
+    print(summary)
+    return 0 if lost == 0 and duplicated == 0 else 1
+
+
+NOTE = """\
+Against the targets: >= 1,000 results/s is met; >= 50 % of raw broker throughput is not (about 30 %
+here). The raw subscriber only counts; the district service, one Python process, verifies the Ed25519
+signature and the certificate (cached per kit), re-runs the form's checks, writes the result and the photo
+in a group commit (one transaction per batch of up to 500 messages, PUBACK only after the commit) and
+signs an ack for every result, on 2 cores shared with the 20 publishing kits, mosquitto and a training
+job. Scaling beyond one process means partitioning the TPS topics across ingest processes (per-kit order
+must stay in one process, so not `$share` round-robin).
+
+"""
+
+NATIONAL = """\
+What a national count needs: Indonesia has about 823,000 TPS. If every kit delivered within the same
+hour, that is about 230 results/s on average; a burst where half of them report within ten minutes is
+about 690 results/s. One district service at the rate above covers that burst on its own; split by
+regency (514 of them, about 1,600 TPS each) the per-district load is a few results per second, so the
+real limits are the uplink for the evidence photos (a 12 MP JPEG of 1-3 MB each: 823,000 photos are
+roughly 1-2.5 TB, about 2-5 Gbit/s if they all arrived in the same hour) and the broker's persistent
+queues while a district is down, not verification or storage.
+"""
+
+
+def update_markdown(path: Path, table: list[str], summary: str, args: argparse.Namespace) -> None:
+    section = ("## Ingest (bench/ingest.py)\n\n"
+               f"`.venv/bin/python bench/ingest.py --kits {args.kits} --results {args.results} "
+               f"--evidence-kb {args.evidence_kb}` on a shared 2-core machine (a model was training in the "
+               "background), broker, district service and publishers all on the same machine.\n\n"
+               + "\n".join(table) + f"\n\n`{summary}`\n\n" + NOTE + NATIONAL)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Ingest \(bench/ingest\.py\)\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda m: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
