@@ -222,6 +222,7 @@ class KitDaemon:
         self._last_recheck = 0.0
         self._last_feed = 0.0
         self._delivery_seen: dict[str, str] = {}
+        self.attempts = 0  # capture jobs finished (read, refused or failed): lets a driver see a new outcome
         self._server: socket.socket | None = None
         self._threads: list[threading.Thread] = []
 
@@ -486,6 +487,8 @@ class KitDaemon:
         self._inbox.put(_ReadDone(result, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
 
     def _on_job_failed(self, msg: _JobFailed) -> None:
+        if msg.kind != "sign":
+            self.attempts += 1
         event = {"camera": "kit.camera_failed", "reader": "kit.reader_failed", "sign": "kit.sign_failed"}
         log_event(log, event[msg.kind], message=msg.message)
         if self._failure(msg.kind):
@@ -499,6 +502,7 @@ class KitDaemon:
         from tpskit.envelope import sha256_hex
 
         r = msg.result
+        self.attempts += 1
         photo_sha = sha256_hex(msg.photo)
         log_event(log, "kit.capture", captured_at=msg.captured_at.isoformat(), photo_sha256=photo_sha,
                   bytes=len(msg.photo), capture_ms=round(msg.capture_ms, 1))
@@ -627,6 +631,7 @@ class KitDaemon:
         return {"state": str(self.state), "kit": self.cfg.kit.id, "tps": self.cfg.kit.tps,
                 "message": self.message.text if self.message else None,
                 "pending": self.pending is not None, "submission": self.current_submission,
+                "attempts": self.attempts,
                 "outbox": self.outbox.counts() if self.outbox else None,
                 "problems": [{"key": p.key, "message": p.message} for p in self.problems]}
 
