@@ -1,0 +1,166 @@
+"""The trust-chain half of `make demo`: provision, broker, district service, sign, deliver, receipts.
+
+`run_trust_demo(workdir, readings)` is called by `tpskit.demo` with the reader's results and the photos
+they came from. Everything it starts (mosquitto, the district service) is stopped in `finally`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tpskit.forms import valid_tps
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _mosquitto() -> str:
+    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if found is None:
+        raise RuntimeError("mosquitto is not installed (make system-deps installs it)")
+    return found
+
+
+def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: Any = print) -> dict:
+    """Provision a district and one kit per reading, deliver each signed reading, print tally and receipts.
+
+    Leaves `workdir/district/ca.pem` and `workdir/district/signed-results.jsonl` for observers.
+    Returns a summary: paths, per-kit receipts, how many results the export re-verified.
+    """
+    from tpskit.config import load_district_config, load_kit_config
+    from tpskit.district import tally
+    from tpskit.district.db import open_db
+    from tpskit.district.verify_cli import verify_lines
+    from tpskit.edge.deliver import Delivery
+    from tpskit.edge.submit import sign_and_queue
+    from tpskit.envelope import Verifier, parse_ack
+    from tpskit.provisioning.district import bench_kit, district_init, read_tps_csv
+    from tpskit.provisioning.pki import ROLE_DISTRICT, load_certs
+
+    workdir = Path(workdir).resolve()
+    for sub in ("district", "kits"):
+        shutil.rmtree(workdir / sub, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    usable = [(r, j) for r, j in readings if r.get("status") in ("ok", "review") and valid_tps(str(r.get("tps")))]
+    skipped = len(readings) - len(usable)
+    codes = sorted({r["tps"] for r, _ in usable})
+    csv = workdir / "tps.csv"
+    csv.write_text("tps,registered_voters\n" + "".join(f"{t},300\n" for t in codes))
+    port = _free_port()
+    d = district_init(workdir / "district", csv, district_id="demo", broker_port=port, bind="127.0.0.1",
+                      run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    kits = []
+    for i, (reading, _) in enumerate(usable):
+        issued = bench_kit(d.root, f"kit-{i + 1:02d}", reading["tps"], workdir / "kits" / f"kit-{i + 1:02d}")
+        with open(issued.folder / "kit.toml", "a") as f:
+            f.write("\n[delivery]\nack_timeout_s = 5.0\nretry_initial_s = 0.3\nretry_max_s = 2.0\n")
+        kits.append(issued)
+    echo(f"district 'demo': CA {d.ca_cert_path}, broker on 127.0.0.1:{port}, {len(kits)} kits"
+         + (f" ({skipped} rejected readings not signed)" if skipped else ""))
+
+    broker_log = open(d.root / "mosquitto.log", "ab")  # noqa: SIM115 - closed in finally
+    service_log_path = d.root / "district-service.log"
+    service_log = open(service_log_path, "ab")  # noqa: SIM115
+    broker = service = None
+    deliveries: list[Delivery] = []
+    receipts: list[dict[str, Any]] = []
+    try:
+        broker = subprocess.Popen([_mosquitto(), "-c", str(d.broker_dir / "mosquitto.conf")],
+                                  stdout=broker_log, stderr=broker_log)
+
+        def broker_up() -> bool:
+            if broker.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(d.root / 'mosquitto.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        _wait(broker_up, 15, "mosquitto")
+        service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                    str(d.config_path)], stdout=service_log, stderr=service_log)
+
+        def service_up() -> bool:
+            if service.poll() is not None:
+                raise RuntimeError(f"district service exited: {service_log_path.read_text()[-2000:]}")
+            return '"district.ready"' in service_log_path.read_text()
+
+        _wait(service_up, 60, "the district service")
+        echo("district service subscribed; kits signing and delivering")
+        rows = []
+        for issued, (reading, jpeg) in zip(kits, usable, strict=True):
+            cfg = load_kit_config(issued.folder / "kit.toml")
+            row = sign_and_queue(cfg, reading, jpeg)
+            delivery = Delivery(cfg).start()
+            deliveries.append(delivery)
+            rows.append((issued, row, delivery))
+        verifier = Verifier(load_certs(d.ca_cert_path))
+        for issued, row, delivery in rows:
+            r = delivery.wait_answered(row.submission_id, 60)
+            rec: dict[str, Any] = {"kit": issued.kit_id, "tps": issued.tps, "submission_id": row.submission_id,
+                                   "seq": row.seq, "state": r.state if r else "queued",
+                                   "ack": r.ack_status if r else None, "reason": r.reason if r else None}
+            if r is not None and r.receipt_jws:
+                ack = parse_ack(verifier.verify(r.receipt_jws, role=ROLE_DISTRICT))
+                rec["stored_sha256"] = ack.envelope_sha256
+                rec["receipt_matches"] = ack.envelope_sha256 == row.envelope_sha256
+            receipts.append(rec)
+        cfg_d = load_district_config(d.config_path)
+        engine = open_db(cfg_d.database.url)
+        signed_path = d.root / "signed-results.jsonl"
+        n_export = tally.export_signed(engine, signed_path)
+        tallies = tally.compute(engine, read_tps_csv(d.root / "tps.csv"))
+        tally.write_csv(tallies, d.root / "tally.csv")
+        tally.write_json(tallies, d.root / "tally.json")
+        engine.dispose()
+        tally_text = tally.render_text(tallies)
+        echo("\nDistrict tally:\n" + tally_text)
+        echo("Receipts (the district's signed acknowledgements, kept on each kit):")
+        for rec in receipts:
+            echo(f"  {rec['kit']} TPS {rec['tps']} seq {rec['seq']}: {rec['ack'] or rec['state']}"
+                 + (f" ({rec['reason']})" if rec.get("reason") else "")
+                 + (f", district stored sha256 {rec['stored_sha256'][:16]}... = what the kit signed"
+                    if rec.get("receipt_matches") else ""))
+        report = verify_lines(signed_path.read_text().splitlines(), d.ca_cert_path)
+        verified = sum(1 for _, ok, _ in report if ok)
+        echo(f"\nObserver check: tpskit verify {signed_path} --ca {d.ca_cert_path}"
+             f" -> {verified} of {len(report)} verified")
+        return {"district_dir": str(d.root), "ca": str(d.ca_cert_path), "signed_results": str(signed_path),
+                "exported": n_export, "verified": verified, "receipts": receipts, "tally": tally_text,
+                "skipped_rejected": skipped, "broker_port": port}
+    finally:
+        for delivery in deliveries:
+            try:
+                delivery.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                pass
+        for proc in (service, broker):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        broker_log.close()
+        service_log.close()
