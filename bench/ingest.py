@@ -209,7 +209,7 @@ def main() -> int:
         sub.start()
         assert q.get(timeout=30)[0] == "ready"
         start = publish_all(kits, signed, port)
-        kind, end = q.get(timeout=600)
+        _, end = q.get(timeout=600)
         raw_s = end - start
         sub.join(10)
         stop_links()
@@ -250,8 +250,10 @@ def main() -> int:
         "| measure | value |",
         "|---|---|",
         f"| kits x results per kit | {args.kits} x {args.results} = {n} results |",
-        f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B (QoS 1, TLS) |",
-        f"| database | {db_url.split(':')[0]} ({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
+        f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B "
+        "(QoS 1, TLS) |",
+        f"| database | {db_url.split(':')[0]} "
+        f"({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
         f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s ({raw_s:.2f} s) |",
         f"| district: verified + stored + acked | {results_per_s:,.0f} results/s ({ingest_s:.2f} s) |",
         f"| ratio to raw broker | {results_per_s / raw_per_s:.0%} |",

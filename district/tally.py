@@ -70,7 +70,7 @@ def compute(engine: Engine, tps: dict[str, TpsInfo]) -> list[Tally]:
         fields = _vote_fields(names)
         areas: dict[tuple[str, str], Area] = {}
 
-        def area(level: str, code: str, name: str) -> Area:
+        def area(level: str, code: str, name: str, areas=areas, fields=fields) -> Area:  # type: ignore[no-untyped-def]
             key = (level, code)
             if key not in areas:
                 areas[key] = Area(level, code, name, totals=dict.fromkeys(fields, 0))
@@ -101,7 +101,7 @@ def render_text(tallies: list[Tally]) -> str:
     out = io.StringIO()
     for t in tallies:
         out.write(f"template {t.template_id}\n")
-        head = ["level", "code", "name", "reported", "review"] + t.fields
+        head = ["level", "code", "name", "reported", "review", *t.fields]
         rows = [[a.level, a.code, a.name, f"{a.reported}/{a.tps_total}", str(a.in_review)]
                 + [str(a.totals[f]) for f in t.fields] for a in t.areas]
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]

@@ -131,6 +131,8 @@ class Delivery:
 
     # ------------------------------------------------------------------ callbacks (MQTT thread)
     def _on_status(self, up: bool, error: str | None) -> None:
+        if self._stop.is_set():
+            return  # our own disconnect at stop()
         if not up and self._was_up is not False:
             log_event(log, "kit.broker_unreachable", kit=self.cfg.kit.id, why=error)
         self._was_up = up

@@ -210,7 +210,8 @@ class MqttLink:
             why = "connection lost before the broker confirmed" if ok else f"no PUBACK within {timeout:.0f} s"
             return PublishOutcome(False, None, why)
         if rc.is_failure:
-            return PublishOutcome(False, rc.value, f"the broker refused the publish on {topic}: {rc} (0x{rc.value:02x})")
+            return PublishOutcome(False, rc.value,
+                                  f"the broker refused the publish on {topic}: {rc} (0x{rc.value:02x})")
         return PublishOutcome(True, rc.value, "delivered to the broker")
 
 

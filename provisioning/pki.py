@@ -176,7 +176,8 @@ def check_tps(tps: str) -> None:
             "followed by the 3-digit TPS number, e.g. 3201012001001")
 
 
-def make_crl(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate, revoked_serials: list[int]) -> x509.CertificateRevocationList:
+def make_crl(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate,
+             revoked_serials: list[int]) -> x509.CertificateRevocationList:
     now = utcnow()
     builder = (x509.CertificateRevocationListBuilder()
                .issuer_name(ca_cert.subject)

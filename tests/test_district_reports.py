@@ -33,8 +33,10 @@ def filled(tmp_path):
         payload = build_payload(make_reading(TPS_CODES[i], votes, status=status), kit_id=f"kit-{i}",
                                 tps=TPS_CODES[i], seq=1, submission_id=f"sub-{i:04d}-xxxx",
                                 evidence_sha256=sha256_hex(photo))
-        compact = sign_compact(payload_bytes(payload), load_key(k.folder / "kit.key"), load_certs(k.folder / "kit.pem"))
-        msgs += [(f"tps/{TPS_CODES[i]}/evidence/sub-{i:04d}-xxxx", photo), (f"tps/{TPS_CODES[i]}/result", compact.encode())]
+        compact = sign_compact(payload_bytes(payload), load_key(k.folder / "kit.key"),
+                               load_certs(k.folder / "kit.pem"))
+        msgs += [(f"tps/{TPS_CODES[i]}/evidence/sub-{i:04d}-xxxx", photo),
+                 (f"tps/{TPS_CODES[i]}/result", compact.encode())]
     acks = ingest.process(msgs)
     assert len(acks) == 3
     ingest.engine.dispose()

@@ -18,7 +18,8 @@ from tpskit.provisioning.pki import ProvisioningError, identity_of, load_cert
 @pytest.fixture
 def tps_csv(tmp_path):
     p = tmp_path / "tps.csv"
-    p.write_text("tps,registered_voters,village\n" + "".join(f"{t},250,Desa {i}\n" for i, t in enumerate(TPS_CODES[:3])))
+    rows = "".join(f"{t},250,Desa {i}\n" for i, t in enumerate(TPS_CODES[:3]))
+    p.write_text("tps,registered_voters,village\n" + rows)
     return p
 
 

@@ -6,6 +6,7 @@ they came from. Everything it starts (mosquitto, the district service) is stoppe
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -150,10 +151,8 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
                 "skipped_rejected": skipped, "broker_port": port}
     finally:
         for delivery in deliveries:
-            try:
+            with contextlib.suppress(Exception):  # keep stopping the rest
                 delivery.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the rest
-                pass
         for proc in (service, broker):
             if proc is not None and proc.poll() is None:
                 proc.terminate()

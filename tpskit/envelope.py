@@ -268,12 +268,14 @@ class Verifier:
             raise VerificationError("malformed", f"cannot verify: {e}", raw) from e
         when = at or dt.datetime.now(dt.UTC)
         if not (cert.not_valid_before_utc <= when <= cert.not_valid_after_utc):
-            raise VerificationError("certificate_expired",
-                                    f"certificate of {signer.common_name!r} is not valid at {when:%Y-%m-%d %H:%M}Z", raw)
+            raise VerificationError(
+                "certificate_expired", f"certificate of {signer.common_name!r} is not valid at {when:%Y-%m-%d %H:%M}Z",
+                raw)
         if signer.serial in self.revoked_serials or signer.common_name in self.revoked_names:
             raise VerificationError("revoked", f"kit {signer.common_name!r} has been revoked", raw)
         if signer.role != role:
-            raise VerificationError("wrong_role", f"certificate of {signer.common_name!r} is not a {role} certificate", raw)
+            raise VerificationError("wrong_role", f"certificate of {signer.common_name!r} is not a {role} certificate",
+                                    raw)
         if raw is None:
             raise VerificationError("malformed", "the payload is not a JSON object")
         return Verified(payload=raw, signer=signer, compact=compact)
