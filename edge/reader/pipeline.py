@@ -188,7 +188,7 @@ def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeom
     spots = {(q.qr.x_mm, q.qr.y_mm, q.qr.size_mm) for q in templates.values()
              if q.markers == t.markers and q.page == t.page}
     for x, y, s in sorted(spots):
-        for ppm, pad in ((QR_PX_PER_MM, 2.0), (5.0, 2.0), (7.0, 3.0)):
+        for ppm, pad in ((QR_PX_PER_MM, 2.0), (6.0, 2.0), (8.0, 3.0), (5.0, 4.0)):
             region = warp_region(gray, geom, x - pad, y - pad, s + 2 * pad, s + 2 * pad, ppm)
             for img in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
                 text, _, _ = detector.detectAndDecode(img)
