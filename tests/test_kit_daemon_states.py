@@ -292,3 +292,47 @@ def test_a_reading_waiting_for_confirm_survives_a_restart(kit_file):
         wait_state(d, KitState.QUEUED)
     [env] = envelopes(kit_file)
     assert env["template_id"] == PPWP
+
+
+def test_ready_and_watchdog_are_sent_and_a_stuck_capture_stops_the_feeding(kit_file, tmp_path):
+    import socket
+
+    from tpskit.firmware.watchdog import SystemdNotifier
+
+    sock_path = short_dir() / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(5)
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
+    cfg = load_kit_config(kit_file)
+    camera = GatedCamera(cfg.camera)
+    cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"job_timeout_s": 0.5})})
+    d = KitDaemon(cfg, reader=FakeReader(), camera=camera, notifier=notifier)
+    stop = threading.Event()
+    received: list[str] = []
+    try:
+        d.start()
+        t = threading.Thread(target=d.run, args=(stop,), daemon=True)
+        t.start()
+        wait_for(lambda: received.append(listener.recv(1024).decode()) or "WATCHDOG=1" in received, 10,
+                 "a watchdog feed")
+        assert any(m.startswith("READY=1") for m in received)
+        press(d, "capture")
+        assert camera.entered.wait(10)
+        wait_for(lambda: d._stuck, 10, "the job to be declared stuck")
+        listener.setblocking(False)  # forget what was fed before
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                listener.recv(1024)
+        listener.settimeout(0.6)  # three feed intervals (0.2 s): no feed may arrive now
+        late = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                late.append(listener.recv(1024).decode())
+        assert "WATCHDOG=1" not in late
+    finally:
+        camera.release.set()
+        stop.set()
+        d.close()
+        listener.close()
+        cleanup(sock_path.parent)
