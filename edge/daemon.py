@@ -675,7 +675,12 @@ class KitDaemon:
 
 def run_daemon(cfg: KitConfig, stop: threading.Event) -> int:
     """What `tpskit kit run` does: start, loop until `stop`, close. Returns the exit status."""
-    daemon = KitDaemon(cfg)
+    try:
+        daemon = KitDaemon(cfg)
+    except (RuntimeError, OSError) as e:  # no GPIO access, socket folder not writable: the technician's job
+        log_event(log, "kit.fault", kind="hardware", message=str(e))
+        SystemdNotifier().status(f"fault: {e}")
+        return 1  # systemd restarts, then tpskit-kit-fault.service holds the red light
     try:
         daemon.start()
         daemon.run(stop)
