@@ -361,7 +361,8 @@ class KitDaemon:
                 self._restore()
 
     def _check_offline(self, now: float) -> None:
-        if self.delivery is None or self.state in BUSY or self.state in (S.FAULT, S.CONFIRM, S.REVIEW):
+        # Only while the kit rests after sending: never over a refusal, a reading to confirm, or a fault.
+        if self.delivery is None or self.state not in (S.IDLE, S.QUEUED, S.SENT, S.ACKNOWLEDGED):
             return
         up = self.delivery.link.connected.is_set()
         if up:
