@@ -64,16 +64,36 @@ def _evidence(name: str, probs: np.ndarray, trusted_at: float = 0.995, upper: in
 SUM = Check(id="sum", sum=("a", "b"), equals=("total",))
 
 
+SURE = 1 - 1e-8  # runner-ups at 1e-9 each, as a good model reads clean digits
+
+
 def test_confident_misread_in_a_failing_check_is_resolved_by_checks():
-    # A closed 5 read as 6 at p = 0.9999: "165" where the sheet says 155; the total proves it.
-    a = boxes(1, 6, 5, alt={1: (5, 1e-4)}, p=0.9999 - 1e-4)
-    # The other fields are read firmly (runner-ups at 1e-9 each), as a good model reads clean digits.
-    sure = 1 - 1e-8
-    ev = {"a": _evidence("a", a), "b": _evidence("b", boxes(None, 4, 5, p=sure)),
-          "total": _evidence("total", boxes(2, 0, 0, p=sure))}
+    # A closed 5 read as 6 at p = 0.99: "165" where the sheet says 155; the total proves it.
+    a = boxes(1, 6, 5, alt={1: (5, 1e-2)}, p=0.99 - 1e-4)
+    ev = {"a": _evidence("a", a), "b": _evidence("b", boxes(None, 4, 5, p=SURE)),
+          "total": _evidence("total", boxes(2, 0, 0, p=SURE))}
     res = resolve(ev, [SUM])
     assert res.adopted
     assert res.values == {"a": 155, "b": 45, "total": 200}
+
+
+def test_repair_costing_more_than_an_officer_slip_is_not_adopted():
+    # "165" at p = 0.9999 with 5 at 1e-4: as likely an officer's arithmetic slip as a misread.
+    a = boxes(1, 6, 5, alt={1: (5, 1e-4)}, p=0.9999 - 1e-4)
+    ev = {"a": _evidence("a", a), "b": _evidence("b", boxes(None, 4, 5, p=SURE)),
+          "total": _evidence("total", boxes(2, 0, 0, p=SURE))}
+    res = resolve(ev, [SUM], slip_prior=1e-3)
+    assert not res.adopted
+    assert res.values["a"] == 165 and res.log_support < math.log(1e-3)
+
+
+def test_officer_slip_is_not_balanced_by_changing_another_field():
+    # Written 60 + 45 = 95 (a slip of 10): changing any field to balance costs a confident digit.
+    ev = {"a": _evidence("a", boxes(None, 6, 0, p=SURE)), "b": _evidence("b", boxes(None, 4, 5, p=SURE)),
+          "total": _evidence("total", boxes(None, 9, 5, p=SURE))}
+    res = resolve(ev, [SUM])
+    assert not res.adopted
+    assert res.values == {"a": 60, "b": 45, "total": 95}
 
 
 def test_swap_that_merely_balances_the_sum_is_not_adopted():

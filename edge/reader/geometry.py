@@ -99,7 +99,8 @@ def page_geometry(markers: Markers, found: dict[int, np.ndarray], page_w: float,
     err = float(np.mean(np.linalg.norm(back - src, axis=1)))
     c = np.array([[page_w / 2, page_h / 2], [page_w / 2 + 1, page_h / 2], [page_w / 2, page_h / 2 + 1]])
     p = cv2.perspectiveTransform(c.reshape(-1, 1, 2), H).reshape(-1, 2)
-    ppm = float(np.sqrt(abs(np.cross(p[1] - p[0], p[2] - p[0]))))
+    (ux, uy), (vx, vy) = p[1] - p[0], p[2] - p[0]
+    ppm = float(np.sqrt(abs(ux * vy - uy * vx)))
     return PageGeometry(H=H, error_mm=err, px_per_mm=ppm)
 
 

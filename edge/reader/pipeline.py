@@ -22,7 +22,7 @@ from .decode import UnreadablePhoto, decode_photo
 from .geometry import PageGeometry, detect_markers, page_geometry, warp_region
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
-from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, FieldEvidence, check_holds, resolve
+from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
 from .types import EMPTY, BoxReading, CheckResult, FieldReading, ReadingResult
 from .values import bubble_likelihoods, field_candidates, value_log_likelihood
 
@@ -52,6 +52,8 @@ class ReadOptions:
     confidence: float = DEFAULT_CONFIDENCE
     margin: float = DEFAULT_MARGIN
     node_budget: int = DEFAULT_NODE_BUDGET
+    #: Prior probability that a sheet as written breaks a check (see resolve.py).
+    slip_prior: float = DEFAULT_SLIP_PRIOR
     #: Receives named debug images (the rectified sheet with every reading drawn); None costs nothing.
     debug: DebugSink | None = field(default=None, compare=False)
 
@@ -320,7 +322,7 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
                 digit=None if c0 == EMPTY else c0, p=round(float(raw[k, c0]), 6),
                 alt=None if c1 == EMPTY else c1, alt_p=round(float(raw[k, c1]), 6), bubble=bubble))
 
-    res = resolve(evidence, t.checks, margin=opts.margin, node_budget=opts.node_budget)
+    res = resolve(evidence, t.checks, margin=opts.margin, node_budget=opts.node_budget, slip_prior=opts.slip_prior)
     clock.lap("resolve")
     top = {n: (e.candidates[0] if e.candidates else None) for n, e in evidence.items()}
     fields: dict[str, FieldReading] = {}

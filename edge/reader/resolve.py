@@ -6,6 +6,11 @@ share a check with become variables; every combination of their candidate values
 checks and bounds is weighed by likelihood. The best combination is adopted only when it is far more
 likely than the runner-up (`margin`): a combination that merely balances the sums (71 + 26 read as
 21 + 76) is no proof. The search is exact within a node budget; past it nothing is adopted.
+
+Officers also add up wrongly. A sheet whose written numbers break a check can always be "repaired" by
+changing some other field to balance the sums, so the best repair must also beat that explanation: it is
+adopted only when it costs the readings less than the prior odds of an arithmetic slip on the sheet
+(`slip_prior`), i.e. likelihood(best) >= slip_prior * likelihood(the digits' own best readings).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from tpskit.forms import Check
 
 DEFAULT_MARGIN = 1e4
 DEFAULT_NODE_BUDGET = 200_000
+#: Prior probability that a sheet, as written, breaks one of its checks (an officer's slip).
+DEFAULT_SLIP_PRIOR = 1e-3
 
 
 @dataclass
@@ -42,6 +49,8 @@ class Resolution:
     adopted: bool = False
     #: log(best / runner-up); +inf when only one combination satisfies the checks.
     log_margin: float = 0.0
+    #: log(best / the variables' own best readings): what the repair costs the readings (<= 0).
+    log_support: float = 0.0
     solutions_found: int = 0
     budget_exhausted: bool = False
 
@@ -77,6 +86,7 @@ def resolve(
     checks: Sequence[Check],
     margin: float = DEFAULT_MARGIN,
     node_budget: int = DEFAULT_NODE_BUDGET,
+    slip_prior: float = DEFAULT_SLIP_PRIOR,
 ) -> Resolution:
     top: dict[str, int | None] = {n: (e.candidates[0] if e.candidates else None) for n, e in evidence.items()}
     failing = [c for c in checks if not check_holds(c, top)]
@@ -159,7 +169,10 @@ def resolve(
         return res
     best_score, best = found[0]
     res.log_margin = best_score - found[1][0] if len(found) > 1 else math.inf
-    if res.log_margin >= math.log(margin):
+    own_best = sum(evidence[n].log_likelihood(evidence[n].candidates[0]) if evidence[n].candidates
+                   else max(ll[n].values(), default=-math.inf) for n in order)
+    res.log_support = best_score - own_best
+    if res.log_margin >= math.log(margin) and res.log_support >= math.log(slip_prior):
         res.values = {**top, **best}
         res.adopted = True
     return res
