@@ -7,8 +7,8 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from tpskit.edge.reader.normalise import BOX_PX_PER_MM, MODEL_SIZE, batch_to_model_input, box_to_model_input
 
+from tpskit.edge.reader.normalise import BOX_PX_PER_MM, MODEL_SIZE, batch_to_model_input, box_to_model_input
 from tpskit.sheets import digits_data
 from tpskit.sheets.handwriting import EMPTY_KINDS, Glyph, InkStyle, draw_glyph, random_style
 

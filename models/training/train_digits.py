@@ -116,6 +116,19 @@ def int8_predict(tf, model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     return interp.get_tensor(out["index"]).astype(np.int32).argmax(axis=1)
 
 
+def _reproducible_args(argv: list[str]) -> list[str]:
+    """The command line minus where files went (cache, output): what someone reruns."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--cache", "--out"):
+            skip = True
+        elif not a.startswith(("--cache=", "--out=")):
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -228,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "params": int(model.count_params()), "optimizer": f"Adam lr {args.lr} cosine decay",
             "train_seconds": round(train_s), "total_seconds": None,
             "augmentation": [
-                "ballpoint ink, blue or black, multiplicative, pen 0.28-1.1 mm (MNIST masks eroded/dilated)",
+                "ballpoint ink, blue or black, multiplicative, pen 0.28-1.1 mm "
+                "(MNIST masks eroded, to >= 40 % of their width, or dilated)",
                 "digit height 53-91 % of the box, off-centre up to ~15 % (touching/crossing lines), "
-                "rotation +-12 deg, slant shear, per-box jitter",
+                "rotation up to +-13 deg plus slant shear up to ~+-9 deg, per-box jitter",
                 "local habits: 1 with flag and/or foot, crossed 7, open 4 (synthesised strokes)",
                 "printed box lines 0.2-0.6 mm, black to dark grey, neighbour boxes' lines; "
                 "neighbour digits' ink bleeding into the edge",
@@ -241,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 "empty class: blank 40 %, dash 20 %, X 15 %, slash 15 %, strike-through 10 %",
             ],
             "command": "OMP_NUM_THREADS=2 .venv-train/bin/python models/training/train_digits.py "
-            + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
+            + " ".join(_reproducible_args(argv if argv is not None else sys.argv[1:])),
         },
         "validation": {
             "set": "tpskit.sheets.box_dataset.validation_boxes(severity): the 1,000 validation digits x "

@@ -90,8 +90,10 @@ def random_style(rng: np.random.Generator, severity: Severity = "normal") -> Ink
         pen_mm=float(np.exp(rng.uniform(np.log(0.28), np.log(0.95 + 0.15 * s)))),
         scale=float(rng.uniform(lo_scale, hi_scale)),
         offset=(float(rng.uniform(-off, off)), float(rng.uniform(-off * 0.8, off * 0.8))),
-        rotation_deg=float(rng.uniform(-1, 1) * (4 + 8 * min(s, 1.0))),
-        slant=float(rng.uniform(-1, 1) * (0.05 + 0.15 * min(s, 1.0))),
+        # Lean stays within ~+-15 deg overall (MNIST digits bring their own slant on top): a 1 leaning
+        # much further is a slash, which officers use to void a box.
+        rotation_deg=float(rng.uniform(-1, 1) * (3 + 7 * min(s, 1.0))),
+        slant=float(rng.uniform(-1, 1) * (0.03 + 0.09 * min(s, 1.0))),
         jitter=float(0.3 + 0.5 * min(s, 1.0)),
         one_flag=bool(rng.random() < 0.3),
         one_foot=bool(rng.random() < 0.2),
@@ -125,8 +127,8 @@ def _empty_strokes(kind: GlyphKind, rng: np.random.Generator) -> list[np.ndarray
             np.array([[m + j(0.05), m + j(0.05)], [1 - m + j(0.05), 1 - m + j(0.05)]]),
             np.array([[1 - m + j(0.05), m + j(0.05)], [m + j(0.05), 1 - m + j(0.05)]]),
         ]
-    if kind == "slash":
-        m = rng.uniform(0.05, 0.3)
+    if kind == "slash":  # long and diagonal, corner to corner
+        m = rng.uniform(0.03, 0.2)
         if rng.random() < 0.8:
             return [np.array([[1 - m + j(0.05), m + j(0.05)], [m + j(0.05), 1 - m + j(0.05)]])]
         return [np.array([[m + j(0.05), m + j(0.05)], [1 - m + j(0.05), 1 - m + j(0.05)]])]
@@ -236,8 +238,8 @@ def draw_glyph(
 
     scale = style.scale * (1.0 + j * rng.uniform(-0.08, 0.08))
     target_h = scale * bh
-    rot = math.radians(style.rotation_deg + j * rng.uniform(-4, 4))
-    slant = style.slant + j * rng.uniform(-0.06, 0.06)
+    rot = math.radians(style.rotation_deg + j * rng.uniform(-3, 3))
+    slant = style.slant + j * rng.uniform(-0.04, 0.04)
     cx = bx + bw * (0.5 + style.offset[0] + j * rng.uniform(-0.05, 0.05))
     cy = by + bh * (0.5 + style.offset[1] + j * rng.uniform(-0.04, 0.04))
     aspect = 1.0 + j * rng.uniform(-0.1, 0.1)  # writers' width/height habit
@@ -280,7 +282,9 @@ def draw_glyph(
 
     # Pen width: MNIST strokes (scaled) vs. the officer's pen; erode or dilate the difference.
     cur = _stroke_width_28(img) * s
-    delta = (pen_px - cur) / 2.0
+    # Thinning MNIST's marker-like strokes too far breaks them where they are thin; a ballpoint line
+    # is continuous, so erode to at most 40 % of the original width.
+    delta = (max(pen_px, 0.4 * cur) - cur) / 2.0
     r = round(abs(delta))
     if r >= 1:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
