@@ -34,13 +34,15 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from tpskit.district.db import evidence, pending, rejections, results
 from tpskit.envelope import (
     AckPayload,
+    CompactSigner,
     ResultPayload,
     VerificationError,
+    Verified,
     Verifier,
     parse_result,
+    payload_bytes,
     recheck_arithmetic,
     sha256_hex,
-    sign_ack,
     unverified_payload,
 )
 from tpskit.events import Event, log_event, register
@@ -83,6 +85,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()
         self._rev_mtime: float | None = None
         self._max_seq: dict[str, int] = {}
+        self._signer = CompactSigner(self.key, self.chain)
         self.reload_revocations()
 
     # ------------------------------------------------------------------ revocation
@@ -106,9 +109,11 @@ class Ingest:
     def process(self, messages: Iterable[tuple[str, bytes]]) -> list[Ack]:
         """Handle a batch in one transaction; returns the acks to publish after the commit.
 
-        What the batch needs from the database is read up front with three IN queries, decisions are
-        made in memory (later messages see earlier ones of the same batch), and the writes go out as
-        bulk inserts: a few statements per batch instead of several per message.
+        Every result is verified first (signature, certificate, content: no database needed), then what
+        the batch needs from the database is read with three IN queries for the submission ids of the
+        verified results and the photos, decisions are made in memory in arrival order (later messages
+        see earlier ones of the same batch), and the writes go out as bulk inserts: a few statements per
+        batch instead of several per message.
         """
         self.reload_revocations()
         msgs = list(messages)
@@ -116,24 +121,27 @@ class Ingest:
         logs: list[tuple[str, dict]] = []
         saved_seq = dict(self._max_seq)
         sids: set[str] = set()
+        checked: list[tuple[str, ...] | tuple[str, str, object]] = []
         for topic, payload in msgs:
             parts = topic.split("/")
-            if len(parts) == 4 and parts[2] == "evidence":
+            if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
                 sids.add(parts[3])
-            elif len(parts) == 3 and parts[2] == "result":
-                raw = unverified_payload(payload.decode("ascii", "replace"))
-                sid = raw.get("submission_id") if raw else None
-                if isinstance(sid, str):
-                    sids.add(sid)
+                checked.append(("evidence", parts[1], parts[3]))
+            elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
+                outcome = self._verify(parts[1], payload)
+                if not isinstance(outcome, VerificationError):
+                    sids.add(outcome[1].submission_id)
+                checked.append(("result", parts[1], outcome))
+            else:
+                checked.append(("other",))
         try:
             with self.engine.begin() as conn:
                 b = _Batch.load(conn, sids)
-                for topic, payload in msgs:
-                    parts = topic.split("/")
-                    if len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
-                        self._result(conn, b, parts[1], topic, payload, acks, logs)
-                    elif len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
-                        self._evidence(b, parts[1], parts[3], payload, acks, logs)
+                for (topic, payload), c in zip(msgs, checked, strict=True):
+                    if c[0] == "result":
+                        self._result(conn, b, c[1], topic, payload, c[2], acks, logs)  # type: ignore[arg-type]
+                    elif c[0] == "evidence":
+                        self._evidence(b, c[1], c[2], payload, acks, logs)  # type: ignore[arg-type]
                 b.flush(conn)
         except Exception:
             self._max_seq = saved_seq  # the transaction rolled back; so does our cache
@@ -143,12 +151,22 @@ class Ingest:
             log_event(log, event_id, **fields)
         return acks
 
+    def _verify(self, topic_tps: str, payload: bytes) -> tuple[Verified, ResultPayload] | VerificationError:
+        """Everything that needs no database: signature, certificate, identity, schema and content."""
+        try:
+            verified = self.verifier.verify(payload, role=ROLE_KIT)
+            result = parse_result(verified)
+            self._check_content(result, topic_tps, verified.payload)
+        except VerificationError as e:
+            return e
+        return verified, result
+
     def _ack(self, acks: list[Ack], tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
              evidence_sha: str | None = None, reason: str | None = None) -> None:
         ack = AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status, reason=reason,  # type: ignore[arg-type]
                          envelope_sha256=envelope_sha, evidence_sha256=evidence_sha, district=self.district_id,
                          received_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
-        acks.append(Ack(f"tps/{tps}/ack", sign_ack(ack, self.key, self.chain)))
+        acks.append(Ack(f"tps/{tps}/ack", self._signer.sign(payload_bytes(ack))))
 
     def _reject(self, b: _Batch, acks: list[Ack], logs: list, topic: str, topic_tps: str, payload: bytes,
                 reason: str, detail: str, raw: dict | None) -> None:
@@ -172,16 +190,14 @@ class Ingest:
             self._max_seq[kit] = int(got or 0)
         return self._max_seq[kit]
 
-    def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes, acks: list[Ack],
-                logs: list) -> None:
-        try:
-            verified = self.verifier.verify(payload, role=ROLE_KIT)
-            result = parse_result(verified)
-            self._check_content(result, topic_tps)
-        except VerificationError as e:
+    def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes,
+                outcome: tuple[Verified, ResultPayload] | VerificationError, acks: list[Ack], logs: list) -> None:
+        if isinstance(outcome, VerificationError):
+            e = outcome
             raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
             self._reject(b, acks, logs, topic, topic_tps, payload, e.reason, e.detail, raw)
             return
+        verified, result = outcome
         compact = verified.compact
         env_sha = sha256_hex(compact)
         sid = result.submission_id
@@ -230,8 +246,7 @@ class Ingest:
         self._ack(acks, result.tps, result.submission_id, result.kit_id, "accepted", env_sha,
                   result.evidence_sha256)
 
-    def _check_content(self, result: ResultPayload, topic_tps: str) -> None:
-        raw = result.model_dump(mode="json", by_alias=True)
+    def _check_content(self, result: ResultPayload, topic_tps: str, raw: dict) -> None:
         if result.tps != topic_tps:
             raise VerificationError("tps_mismatch", f"payload TPS {result.tps} arrived on the topic of TPS "
                                     f"{topic_tps}", raw)
