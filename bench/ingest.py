@@ -139,6 +139,43 @@ def count_results(db: str) -> tuple[int, int]:
     return rows, distinct
 
 
+def watch_results(db: str, expected: int, out: mp.queues.Queue) -> None:
+    """Own process (so the publishers' process is not slowed by the measurement): one connection,
+    a cheap COUNT(*) every 5 ms, the time when all expected results are stored."""
+    if db.startswith("sqlite:///"):
+        con = sqlite3.connect(db[len("sqlite:///"):], timeout=30)
+
+        def count() -> int:
+            try:
+                return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+    else:
+        from sqlalchemy import create_engine, text
+
+        conn = create_engine(db).connect()
+
+        def count() -> int:
+            n = conn.execute(text("SELECT COUNT(*) FROM results")).scalar_one()
+            conn.rollback()  # a fresh snapshot next time
+            return n
+
+    out.put(("ready", time.time()))
+    deadline = time.time() + 600
+    while count() < expected and time.time() < deadline:
+        time.sleep(0.005)
+    out.put(("done", time.time()))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (Linux /proc), for the cost per result."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kits", type=int, default=20)
@@ -208,9 +245,11 @@ def main() -> int:
         sub = ctx.Process(target=raw_subscriber, args=(svc_id, 2 * n, q))
         sub.start()
         assert q.get(timeout=30)[0] == "ready"
+        raw_cpu0 = cpu_seconds(sub.pid)
         start = publish_all(kits, signed, port)
         _, end = q.get(timeout=600)
         raw_s = end - start
+        raw_cpu1 = cpu_seconds(sub.pid)
         sub.join(10)
         stop_links()
 
@@ -223,14 +262,15 @@ def main() -> int:
             if time.time() > deadline or service.poll() is not None:
                 raise SystemExit("district service did not start:\n" + (work / "district.log").read_text())
             time.sleep(0.05)
+        watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
+        watcher.start()
+        assert q.get(timeout=30)[0] == "ready"
+        cpu0 = cpu_seconds(service.pid)
         start = publish_all(kits, signed, port)
-        deadline = time.time() + 600
-        while True:
-            rows, distinct = count_results(db_url)
-            if distinct >= n or time.time() > deadline:
-                break
-            time.sleep(0.02)
-        ingest_s = time.time() - start
+        _, end = q.get(timeout=600)
+        ingest_s = end - start
+        cpu1 = cpu_seconds(service.pid)
+        watcher.join(10)
         stop_links()
         time.sleep(0.5)  # late repeats, if any, would show up as extra rows
         rows, distinct = count_results(db_url)
@@ -246,6 +286,8 @@ def main() -> int:
     lost = n - distinct
     duplicated = rows - distinct
     cpu = platform.processor() or platform.machine()
+    svc_cpu = f"{(cpu1 - cpu0) / n * 1e6:,.0f} µs" if cpu0 is not None and cpu1 is not None else "n/a"
+    raw_cpu = f"{(raw_cpu1 - raw_cpu0) / n * 1e6:,.0f} µs" if raw_cpu0 is not None and raw_cpu1 is not None else "n/a"
     table = [
         "| measure | value |",
         "|---|---|",
@@ -258,6 +300,7 @@ def main() -> int:
         f"| district: verified + stored + acked | {results_per_s:,.0f} results/s ({ingest_s:.2f} s) |",
         f"| ratio to raw broker | {results_per_s / raw_per_s:.0%} |",
         f"| lost / duplicated | {lost} / {duplicated} |",
+        f"| CPU per result: counting subscriber / district service | {raw_cpu} / {svc_cpu} |",
         f"| signing on the bench (all kits, one core) | {n / sign_s:,.0f} results/s |",
         f"| machine | {os.cpu_count()} cores {cpu}, Python {platform.python_version()} |",
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 
 from tpskit.config import DistrictConfig
 from tpskit.district.db import open_db
@@ -79,12 +78,14 @@ class DistrictService:
     def _work(self) -> None:
         inbox = self.link.inbox
         limit = self.cfg.ingest.batch_max
+        retry: list[Inbound] = []  # a failed batch, retried before anything newer (per-kit order)
         while not self._stop.is_set():
-            try:
-                first = inbox.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch: list[Inbound] = [first]
+            batch, retry = retry, []
+            if not batch:
+                try:
+                    batch.append(inbox.get(timeout=0.2))
+                except queue.Empty:
+                    continue
             while len(batch) < limit:
                 try:
                     batch.append(inbox.get_nowait())
@@ -94,10 +95,9 @@ class DistrictService:
                 acks = self.ingest.process((m.topic, m.payload) for m in batch)
             except Exception as e:
                 log_event(log, "district.batch_failed", size=len(batch), error=repr(e))
-                time.sleep(1.0)
-                # Put them back so they are retried in order; the broker also redelivers on reconnect.
-                for m in batch:
-                    inbox.put(m)
+                self._stop.wait(1.0)
+                # Retried first, in order; the broker also redelivers them on reconnect.
+                retry = batch
                 continue
             for a in acks:
                 self.link.publish(a.topic, a.jws)

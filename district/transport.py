@@ -25,7 +25,7 @@ from tpskit.config import DistrictConfig
 SUBSCRIPTIONS = ("tps/+/result", "tps/+/evidence/+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Inbound:
     topic: str
     payload: bytes
@@ -37,7 +37,7 @@ class Inbound:
 class DistrictLink:
     def __init__(self, cfg: DistrictConfig, on_status: Callable[[str, str | None], None] | None = None):
         self.cfg = cfg
-        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()  # C-level: cheap per message
         self.subscribed = threading.Event()
         self.on_status = on_status
         self.generation = 0
