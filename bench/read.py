@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -156,10 +155,12 @@ def run(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> dict[st
 
 
 def peak_rss_mb(photos: list[Path]) -> float:
-    """Peak RSS of a `tpskit read` process on a few photos (ru_maxrss of the child)."""
+    """Peak RSS of one `tpskit read` process on a few photos (that child's own ru_maxrss)."""
     exe = Path(sys.executable).parent / "tpskit"
-    subprocess.run([str(exe), "read", "--json", *map(str, photos)], check=False, capture_output=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    proc = subprocess.Popen([str(exe), "read", "--json", *map(str, photos)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss / 1024.0
 
 
 def markdown(report: dict[str, dict], rss: float, model_kb: float, forms: int) -> str:

@@ -16,8 +16,12 @@ from tpskit.forms import Bubbles
 
 #: Sampling density of the bubble area.
 BUBBLE_PX_PER_MM = 6.0
-#: Darkness above the row's baseline that counts as a pen mark (fraction of the inner disk).
-FILLED_ABOVE_BASELINE = 0.16
+#: Darkness above the row's baseline that counts as a pen mark (fraction of the inner disk). Measured on
+#: generated sheets: a blank bubble stays below 0.095, a fully blackened one above 0.22, a partly filled
+#: one anywhere from 0 to 0.3.
+FILLED_ABOVE_BASELINE = 0.11
+#: Between this and FILLED a mark may or may not be there: the row is no evidence either way.
+FAINT_ABOVE_BASELINE = 0.05
 #: Disk sampled inside each bubble, as a fraction of its radius (stays clear of the printed outline).
 INNER_RADIUS = 0.72
 
@@ -30,10 +34,17 @@ class BubbleRow:
     scores: tuple[float, ...]
 
     @property
+    def faint(self) -> bool:
+        """Nothing clearly filled, but a mark that might be a light, partial fill."""
+        return not self.filled and max(self.scores) > FAINT_ABOVE_BASELINE
+
+    @property
     def reading(self) -> int | str | None:
-        """The digit, None for an empty row, or "several"."""
+        """The digit, None for an empty row, "several", or "faint" (no evidence either way)."""
         if len(self.filled) == 1:
             return self.filled[0]
+        if self.faint:
+            return "faint"
         return None if not self.filled else "several"
 
 

@@ -81,6 +81,35 @@ def _implied(check: Check, target: str, values: Mapping[str, int | None]) -> int
     return num // den if num % den == 0 else None
 
 
+def _search_order(variables: set[str], cands: Mapping[str, list[int]], checks: Sequence[Check]
+                  ) -> tuple[list[str], dict[str, Check]]:
+    """An order for the search in which each equality check forces the value of its last variable.
+
+    Built from the end: an unused equality check whose fields are not yet placed gives its most
+    uncertain variable (most candidates) the last free position; that variable is then never
+    enumerated, its value follows from the check. The remaining variables are enumerated first.
+    """
+    remaining = set(variables)
+    tail: list[str] = []
+    forced_by: dict[str, Check] = {}
+    progress = True
+    while progress:
+        progress = False
+        for c in checks:
+            if c.relation != "equals" or c in forced_by.values() or any(n in tail for n in c.fields):
+                continue
+            free = [n for n in c.fields if n in remaining]
+            if not free:
+                continue
+            pick = max(free, key=lambda n: (len(cands[n]), n))
+            remaining.discard(pick)
+            tail.insert(0, pick)
+            forced_by[pick] = c
+            progress = True
+    head = sorted(remaining, key=lambda n: (len(cands[n]), n))
+    return head + tail, forced_by
+
+
 def resolve(
     evidence: Mapping[str, FieldEvidence],
     checks: Sequence[Check],
@@ -103,9 +132,12 @@ def resolve(
 
     # Candidate values: each field's own best readings plus what each check implies for it, so that a
     # single misread field is always explained, however confident the model was.
+    irrelevant = math.log(slip_prior) - math.log(margin)
     cands: dict[str, list[int]] = {}
     for n in variables:
-        vals = list(evidence[n].candidates)
+        # A trusted field outside the suspects keeps its reading unless a check forces another value
+        # on it (see _search_order); only suspects enumerate their alternatives.
+        vals = list(evidence[n].candidates if n in suspects else evidence[n].candidates[:1])
         for c in checks:
             if n in c.fields:
                 v = _implied(c, n, top)
@@ -114,11 +146,13 @@ def resolve(
         seen: set[int] = set()
         ok = [v for v in vals if 0 <= v <= evidence[n].upper and not (v in seen or seen.add(v))]
         scored = sorted(((evidence[n].log_likelihood(v), v) for v in ok), reverse=True)
-        cands[n] = [v for _, v in scored]
+        own = evidence[n].log_likelihood(evidence[n].candidates[0]) if evidence[n].candidates else 0.0
+        # A value costing more than the slip prior times the margin can be neither the adopted repair
+        # nor a runner-up close enough to block it: leaving it out changes no decision.
+        cands[n] = [v for lv, v in scored if lv - own >= irrelevant]
     ll = {n: {v: evidence[n].log_likelihood(v) for v in cands[n]} for n in variables}
 
-    # Assign the most constrained variables first so checks close early and prune.
-    order = sorted(variables, key=lambda n: (len(cands[n]), n))
+    order, forced_by = _search_order(variables, cands, checks)
     position = {n: i for i, n in enumerate(order)}
     fixed = {n: v for n, v in top.items() if n not in variables}
     # A check is tested as soon as its last variable is assigned.
@@ -131,15 +165,32 @@ def resolve(
             return Resolution(values=top, variables=variables)  # fails among trusted fields alone
     best_rest = [0.0] * (len(order) + 1)
     for i in range(len(order) - 1, -1, -1):
-        head = max(ll[order[i]].values(), default=-math.inf)
+        e = evidence[order[i]]
+        head = max([*ll[order[i]].values(), *([e.log_likelihood(e.candidates[0])] if e.candidates else [])],
+                   default=-math.inf)
         best_rest[i] = best_rest[i + 1] + head
 
+    # Combinations scoring below this cannot change the decision (see `irrelevant` above).
+    floor = best_rest[0] + irrelevant
     found: list[tuple[float, dict[str, int]]] = []  # the two best, best first
     nodes = 0
     current: dict[str, int | None] = dict(fixed)
 
     def second_best() -> float:
         return found[1][0] if len(found) > 1 else -math.inf
+
+    def values_at(name: str) -> list[int]:
+        check = forced_by.get(name)
+        if check is None:
+            return cands[name]
+        v = _implied(check, name, current)  # the rest of the check is assigned: the value is forced
+        return [v] if v is not None and 0 <= v <= evidence[name].upper else []
+
+    def likelihood(name: str, v: int) -> float:
+        got = ll[name].get(v)
+        if got is None:
+            got = ll[name][v] = evidence[name].log_likelihood(v)
+        return got
 
     def search(i: int, score: float) -> bool:
         nonlocal nodes
@@ -149,12 +200,14 @@ def resolve(
             del found[2:]
             return True
         name = order[i]
-        for v in cands[name]:
+        for v in values_at(name):
             nodes += 1
             if nodes > node_budget:
                 return False
-            s = score + ll[name][v]
-            if s + best_rest[i + 1] <= second_best():
+            s = score + likelihood(name, v)
+            if s + best_rest[i + 1] <= max(second_best(), floor):
+                if name in forced_by:
+                    continue
                 break  # candidates are sorted: no later one can do better
             current[name] = v
             if all(check_holds(c, current) for c in closes_at.get(i, ())) and not search(i + 1, s):

@@ -28,7 +28,7 @@ class BoxReading:
     p: float
     alt: int | None
     alt_p: float
-    bubble: int | Literal["several"] | None = None
+    bubble: int | Literal["several", "faint"] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not (k == "bubble" and v is None)}
