@@ -83,7 +83,21 @@ def trust_demo(out: Path) -> dict:
         result = read_sheet(jpeg, templates, model, ReadOptions(expected_tps=tps), photo=f"kit-{i + 1:02d}.jpg")
         print(f"kit for TPS {tps}: sheet read {result.status}")
         readings.append((result.to_dict(), jpeg))
-    return run_trust_demo(out, readings)
+    return run_trust_demo(out, readings, during=kit_daemon_demo)
+
+
+def kit_daemon_demo(district_root: Path, kits: list) -> None:
+    """The first kit again, now run by its daemon with simulated camera and buttons: a refused capture
+    (a hand over a corner), the retake, the Confirm press, the district's receipt."""
+    from tpskit.demo_kit import drive_kit
+
+    banner("3. Kit daemon: simulated button presses, from capture to the district's receipt")
+    kit = kits[0]
+    covered, _ = make_photo("PPWP", kit.tps, seed=300, severity="normal", bad="marker_missing")
+    good, truth = make_photo("PPWP", kit.tps, seed=301, severity="normal")
+    run = drive_kit(kit.folder / "kit.toml", [covered, good], truth=truth)
+    print(f"kit daemon finished in state '{run.state}' (submission {run.submission_id})")
+    banner("District, after the kit daemon's result")
 
 
 def main() -> int:

@@ -41,8 +41,13 @@ def _mosquitto() -> str:
     return found
 
 
-def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: Any = print) -> dict:
+def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: Any = print,
+                   during: Any = None) -> dict:
     """Provision a district and one kit per reading, deliver each signed reading, print tally and receipts.
+
+    `during(district_root, kits)`, when given, runs while the broker and the district service are still up
+    (after the kits' own deliveries have stopped: a kit daemon reuses the kit's MQTT client id), before
+    the tally and the export, so that what it delivers is counted too.
 
     Leaves `workdir/district/ca.pem` and `workdir/district/signed-results.jsonl` for observers.
     Returns a summary: paths, per-kit receipts, how many results the export re-verified.
@@ -126,6 +131,11 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
                 rec["stored_sha256"] = ack.envelope_sha256
                 rec["receipt_matches"] = ack.envelope_sha256 == row.envelope_sha256
             receipts.append(rec)
+        if during is not None:
+            for delivery in deliveries:
+                delivery.stop()
+            deliveries.clear()
+            during(d.root, kits)
         cfg_d = load_district_config(d.config_path)
         engine = open_db(cfg_d.database.url)
         signed_path = d.root / "signed-results.jsonl"
