@@ -1,0 +1,83 @@
+"""Calibrate the reader's confidence threshold on generated validation photos and record it in the card.
+
+    .venv/bin/python bench/calibrate.py [--forms 100] [--write-card]
+
+A field is `ok` on its own when its best value has at least this probability (and digits agree with
+bubbles); the checks catch most of what slips past. The threshold is the lowest value of a grid at which
+no wrong field is reported ok or resolved on the calibration photos (normal and hard), taken one step
+stricter as a margin. The calibration photos use their own seed, distinct from bench/read.py's, and
+validation-split digits only (the model never trained on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import read as bench_read
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = (0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995)
+SEED = 7
+SEVERITIES = ("normal", "hard")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--forms", type=int, default=100, help="photos per severity")
+    ap.add_argument("--write-card", action="store_true", help="record the result in models/digits_int8.json")
+    a = ap.parse_args()
+    bench_read.OUT = ROOT / "bench-out" / "calibrate"
+    bench_read.generate(a.forms, 0, SEED, SEVERITIES)
+
+    from tpskit.edge.reader.digit_model import load_digit_model
+    from tpskit.edge.reader.pipeline import DEFAULT_CONFIDENCE, ReadOptions, read_sheet
+    from tpskit.forms import load_templates
+    from tpskit.models import DIGITS_CARD
+
+    templates, model = load_templates(), load_digit_model()
+    photos = [(p, json.loads(p.with_suffix(".json").read_text())) for sev in SEVERITIES
+              for p in sorted((bench_read.OUT / sev).glob("*.jpg"))[: a.forms]]
+    rows = []
+    t0 = time.time()
+    for tau in GRID:
+        silent = review = fields = forms_ok = 0
+        for p, truth in photos:
+            r = read_sheet(p.read_bytes(), templates, model, ReadOptions(expected_tps=bench_read.TPS, confidence=tau))
+            forms_ok += r.status == "ok"
+            for name, want in truth["values"].items():
+                f = r.fields.get(name)
+                fields += 1
+                if f is None:
+                    continue
+                review += f.status == "review"
+                silent += f.status != "review" and f.value != want
+        rows.append({"threshold": tau, "silent_errors": silent, "review_pct": round(100 * review / fields, 2),
+                     "forms_ok_pct": round(100 * forms_ok / len(photos), 1)})
+        print(f"threshold {tau}: silent errors {silent}, review {rows[-1]['review_pct']} %, "
+              f"forms ok {rows[-1]['forms_ok_pct']} %", flush=True)
+    safe = [i for i, r in enumerate(rows) if all(x["silent_errors"] == 0 for x in rows[i:])]
+    chosen = GRID[min(safe[0] + 1, len(GRID) - 1)] if safe else GRID[-1]
+    print(f"lowest safe threshold {GRID[safe[0]] if safe else None}; with one step of margin: {chosen}; "
+          f"the reader uses {DEFAULT_CONFIDENCE} ({time.time() - t0:.0f} s)")
+    if a.write_card:
+        card = json.loads(DIGITS_CARD.read_text())
+        card["calibration"] = {
+            "what": "reader confidence threshold: a field is ok on its own at or above it",
+            "method": "lowest grid value with no wrong field reported ok or resolved on generated "
+                      "validation photos (validation-split digits, camera simulation), one grid step stricter",
+            "command": f"bench/calibrate.py --forms {a.forms} --write-card",
+            "photos": {"severities": list(SEVERITIES), "per_severity": a.forms, "seed": SEED},
+            "grid": rows,
+            "threshold": chosen,
+        }
+        DIGITS_CARD.write_text(json.dumps(card, indent=2) + "\n")
+    return 0 if chosen == DEFAULT_CONFIDENCE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
