@@ -27,8 +27,8 @@ from .types import EMPTY, BoxReading, CheckResult, FieldReading, ReadingResult
 from .values import bubble_likelihoods, field_candidates, value_log_likelihood
 
 #: A field whose best value has at least this probability, with digits and bubbles agreeing, is `ok`
-#: on its own. Calibrated on generated validation photos (see models/digits_int8.json, "calibration").
-DEFAULT_CONFIDENCE = 0.995
+#: on its own. Calibrated by bench/calibrate.py (models/digits_int8.json, "calibration").
+DEFAULT_CONFIDENCE = 0.99
 #: Every box at least this likely empty, and no bubble filled: nothing was written on the sheet.
 BLANK_BOX_P = 0.9
 QR_PX_PER_MM = 4.0
@@ -267,9 +267,11 @@ def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitClass
 
     shifts = opts.shifts_mm or ((0.0, 0.0),)
     crops = _box_crops(gray, geom, t, shifts)
-    batch = batch_to_model_input(crops)
-    clock.lap("boxes")
     n_boxes = len(crops) // len(shifts)
+    # Normalised one shift at a time: the float work arrays stay small (the kit has little memory).
+    batch = np.concatenate([batch_to_model_input(crops[k : k + n_boxes]) for k in range(0, len(crops), n_boxes)])
+    del crops
+    clock.lap("boxes")
     probs = np.asarray(model.predict(batch), np.float64).reshape(len(shifts), n_boxes, -1).mean(axis=0)
     clock.lap("infer")
 
