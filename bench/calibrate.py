@@ -6,8 +6,9 @@ A field is `ok` on its own when its best value has at least this probability (an
 bubbles); the checks catch most of what slips past. The threshold is the lowest value of a grid at which
 no wrong field is reported ok or resolved on the calibration photos (normal and hard), at that value and
 every stricter one, taken one step stricter as a margin, and never below FLOOR: the checks do most of
-the proving, but a field standing alone must be at least 99 % sure, for writers the model has never seen. The calibration photos use their own seed, distinct from bench/read.py's, and
-validation-split digits only (the model never trained on them).
+the proving, but a field standing alone must be at least 99 % sure, for writers the model has never
+seen. The calibration photos use their own seed, distinct from bench/read.py's, and validation-split
+digits only (the model never trained on them).
 """
 
 from __future__ import annotations
