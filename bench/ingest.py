@@ -23,6 +23,7 @@ import platform
 import re
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,11 @@ def main() -> int:
     ap.add_argument("--results", type=int, default=250, help="results per kit")
     ap.add_argument("--evidence-kb", type=int, default=4, help="size of the evidence photo per result")
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the work folder)")
+    ap.add_argument("--verify-processes", type=int, default=0,
+                    help="district [ingest] verify_processes: helper processes verifying in parallel")
+    ap.add_argument("--receive-maximum", type=int, default=None, help="district [broker] receive_maximum")
+    ap.add_argument("--batch-max", type=int, default=None, help="district [ingest] batch_max")
+    ap.add_argument("--rounds", type=int, default=3, help="raw + district phases, alternated; medians reported")
     ap.add_argument("--markdown", type=Path, default=None, help="update this file's Ingest section")
     args = ap.parse_args()
 
@@ -201,7 +207,14 @@ def main() -> int:
     if args.db:
         text = d.config_path.read_text().replace('url = "sqlite:///district.sqlite"', f'url = "{args.db}"')
         d.config_path.write_text(text)
-    db_url = load_district_config(d.config_path).database.url
+    text = d.config_path.read_text()
+    if args.receive_maximum:
+        text = text.replace("\n[broker]\n", f"\n[broker]\nreceive_maximum = {args.receive_maximum}\n")
+    ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max}
+    text += "\n[ingest]\n" + "".join(f"{k} = {v}\n" for k, v in ingest.items() if v is not None)
+    d.config_path.write_text(text)
+    dcfg = load_district_config(d.config_path)
+    db_url = dcfg.database.url
     kits, signed = [], {}
     t0 = time.perf_counter()
     for i, tps in enumerate(tps_codes):
@@ -237,43 +250,56 @@ def main() -> int:
                     raise SystemExit("mosquitto did not start") from None
                 time.sleep(0.05)
 
-        # Phase 1: raw broker throughput.
         ctx = mp.get_context("spawn")
         q = ctx.Queue()
         svc_id = {"ca": str(d.ca_cert_path), "cert": str(d.root / "service" / "district.pem"),
                   "key": str(d.root / "service" / "district.key"), "port": port}
-        sub = ctx.Process(target=raw_subscriber, args=(svc_id, 2 * n, q))
-        sub.start()
-        assert q.get(timeout=30)[0] == "ready"
-        raw_cpu0 = cpu_seconds(sub.pid)
-        start = publish_all(kits, signed, port)
-        _, end = q.get(timeout=600)
-        raw_s = end - start
-        raw_cpu1 = cpu_seconds(sub.pid)
-        sub.join(10)
-        stop_links()
+        rounds = []
+        for r in range(args.rounds):
+            # Phase 1: raw broker throughput.
+            sub = ctx.Process(target=raw_subscriber, args=(svc_id, 2 * n, q))
+            sub.start()
+            assert q.get(timeout=30)[0] == "ready"
+            raw_cpu0, pub0, mq0 = cpu_seconds(sub.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            start = publish_all(kits, signed, port)
+            _, end = q.get(timeout=600)
+            raw_s = end - start
+            raw_cpu1, pub1, mq1 = cpu_seconds(sub.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            sub.join(10)
+            stop_links()
 
-        # Phase 2: the district service verifies, stores and acks the same payloads.
-        dlog = open(work / "district.log", "ab")  # noqa: SIM115
-        service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
-                                    str(d.config_path)], stdout=dlog, stderr=dlog)
-        deadline = time.time() + 60
-        while '"district.ready"' not in (work / "district.log").read_text():
-            if time.time() > deadline or service.poll() is not None:
-                raise SystemExit("district service did not start:\n" + (work / "district.log").read_text())
-            time.sleep(0.05)
-        watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
-        watcher.start()
-        assert q.get(timeout=30)[0] == "ready"
-        cpu0 = cpu_seconds(service.pid)
-        start = publish_all(kits, signed, port)
-        _, end = q.get(timeout=600)
-        ingest_s = end - start
-        cpu1 = cpu_seconds(service.pid)
-        watcher.join(10)
-        stop_links()
-        time.sleep(0.5)  # late repeats, if any, would show up as extra rows
-        rows, distinct = count_results(db_url)
+            # Phase 2: the district service verifies, stores and acks the same payloads (empty database).
+            reset_database(db_url)
+            dlog = open(work / f"district-{r}.log", "ab")  # noqa: SIM115
+            service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                        str(d.config_path)], stdout=dlog, stderr=dlog)
+            deadline = time.time() + 60
+            while '"district.ready"' not in (work / f"district-{r}.log").read_text():
+                if time.time() > deadline or service.poll() is not None:
+                    raise SystemExit("district service did not start:\n" + (work / f"district-{r}.log").read_text())
+                time.sleep(0.05)
+            watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
+            watcher.start()
+            assert q.get(timeout=30)[0] == "ready"
+            cpu0, pub2, mq2 = cpu_seconds(service.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            start = publish_all(kits, signed, port)
+            _, end = q.get(timeout=600)
+            ingest_s = end - start
+            cpu1, pub3, mq3 = cpu_seconds(service.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            watcher.join(10)
+            stop_links()
+            time.sleep(0.5)  # late repeats, if any, would show up as extra rows
+            rows, distinct = count_results(db_url)
+            service.terminate()
+            service.wait(20)
+            service = None
+            dlog.close()
+            forget_session(svc_id, dcfg.broker.client_id or "tpskit-district")  # or it queues the next raw phase
+            rounds.append({"raw_s": raw_s, "ingest_s": ingest_s, "lost": n - distinct, "dup": rows - distinct,
+                           "cpu": [(pub0, pub1), (mq0, mq1), (raw_cpu0, raw_cpu1), (pub2, pub3), (mq2, mq3),
+                                   (cpu0, cpu1)]})
+            print(f"round {r + 1}: raw {n / raw_s:,.0f}/s, district {n / ingest_s:,.0f}/s, "
+                  f"ratio {raw_s / ingest_s:.2f}, lost {n - distinct}, duplicated {rows - distinct}", flush=True)
     finally:
         if service is not None:
             service.terminate()
@@ -281,36 +307,81 @@ def main() -> int:
         broker.terminate()
         broker.wait(10)
 
-    results_per_s = n / ingest_s
-    raw_per_s = n / raw_s
-    lost = n - distinct
-    duplicated = rows - distinct
+    raw_rates = [n / x["raw_s"] for x in rounds]
+    rates = [n / x["ingest_s"] for x in rounds]
+    ratios = [x["raw_s"] / x["ingest_s"] for x in rounds]
+    results_per_s, raw_per_s, ratio = statistics.median(rates), statistics.median(raw_rates), statistics.median(ratios)
+    lost = sum(x["lost"] for x in rounds)
+    duplicated = sum(x["dup"] for x in rounds)
     cpu = platform.processor() or platform.machine()
-    svc_cpu = f"{(cpu1 - cpu0) / n * 1e6:,.0f} µs" if cpu0 is not None and cpu1 is not None else "n/a"
-    raw_cpu = f"{(raw_cpu1 - raw_cpu0) / n * 1e6:,.0f} µs" if raw_cpu0 is not None and raw_cpu1 is not None else "n/a"
+
+    def per_result(i: int) -> str:
+        spent = [b - a for a, b in (x["cpu"][i] for x in rounds) if a is not None and b is not None]
+        return f"{statistics.median(spent) / n * 1e6:,.0f}" if spent else "n/a"
+
+    def each(values: list[float], fmt: str) -> str:
+        return ", ".join(format(v, fmt) for v in values)
+
     table = [
         "| measure | value |",
         "|---|---|",
-        f"| kits x results per kit | {args.kits} x {args.results} = {n} results |",
+        f"| kits x results per kit | {args.kits} x {args.results} = {n} results, {args.rounds} rounds (median) |",
         f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B "
         "(QoS 1, TLS) |",
+        f"| district verify helper processes | {args.verify_processes} |",
         f"| database | {db_url.split(':')[0]} "
         f"({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
-        f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s ({raw_s:.2f} s) |",
-        f"| district: verified + stored + acked | {results_per_s:,.0f} results/s ({ingest_s:.2f} s) |",
-        f"| ratio to raw broker | {results_per_s / raw_per_s:.0%} |",
-        f"| lost / duplicated | {lost} / {duplicated} |",
-        f"| CPU per result: counting subscriber / district service | {raw_cpu} / {svc_cpu} |",
+        f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s "
+        f"(rounds: {each(raw_rates, ',.0f')}) |",
+        f"| district: verified + stored + acked | {results_per_s:,.0f} results/s (rounds: {each(rates, ',.0f')}) |",
+        f"| ratio to raw broker, same round | {ratio:.0%} (rounds: {each(ratios, '.0%')}) |",
+        f"| lost / duplicated (all rounds) | {lost} / {duplicated} |",
+        f"| CPU µs per result, raw phase: publishers / mosquitto / counting subscriber | "
+        f"{per_result(0)} / {per_result(1)} / {per_result(2)} |",
+        f"| CPU µs per result, district phase: publishers / mosquitto / district service | "
+        f"{per_result(3)} / {per_result(4)} / {per_result(5)} |",
         f"| signing on the bench (all kits, one core) | {n / sign_s:,.0f} results/s |",
         f"| machine | {os.cpu_count()} cores {cpu}, Python {platform.python_version()} |",
     ]
     print("\n".join(table))
     summary = (f"results_per_s={results_per_s:.0f} raw_broker_per_s={raw_per_s:.0f} "
-               f"ratio={results_per_s / raw_per_s:.2f} lost={lost} duplicated={duplicated}")
+               f"ratio={ratio:.2f} lost={lost} duplicated={duplicated}")
     if args.markdown:
         update_markdown(args.markdown, table, summary, args)
     print(summary)
     return 0 if lost == 0 and duplicated == 0 else 1
+
+
+def reset_database(db: str) -> None:
+    """Every round starts from an empty district database."""
+    from tpskit.district.db import metadata, open_db
+
+    engine = open_db(db)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+def forget_session(conf: dict, client_id: str) -> None:
+    """End the district service's persistent session at the broker (clean start, expiry 0), so the
+    next raw phase is not also queued for it."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tpskit.edge.transport import TlsIdentity, tls_context
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.tls_set_context(tls_context(TlsIdentity(conf["ca"], conf["cert"], conf["key"])))
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c.connect("127.0.0.1", conf["port"], clean_start=True, properties=props)
+    c.loop_start()
+    deadline = time.time() + 10
+    while not c.is_connected() and time.time() < deadline:
+        time.sleep(0.02)
+    c.disconnect()
+    c.loop_stop()
 
 
 NOTE = """\

@@ -21,11 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing as mp
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -37,7 +40,6 @@ from tpskit.envelope import (
     CompactSigner,
     ResultPayload,
     VerificationError,
-    Verified,
     Verifier,
     parse_result,
     payload_bytes,
@@ -70,9 +72,28 @@ class Ack:
     jws: str
 
 
+class Checked(NamedTuple):
+    """What can be known about one result message without the database (small and picklable, so a
+    helper process can work it out): either verified, with its row and a signed `accepted` ack ready
+    for when the database agrees, or refused with the reason and, when it can be routed, a signed
+    `rejected` ack."""
+
+    reason: str | None  # None: verified
+    detail: str
+    sid: str | None  # verified, or read unverified only to route a rejection
+    kit: str | None
+    seq: int
+    env_sha: str
+    evidence_sha: str | None
+    row: dict[str, Any] | None  # the results row (received_at added when stored)
+    ack: str | None
+
+
 @dataclass
-class Ingest:
-    engine: Engine
+class Checker:
+    """Verification, identity binding and content checks of results, and signing of acks: everything
+    per message that needs no database. One lives in the service, or one in each helper process."""
+
     verifier: Verifier
     tps: dict[str, TpsInfo]
     templates: dict[str, Template]  # by template id
@@ -82,13 +103,10 @@ class Ingest:
     revocations_path: Path | None = None
 
     def __post_init__(self) -> None:
-        self.counts: Counter[str] = Counter()
         self._rev_mtime: float | None = None
-        self._max_seq: dict[str, int] = {}
         self._signer = CompactSigner(self.key, self.chain)
         self.reload_revocations()
 
-    # ------------------------------------------------------------------ revocation
     def reload_revocations(self) -> None:
         """Re-read revoked.json when it changed (cheap: one stat per batch)."""
         p = self.revocations_path
@@ -105,146 +123,38 @@ class Ingest:
         self.verifier.revoked_serials = {int(v["serial"]) for v in data.values()}
         self._rev_mtime = mtime
 
-    # ------------------------------------------------------------------ batch
-    def process(self, messages: Iterable[tuple[str, bytes]]) -> list[Ack]:
-        """Handle a batch in one transaction; returns the acks to publish after the commit.
-
-        Every result is verified first (signature, certificate, content: no database needed), then what
-        the batch needs from the database is read with three IN queries for the submission ids of the
-        verified results and the photos, decisions are made in memory in arrival order (later messages
-        see earlier ones of the same batch), and the writes go out as bulk inserts: a few statements per
-        batch instead of several per message.
-        """
+    def check_many(self, items: list[tuple[str, bytes]]) -> list[Checked]:
+        """(topic TPS, payload) of result messages, in order."""
         self.reload_revocations()
-        msgs = list(messages)
-        acks: list[Ack] = []
-        logs: list[tuple[str, dict]] = []
-        saved_seq = dict(self._max_seq)
-        sids: set[str] = set()
-        checked: list[tuple[str, ...] | tuple[str, str, object]] = []
-        for topic, payload in msgs:
-            parts = topic.split("/")
-            if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
-                sids.add(parts[3])
-                checked.append(("evidence", parts[1], parts[3]))
-            elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
-                outcome = self._verify(parts[1], payload)
-                if not isinstance(outcome, VerificationError):
-                    sids.add(outcome[1].submission_id)
-                checked.append(("result", parts[1], outcome))
-            else:
-                checked.append(("other",))
-        try:
-            with self.engine.begin() as conn:
-                b = _Batch.load(conn, sids)
-                for (topic, payload), c in zip(msgs, checked, strict=True):
-                    if c[0] == "result":
-                        self._result(conn, b, c[1], topic, payload, c[2], acks, logs)  # type: ignore[arg-type]
-                    elif c[0] == "evidence":
-                        self._evidence(b, c[1], c[2], payload, acks, logs)  # type: ignore[arg-type]
-                b.flush(conn)
-        except Exception:
-            self._max_seq = saved_seq  # the transaction rolled back; so does our cache
-            raise
-        for event_id, fields in logs:
-            self.counts[event_id] += 1
-            log_event(log, event_id, **fields)
-        return acks
+        return [self.check(topic_tps, payload) for topic_tps, payload in items]
 
-    def _verify(self, topic_tps: str, payload: bytes) -> tuple[Verified, ResultPayload] | VerificationError:
-        """Everything that needs no database: signature, certificate, identity, schema and content."""
+    def check(self, topic_tps: str, payload: bytes) -> Checked:
         try:
             verified = self.verifier.verify(payload, role=ROLE_KIT)
             result = parse_result(verified)
             self._check_content(result, topic_tps, verified.payload)
         except VerificationError as e:
-            return e
-        return verified, result
+            raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
+            sid = raw.get("submission_id") if isinstance(raw, dict) else None
+            kit = raw.get("kit_id") if isinstance(raw, dict) else None
+            sid = sid if isinstance(sid, str) and len(sid) <= 64 else None
+            kit = kit if isinstance(kit, str) and len(kit) <= 64 else None
+            env_sha = sha256_hex(payload)
+            ack = self.sign_ack(topic_tps, sid, kit, "rejected", env_sha, reason=f"{e.reason}: {e.detail}") \
+                if sid else None
+            return Checked(e.reason, e.detail, sid, kit, 0, env_sha, None, None, ack)
+        env_sha = sha256_hex(verified.compact)
+        ack = self.sign_ack(result.tps, result.submission_id, result.kit_id, "accepted", env_sha,
+                            result.evidence_sha256)
+        return Checked(None, "", result.submission_id, result.kit_id, result.seq, env_sha, result.evidence_sha256,
+                       result_row(result, verified.compact, env_sha), ack)
 
-    def _ack(self, acks: list[Ack], tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
-             evidence_sha: str | None = None, reason: str | None = None) -> None:
+    def sign_ack(self, tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
+                 evidence_sha: str | None = None, reason: str | None = None) -> str:
         ack = AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status, reason=reason,  # type: ignore[arg-type]
                          envelope_sha256=envelope_sha, evidence_sha256=evidence_sha, district=self.district_id,
                          received_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
-        acks.append(Ack(f"tps/{tps}/ack", self._signer.sign(payload_bytes(ack))))
-
-    def _reject(self, b: _Batch, acks: list[Ack], logs: list, topic: str, topic_tps: str, payload: bytes,
-                reason: str, detail: str, raw: dict | None) -> None:
-        sid = raw.get("submission_id") if isinstance(raw, dict) else None
-        kit = raw.get("kit_id") if isinstance(raw, dict) else None
-        sid = sid if isinstance(sid, str) and len(sid) <= 64 else None
-        kit = kit if isinstance(kit, str) and len(kit) <= 64 else None
-        env_sha = sha256_hex(payload)
-        b.new_rejections.append({"received_at": time.time(), "topic": topic[:200], "kit_id": kit,
-                                 "submission_id": sid, "reason": reason, "detail": detail,
-                                 "envelope_sha256": env_sha})
-        logs.append(("district.rejected", {"tps": topic_tps, "kit": kit, "submission": sid, "reason": reason,
-                                           "detail": detail}))
-        self.counts["rejected:" + reason] += 1
-        if sid:
-            self._ack(acks, topic_tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
-
-    def _max_seq_of(self, conn: Connection, kit: str) -> int:
-        if kit not in self._max_seq:
-            got = conn.execute(select(func.max(results.c.seq)).where(results.c.kit_id == kit)).scalar()
-            self._max_seq[kit] = int(got or 0)
-        return self._max_seq[kit]
-
-    def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes,
-                outcome: tuple[Verified, ResultPayload] | VerificationError, acks: list[Ack], logs: list) -> None:
-        if isinstance(outcome, VerificationError):
-            e = outcome
-            raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
-            self._reject(b, acks, logs, topic, topic_tps, payload, e.reason, e.detail, raw)
-            return
-        verified, result = outcome
-        compact = verified.compact
-        env_sha = sha256_hex(compact)
-        sid = result.submission_id
-        stored = b.stored.get(sid)
-        if stored is not None:
-            if stored[0] == env_sha:
-                logs.append(("district.duplicate", {"tps": result.tps, "kit": result.kit_id, "submission": sid}))
-                self._ack(acks, topic_tps, sid, result.kit_id, "duplicate", env_sha, stored[1])
-            else:
-                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
-                             "this submission id was already stored with other content", verified.payload)
-            return
-        waiting = b.pending.get(sid)
-        if waiting is not None:
-            if sha256_hex(waiting) != env_sha:
-                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
-                             "this submission id is already waiting with other content", verified.payload)
-            return  # same result again, still waiting for its photo
-        last = self._max_seq_of(conn, result.kit_id)
-        if result.seq <= last:
-            self._reject(b, acks, logs, topic, topic_tps, payload, "replay",
-                         f"sequence {result.seq} is not above {last}, the last accepted from {result.kit_id}",
-                         verified.payload)
-            return
-        if (sid, result.evidence_sha256) not in b.evidence:
-            b.pending[sid] = compact
-            b.new_pending.append({"submission_id": sid, "kit_id": result.kit_id, "seq": result.seq,
-                                  "envelope": compact, "received_at": time.time()})
-            logs.append(("district.waiting_evidence", {"tps": result.tps, "kit": result.kit_id, "submission": sid}))
-            return
-        self._store(b, result, compact, env_sha, acks, logs)
-
-    def _store(self, b: _Batch, result: ResultPayload, compact: str, env_sha: str, acks: list[Ack],
-               logs: list) -> None:
-        b.new_results.append({
-            "submission_id": result.submission_id, "kit_id": result.kit_id, "tps": result.tps,
-            "template_id": result.template_id, "form_code": result.form_code, "status": result.status,
-            "seq": result.seq, "captured_at": result.captured_at.isoformat(), "received_at": time.time(),
-            "envelope": compact, "envelope_sha256": env_sha, "evidence_sha256": result.evidence_sha256,
-            "values_json": json.dumps(result.values(), separators=(",", ":"))})
-        b.stored[result.submission_id] = (env_sha, result.evidence_sha256)
-        self._max_seq[result.kit_id] = max(self._max_seq.get(result.kit_id, 0), result.seq)
-        logs.append(("district.accepted", {"tps": result.tps, "kit": result.kit_id,
-                                           "submission": result.submission_id, "seq": result.seq,
-                                           "status": result.status}))
-        self._ack(acks, result.tps, result.submission_id, result.kit_id, "accepted", env_sha,
-                  result.evidence_sha256)
+        return self._signer.sign(payload_bytes(ack))
 
     def _check_content(self, result: ResultPayload, topic_tps: str, raw: dict) -> None:
         if result.tps != topic_tps:
@@ -266,6 +176,195 @@ class Ingest:
             raise VerificationError("over_registered_voters", f"{', '.join(over)} above the "
                                     f"{info.registered_voters} registered voters of TPS {result.tps}", raw)
 
+
+def result_row(result: ResultPayload, compact: str, env_sha: str) -> dict[str, Any]:
+    return {"submission_id": result.submission_id, "kit_id": result.kit_id, "tps": result.tps,
+            "template_id": result.template_id, "form_code": result.form_code, "status": result.status,
+            "seq": result.seq, "captured_at": result.captured_at.isoformat(), "envelope": compact,
+            "envelope_sha256": env_sha, "evidence_sha256": result.evidence_sha256,
+            "values_json": json.dumps(result.values(), separators=(",", ":"))}
+
+
+# Helper processes: each builds its own Checker from the service's configuration once.
+_WORKER_CHECKER: Checker | None = None
+
+
+def _worker_init(make: Callable[[], Checker]) -> None:
+    global _WORKER_CHECKER
+    _WORKER_CHECKER = make()
+
+
+def _worker_check(items: list[tuple[str, bytes]]) -> list[Checked]:
+    assert _WORKER_CHECKER is not None
+    return _WORKER_CHECKER.check_many(items)
+
+
+@dataclass
+class Ingest:
+    engine: Engine
+    verifier: Verifier
+    tps: dict[str, TpsInfo]
+    templates: dict[str, Template]  # by template id
+    district_id: str
+    key: Ed25519PrivateKey
+    chain: list[x509.Certificate]
+    revocations_path: Path | None = None
+    # Helper processes that verify in parallel: a picklable factory of their Checker, and how many.
+    helpers: int = 0
+    make_checker: Callable[[], Checker] | None = None
+
+    def __post_init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._max_seq: dict[str, int] = {}
+        self.checker = Checker(self.verifier, self.tps, self.templates, self.district_id, self.key, self.chain,
+                               self.revocations_path)
+        self._pool: ProcessPoolExecutor | None = None
+        if self.helpers > 0 and self.make_checker is not None:
+            self._pool = ProcessPoolExecutor(self.helpers, mp_context=mp.get_context("spawn"),
+                                             initializer=_worker_init, initargs=(self.make_checker,))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def reload_revocations(self) -> None:
+        self.checker.reload_revocations()
+
+    # ------------------------------------------------------------------ batch
+    def check(self, items: list[tuple[str, bytes]]) -> Callable[[], list[Checked]]:
+        """Start checking result messages ((topic TPS, payload), in order); call the returned function
+        for the outcomes, in the same order. With helper processes the work is split in contiguous
+        chunks, one per helper, and runs while the caller does other things."""
+        if self._pool is None or len(items) < 2 * self.helpers:
+            out = self.checker.check_many(items)
+            return lambda: out
+        size = -(-len(items) // self.helpers)
+        self.counts["checked_by_helpers"] += len(items)
+        futures = [self._pool.submit(_worker_check, items[i:i + size]) for i in range(0, len(items), size)]
+        return lambda: [c for f in futures for c in f.result()]
+
+    def process(self, messages: Iterable[tuple[str, bytes]],
+                checked: Callable[[], list[Checked]] | None = None) -> list[Ack]:
+        """Handle a batch in one transaction; returns the acks to publish after the commit.
+
+        Every result is checked first (signature, certificate, content: no database needed; `checked`
+        when the caller already started that with `check`), then what the batch needs from the database
+        is read with three IN queries for the submission ids of the verified results and the photos,
+        decisions are made in memory in arrival order (later messages see earlier ones of the same
+        batch), and the writes go out as bulk inserts: a few statements per batch, not per message.
+        """
+        msgs = list(messages)
+        if checked is None:
+            checked = self.check(result_items(msgs))
+        outcomes = iter(checked())
+        acks: list[Ack] = []
+        logs: list[tuple[str, dict]] = []
+        saved_seq = dict(self._max_seq)
+        plan: list[tuple[str, str, str, Checked | None]] = []  # kind, topic TPS, submission, outcome
+        sids: set[str] = set()
+        for topic, _payload in msgs:
+            parts = topic.split("/")
+            if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
+                sids.add(parts[3])
+                plan.append(("evidence", parts[1], parts[3], None))
+            elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
+                c = next(outcomes)
+                if c.reason is None and c.sid:
+                    sids.add(c.sid)
+                plan.append(("result", parts[1], "", c))
+            else:
+                plan.append(("other", "", "", None))
+        try:
+            with self.engine.begin() as conn:
+                b = _Batch.load(conn, sids)
+                for (topic, payload), (kind, topic_tps, sid, c) in zip(msgs, plan, strict=True):
+                    if kind == "result":
+                        self._result(conn, b, topic_tps, topic, payload, c, acks, logs)  # type: ignore[arg-type]
+                    elif kind == "evidence":
+                        self._evidence(b, topic_tps, sid, payload, acks, logs)
+                b.flush(conn)
+        except Exception:
+            self._max_seq = saved_seq  # the transaction rolled back; so does our cache
+            raise
+        for event_id, fields in logs:
+            self.counts[event_id] += 1
+            log_event(log, event_id, **fields)
+        return acks
+
+    def _ack(self, acks: list[Ack], tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
+             evidence_sha: str | None = None, reason: str | None = None) -> None:
+        acks.append(Ack(f"tps/{tps}/ack", self.checker.sign_ack(tps, sid, kit, status, envelope_sha, evidence_sha,
+                                                                  reason)))
+
+    def _reject(self, b: _Batch, acks: list[Ack], logs: list, topic: str, topic_tps: str, payload: bytes,
+                reason: str, detail: str, sid: str | None, kit: str | None, signed: str | None = None) -> None:
+        env_sha = sha256_hex(payload)
+        b.new_rejections.append({"received_at": time.time(), "topic": topic[:200], "kit_id": kit,
+                                 "submission_id": sid, "reason": reason, "detail": detail,
+                                 "envelope_sha256": env_sha})
+        logs.append(("district.rejected", {"tps": topic_tps, "kit": kit, "submission": sid, "reason": reason,
+                                           "detail": detail}))
+        self.counts["rejected:" + reason] += 1
+        if signed is not None:
+            acks.append(Ack(f"tps/{topic_tps}/ack", signed))
+        elif sid:
+            self._ack(acks, topic_tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
+
+    def _max_seq_of(self, conn: Connection, kit: str) -> int:
+        if kit not in self._max_seq:
+            got = conn.execute(select(func.max(results.c.seq)).where(results.c.kit_id == kit)).scalar()
+            self._max_seq[kit] = int(got or 0)
+        return self._max_seq[kit]
+
+    def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes, c: Checked,
+                acks: list[Ack], logs: list) -> None:
+        if c.reason is not None:
+            self._reject(b, acks, logs, topic, topic_tps, payload, c.reason, c.detail, c.sid, c.kit, c.ack)
+            return
+        assert c.sid is not None and c.kit is not None and c.row is not None
+        sid, env_sha = c.sid, c.env_sha
+        stored = b.stored.get(sid)
+        if stored is not None:
+            if stored[0] == env_sha:
+                logs.append(("district.duplicate", {"tps": topic_tps, "kit": c.kit, "submission": sid}))
+                self._ack(acks, topic_tps, sid, c.kit, "duplicate", env_sha, stored[1])
+            else:
+                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
+                             "this submission id was already stored with other content", sid, c.kit)
+            return
+        waiting = b.pending.get(sid)
+        if waiting is not None:
+            if sha256_hex(waiting) != env_sha:
+                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
+                             "this submission id is already waiting with other content", sid, c.kit)
+            return  # same result again, still waiting for its photo
+        last = self._max_seq_of(conn, c.kit)
+        if c.seq <= last:
+            self._reject(b, acks, logs, topic, topic_tps, payload, "replay",
+                         f"sequence {c.seq} is not above {last}, the last accepted from {c.kit}", sid, c.kit)
+            return
+        if (sid, c.evidence_sha) not in b.evidence:
+            compact = c.row["envelope"]
+            b.pending[sid] = compact
+            b.new_pending.append({"submission_id": sid, "kit_id": c.kit, "seq": c.seq, "envelope": compact,
+                                  "received_at": time.time()})
+            logs.append(("district.waiting_evidence", {"tps": topic_tps, "kit": c.kit, "submission": sid}))
+            return
+        self._store(b, c.row, c.ack, acks, logs)
+
+    def _store(self, b: _Batch, row: dict[str, Any], signed: str | None, acks: list[Ack], logs: list) -> None:
+        b.new_results.append({**row, "received_at": time.time()})
+        sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
+        b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
+        self._max_seq[kit] = max(self._max_seq.get(kit, 0), seq)
+        logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
+                                           "status": row["status"]}))
+        if signed is not None:
+            acks.append(Ack(f"tps/{row['tps']}/ack", signed))
+        else:
+            self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"], row["evidence_sha256"])
+
     def _evidence(self, b: _Batch, topic_tps: str, sid: str, payload: bytes, acks: list[Ack],
                   logs: list) -> None:
         sha = sha256_hex(payload)
@@ -280,10 +379,20 @@ class Ingest:
         if raw.get("evidence_sha256") != sha:
             logs.append(("district.evidence_mismatch", {"tps": topic_tps, "submission": sid, "got": sha}))
             return
-        result = ResultPayload.model_validate(raw)
+        result = ResultPayload.model_validate(raw)  # verified when it arrived
         del b.pending[sid]
         b.done_pending.add(sid)
-        self._store(b, result, waiting, sha256_hex(waiting), acks, logs)
+        self._store(b, result_row(result, waiting, sha256_hex(waiting)), None, acks, logs)
+
+
+def result_items(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """(topic TPS, payload) of the result messages among `messages`, in order, for `Ingest.check`."""
+    out = []
+    for topic, payload in messages:
+        parts = topic.split("/")
+        if len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
+            out.append((parts[1], payload))
+    return out
 
 
 @dataclass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 from tpskit.config import DistrictConfig
 from tpskit.district.db import open_db
-from tpskit.district.ingest import Ingest
+from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import DistrictLink, Inbound
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register
@@ -27,13 +29,19 @@ register(
 )
 
 
-def build_ingest(cfg: DistrictConfig) -> Ingest:
+def build_checker(cfg: DistrictConfig) -> Checker:
+    """The per-message checks and the ack signer, from the configuration (also in helper processes)."""
     templates = {t.id: t for t in load_templates(cfg.district.templates_dir).values()}
-    return Ingest(
-        engine=open_db(cfg.database.url), verifier=Verifier(load_certs(cfg.identity.ca)),
-        tps=read_tps_csv(cfg.district.tps_list), templates=templates, district_id=cfg.district.id,
-        key=load_key(cfg.identity.key), chain=load_certs(cfg.identity.certificate),
-        revocations_path=cfg.district.revocations)
+    return Checker(verifier=Verifier(load_certs(cfg.identity.ca)), tps=read_tps_csv(cfg.district.tps_list),
+                   templates=templates, district_id=cfg.district.id, key=load_key(cfg.identity.key),
+                   chain=load_certs(cfg.identity.certificate), revocations_path=cfg.district.revocations)
+
+
+def build_ingest(cfg: DistrictConfig) -> Ingest:
+    c = build_checker(cfg)
+    return Ingest(engine=open_db(cfg.database.url), verifier=c.verifier, tps=c.tps, templates=c.templates,
+                  district_id=c.district_id, key=c.key, chain=c.chain, revocations_path=c.revocations_path,
+                  helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg))
 
 
 class DistrictService:
@@ -66,6 +74,7 @@ class DistrictService:
         if self._worker is not None:
             self._worker.join(10)
         self.link.stop()
+        self.ingest.close()
         self.ingest.engine.dispose()
         log_event(log, "district.stopped", district=self.cfg.district.id, processed=self.processed)
 
@@ -76,31 +85,41 @@ class DistrictService:
         self.stop()
 
     def _work(self) -> None:
+        """Two batches in flight: while batch N is decided, committed and acknowledged here, batch N+1 is
+        already being verified (by the helper processes, when configured). Decisions, commits and
+        PUBACKs stay in arrival order, one batch after the other."""
         inbox = self.link.inbox
         limit = self.cfg.ingest.batch_max
-        retry: list[Inbound] = []  # a failed batch, retried before anything newer (per-kit order)
+        retry: list[Inbound] = []  # failed batches, retried before anything newer (per-kit order)
+        ahead: tuple[list[Inbound], Callable[[], list[Checked]]] | None = None  # being verified
         while not self._stop.is_set():
-            batch, retry = retry, []
-            if not batch:
+            batch, retry = retry[:limit], retry[limit:]
+            if not batch and ahead is None:
                 try:
                     batch.append(inbox.get(timeout=0.2))
                 except queue.Empty:
                     continue
-            while len(batch) < limit:
+            while len(batch) < limit and not retry:
                 try:
                     batch.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                acks = self.ingest.process((m.topic, m.payload) for m in batch)
-            except Exception as e:
-                log_event(log, "district.batch_failed", size=len(batch), error=repr(e))
-                self._stop.wait(1.0)
-                # Retried first, in order; the broker also redelivers them on reconnect.
-                retry = batch
-                continue
-            for a in acks:
-                self.link.publish(a.topic, a.jws)
-            for m in batch:
-                self.link.confirm(m)
-            self.processed += len(batch)
+            nxt = (batch, self.ingest.check(result_items([(m.topic, m.payload) for m in batch]))) if batch else None
+            if ahead is not None:
+                done, checked = ahead
+                try:
+                    acks = self.ingest.process(((m.topic, m.payload) for m in done), checked)
+                except Exception as e:
+                    log_event(log, "district.batch_failed", size=len(done), error=repr(e))
+                    self._stop.wait(1.0)
+                    # Retried first, in order (the next batch's checks are redone after it); the broker
+                    # also redelivers them on reconnect.
+                    retry = done + (nxt[0] if nxt else []) + retry
+                    ahead = None
+                    continue
+                for a in acks:
+                    self.link.publish(a.topic, a.jws)
+                for m in done:
+                    self.link.confirm(m)
+                self.processed += len(done)
+            ahead = nxt

@@ -32,7 +32,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tpskit.forms import TPS_RE, Template
+from tpskit.forms import TPS_RE, Check, Template
 
 RESULT_SCHEMA = "tpskit-result/1"
 ACK_SCHEMA = "tpskit-ack/1"
@@ -364,6 +364,30 @@ def parse_result(verified: Verified) -> ResultPayload:
     return result
 
 
+@dataclass(frozen=True)
+class _TemplateRules:
+    names: frozenset[str]
+    limits: tuple[tuple[str, int], ...]  # field -> largest value its boxes and its maximum allow
+    checks: tuple[tuple[Check, tuple[str, ...]], ...]  # check and the fields it reads
+
+
+_RULES: dict[int, tuple[Template, _TemplateRules]] = {}
+
+
+def _rules(template: Template) -> _TemplateRules:
+    """What recheck needs from a template, worked out once per template (the district re-checks every result)."""
+    hit = _RULES.get(id(template))
+    if hit is not None and hit[0] is template:
+        return hit[1]
+    rules = _TemplateRules(
+        names=frozenset(template.field_map),
+        limits=tuple((f.name, min(f.capacity, f.max_value if f.max_value is not None else f.capacity))
+                     for f in template.fields),
+        checks=tuple((c, c.fields) for c in template.checks))
+    _RULES[id(template)] = (template, rules)  # holding the template keeps its id from being reused
+    return rules
+
+
 def recheck_arithmetic(result: ResultPayload, template: Template) -> list[str]:
     """Re-run the template's checks and max values. Returns problems; empty when the result stands.
 
@@ -371,26 +395,27 @@ def recheck_arithmetic(result: ResultPayload, template: Template) -> list[str]:
     checks, but the checks it reports must be the ones that really fail.
     """
     problems: list[str] = []
-    names = set(template.field_map)
-    if set(result.fields) != names:
-        missing, extra = sorted(names - set(result.fields)), sorted(set(result.fields) - names)
+    rules = _rules(template)
+    if result.fields.keys() != rules.names:
+        names, got = rules.names, set(result.fields)
+        missing, extra = sorted(names - got), sorted(got - names)
         return [f"fields do not match template {template.id}: missing {missing}, unknown {extra}"]
     values = result.values()
-    for spec in template.fields:
-        v = values[spec.name]
+    ok = result.status == "ok"
+    for name, limit in rules.limits:
+        v = values[name]
         if v is None:
-            if result.status == "ok":
-                problems.append(f"{spec.name} has no value in an ok result")
+            if ok:
+                problems.append(f"{name} has no value in an ok result")
             continue
-        limit = min(spec.capacity, spec.max_value if spec.max_value is not None else spec.capacity)
         if v > limit:
-            problems.append(f"{spec.name}={v} is above its maximum {limit}")
+            problems.append(f"{name}={v} is above its maximum {limit}")
     claimed = {c.id: c.passed for c in result.checks}
-    for check in template.checks:
-        if any(values[n] is None for n in check.fields):
+    for check, reads in rules.checks:
+        if any(values[n] is None for n in reads):
             continue
         holds = check.holds(values)  # type: ignore[arg-type]
-        if result.status == "ok" and not holds:
+        if ok and not holds:
             problems.append(f"check {check.id} fails in an ok result")
         elif check.id in claimed and claimed[check.id] != holds:
             problems.append(f"check {check.id} reported {'passed' if claimed[check.id] else 'failed'} but it "
