@@ -180,6 +180,9 @@ class DatabaseSection(Section):
 class IngestSection(Section):
     batch_max: int = Field(default=500, ge=1, le=10_000,
                            description="messages verified and committed per database transaction at most")
+    verify_processes: int = Field(default=0, ge=0, le=32,
+                                  description="helper processes verifying signatures and re-checking results in "
+                                              "parallel (0: in the service process)")
 
 
 class DistrictBroker(BrokerSection):
