@@ -238,7 +238,6 @@ def main() -> int:
 
     log = open(work / "mosquitto.log", "ab")  # noqa: SIM115 - closed at the end
     broker = subprocess.Popen(["mosquitto", "-c", str(d.broker_dir / "mosquitto.conf")], stdout=log, stderr=log)
-    service = None
     try:
         deadline = time.time() + 15
         while True:
@@ -255,55 +254,63 @@ def main() -> int:
         svc_id = {"ca": str(d.ca_cert_path), "cert": str(d.root / "service" / "district.pem"),
                   "key": str(d.root / "service" / "district.key"), "port": port}
         rounds = []
-        for r in range(args.rounds):
-            # Phase 1: raw broker throughput.
+
+        def raw_phase() -> dict:
+            """Mosquitto's own throughput: a plain QoS 1 subscriber that only counts."""
             sub = ctx.Process(target=raw_subscriber, args=(svc_id, 2 * n, q))
             sub.start()
             assert q.get(timeout=30)[0] == "ready"
-            raw_cpu0, pub0, mq0 = cpu_seconds(sub.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            before = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(sub.pid)
             start = publish_all(kits, signed, port)
             _, end = q.get(timeout=600)
-            raw_s = end - start
-            raw_cpu1, pub1, mq1 = cpu_seconds(sub.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
+            after = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(sub.pid)
             sub.join(10)
             stop_links()
+            return {"raw_s": end - start, "raw_cpu": list(zip(before, after, strict=True))}
 
-            # Phase 2: the district service verifies, stores and acks the same payloads (empty database).
+        def district_phase(r: int) -> dict:
+            """The district service verifies, stores and acks the same payloads, from an empty database."""
             reset_database(db_url)
-            dlog = open(work / f"district-{r}.log", "ab")  # noqa: SIM115
-            service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
-                                        str(d.config_path)], stdout=dlog, stderr=dlog)
-            deadline = time.time() + 60
-            while '"district.ready"' not in (work / f"district-{r}.log").read_text():
-                if time.time() > deadline or service.poll() is not None:
-                    raise SystemExit("district service did not start:\n" + (work / f"district-{r}.log").read_text())
-                time.sleep(0.05)
-            watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
-            watcher.start()
-            assert q.get(timeout=30)[0] == "ready"
-            cpu0, pub2, mq2 = cpu_seconds(service.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
-            start = publish_all(kits, signed, port)
-            _, end = q.get(timeout=600)
-            ingest_s = end - start
-            cpu1, pub3, mq3 = cpu_seconds(service.pid), cpu_seconds(os.getpid()), cpu_seconds(broker.pid)
-            watcher.join(10)
-            stop_links()
-            time.sleep(0.5)  # late repeats, if any, would show up as extra rows
-            rows, distinct = count_results(db_url)
-            service.terminate()
-            service.wait(20)
-            service = None
-            dlog.close()
+            log_path = work / f"district-{r}.log"
+            with log_path.open("ab") as dlog:
+                service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                            str(d.config_path)], stdout=dlog, stderr=dlog)
+            try:
+                deadline = time.time() + 60
+                while '"district.ready"' not in log_path.read_text():
+                    if time.time() > deadline or service.poll() is not None:
+                        raise SystemExit("district service did not start:\n" + log_path.read_text())
+                    time.sleep(0.05)
+                watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
+                watcher.start()
+                assert q.get(timeout=30)[0] == "ready"
+                before = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(service.pid)
+                start = publish_all(kits, signed, port)
+                _, end = q.get(timeout=600)
+                after = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(service.pid)
+                watcher.join(10)
+                stop_links()
+                time.sleep(0.5)  # late repeats, if any, would show up as extra rows
+                rows, distinct = count_results(db_url)
+            finally:
+                service.terminate()
+                service.wait(20)
             forget_session(svc_id, dcfg.broker.client_id or "tpskit-district")  # or it queues the next raw phase
-            rounds.append({"raw_s": raw_s, "ingest_s": ingest_s, "lost": n - distinct, "dup": rows - distinct,
-                           "cpu": [(pub0, pub1), (mq0, mq1), (raw_cpu0, raw_cpu1), (pub2, pub3), (mq2, mq3),
-                                   (cpu0, cpu1)]})
-            print(f"round {r + 1}: raw {n / raw_s:,.0f}/s, district {n / ingest_s:,.0f}/s, "
-                  f"ratio {raw_s / ingest_s:.2f}, lost {n - distinct}, duplicated {rows - distinct}", flush=True)
+            return {"ingest_s": end - start, "lost": n - distinct, "dup": rows - distinct,
+                    "cpu": list(zip(before, after, strict=True))}
+
+        for r in range(args.rounds):
+            # Alternate which phase goes first, so a change in the machine's load favours neither.
+            if r % 2 == 0:
+                x = raw_phase()
+                x |= district_phase(r)
+            else:
+                x = district_phase(r)
+                x |= raw_phase()
+            rounds.append(x)
+            print(f"round {r + 1}: raw {n / x['raw_s']:,.0f}/s, district {n / x['ingest_s']:,.0f}/s, "
+                  f"ratio {x['raw_s'] / x['ingest_s']:.2f}, lost {x['lost']}, duplicated {x['dup']}", flush=True)
     finally:
-        if service is not None:
-            service.terminate()
-            service.wait(20)
         broker.terminate()
         broker.wait(10)
 
@@ -315,8 +322,8 @@ def main() -> int:
     duplicated = sum(x["dup"] for x in rounds)
     cpu = platform.processor() or platform.machine()
 
-    def per_result(i: int) -> str:
-        spent = [b - a for a, b in (x["cpu"][i] for x in rounds) if a is not None and b is not None]
+    def per_result(key: str, i: int) -> str:
+        spent = [b - a for a, b in (x[key][i] for x in rounds) if a is not None and b is not None]
         return f"{statistics.median(spent) / n * 1e6:,.0f}" if spent else "n/a"
 
     def each(values: list[float], fmt: str) -> str:
@@ -337,9 +344,9 @@ def main() -> int:
         f"| ratio to raw broker, same round | {ratio:.0%} (rounds: {each(ratios, '.0%')}) |",
         f"| lost / duplicated (all rounds) | {lost} / {duplicated} |",
         f"| CPU µs per result, raw phase: publishers / mosquitto / counting subscriber | "
-        f"{per_result(0)} / {per_result(1)} / {per_result(2)} |",
+        f"{per_result('raw_cpu', 0)} / {per_result('raw_cpu', 1)} / {per_result('raw_cpu', 2)} |",
         f"| CPU µs per result, district phase: publishers / mosquitto / district service | "
-        f"{per_result(3)} / {per_result(4)} / {per_result(5)} |",
+        f"{per_result('cpu', 0)} / {per_result('cpu', 1)} / {per_result('cpu', 2)} |",
         f"| signing on the bench (all kits, one core) | {n / sign_s:,.0f} results/s |",
         f"| machine | {os.cpu_count()} cores {cpu}, Python {platform.python_version()} |",
     ]

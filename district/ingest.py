@@ -25,7 +25,7 @@ import multiprocessing as mp
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -219,11 +219,15 @@ class Ingest:
         self.checker = Checker(self.verifier, self.tps, self.templates, self.district_id, self.key, self.chain,
                                self.revocations_path)
         self._pool: ProcessPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
         if self.helpers > 0 and self.make_checker is not None:
             self._pool = ProcessPoolExecutor(self.helpers, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(self.make_checker,))
 
     def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(cancel_futures=True)
+            self._thread = None
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -237,8 +241,11 @@ class Ingest:
         for the outcomes, in the same order. With helper processes the work is split in contiguous
         chunks, one per helper, and runs while the caller does other things."""
         if self._pool is None or len(items) < 2 * self.helpers:
-            out = self.checker.check_many(items)
-            return lambda: out
+            # One thread of our own: it verifies while the service thread waits for the previous commit.
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="district-verify")
+            future = self._thread.submit(self.checker.check_many, items)
+            return future.result
         size = -(-len(items) // self.helpers)
         self.counts["checked_by_helpers"] += len(items)
         futures = [self._pool.submit(_worker_check, items[i:i + size]) for i in range(0, len(items), size)]
@@ -255,8 +262,11 @@ class Ingest:
         batch), and the writes go out as bulk inserts: a few statements per batch, not per message.
         """
         msgs = list(messages)
-        if checked is None:
+        if checked is None and self._pool is not None:
             checked = self.check(result_items(msgs))
+        elif checked is None:
+            out = self.checker.check_many(result_items(msgs))
+            checked = lambda: out  # noqa: E731
         outcomes = iter(checked())
         acks: list[Ack] = []
         logs: list[tuple[str, dict]] = []
