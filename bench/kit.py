@@ -25,25 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tpskit.localhost import free_port, wait_for
+
 TPS = "3201012001001"
 REGISTERED = 250
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def make_photos(folder: Path, n: int) -> None:
@@ -104,7 +89,7 @@ def main() -> int:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         mosq = subprocess.Popen([mosquitto, "-c", str(d.broker_dir / "mosquitto.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(lambda: _connectable(port), 15, "mosquitto")
+        wait_for(lambda: _connectable(port), 15, "mosquitto")
         svc = DistrictService(load_district_config(d.config_path)).start()
         assert svc.wait_ready(15), "district service did not subscribe"
 
@@ -129,11 +114,11 @@ auto_send_ok = true
         with open(log, "ab") as out:
             daemon = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "kit", "run", "--config", str(cfg_path)],
                                       stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        wait(lambda: _status(control, base / "k.sock"), 60, "the kit daemon")
+        wait_for(lambda: _status(control, base / "k.sock"), 60, "the kit daemon")
         confirms = refused = 0
         for i in range(args.presses):
             press(base / "b.sock", "capture")
-            state = wait(lambda i=i: len(events(log, "kit.read")) + len(events(log, "kit.refused")) > i
+            state = wait_for(lambda i=i: len(events(log, "kit.read")) + len(events(log, "kit.refused")) > i
                          and _status(control, base / "k.sock"), 60, "the reading")["state"]
             if state == "rejected":
                 refused += 1
@@ -142,7 +127,7 @@ auto_send_ok = true
                 confirms += 1
                 press(base / "b.sock", "confirm")
             n = i + 1 - refused
-            wait(lambda n=n: len(events(log, "kit.receipt")) >= n, 60, f"receipt {n}")
+            wait_for(lambda n=n: len(events(log, "kit.receipt")) >= n, 60, f"receipt {n}")
         rss_mb = _vm_hwm_kb(daemon.pid) / 1024
         reads, signed, receipts = events(log, "kit.read"), events(log, "kit.signed"), events(log, "kit.receipt")
     finally:

@@ -27,13 +27,7 @@ class CorrectionError(ValueError):
 
 
 def field_limit(template: Template, name: str, registered_voters: int | None) -> int:
-    spec = template.field_map[name]
-    upper = spec.capacity
-    if spec.max_value is not None:
-        upper = min(upper, spec.max_value)
-        if registered_voters is not None:
-            upper = min(upper, registered_voters)
-    return upper
+    return template.field_map[name].upper_bound(registered_voters)
 
 
 def recheck(reading: dict[str, Any], template: Template) -> dict[str, Any]:

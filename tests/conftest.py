@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from tpskit.localhost import free_port, mosquitto_binary, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 PPWP = "c-hasil-ppwp-2024"
 TPS_CODES = [f"320101200100{i}" for i in range(1, 10)]
@@ -33,31 +35,6 @@ REGISTERED = 250
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `cond` until truthy; fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if not found:
-        raise RuntimeError("mosquitto is not installed; run `make system-deps`")
-    return found
-
-
 def make_reading(tps: str, votes: tuple[int, int, int] = (60, 50, 40), *, status: str = "ok",
                  invalid: int = 3) -> dict[str, Any]:
     """A reading result of the PPWP template whose numbers satisfy every check of the template."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from conftest import PPWP, REGISTERED, wait_for
 
+from tpskit.demo_kit import simulated_hardware_toml
 from tpskit.firmware.sim_client import history as sim_history
 from tpskit.firmware.sim_client import press as sim_press
 
@@ -104,30 +105,10 @@ def short_dir() -> Path:
 
 def simulate(config_path: Path, photos: Path, sock_dir: Path, *, auto_send_ok: bool = False,
              extra: str = "") -> SimKit:
-    controls_socket, control_socket = sock_dir / "buttons.sock", sock_dir / "kit.sock"
     with open(config_path, "a") as f:
-        f.write(f"""
-[camera]
-backend = "simulated"
-
-[camera.simulated]
-source = "{photos}"
-
-[controls]
-backend = "simulated"
-simulated_socket = "{controls_socket}"
-screen_file = "{sock_dir / 'screen.json'}"
-
-[dev]
-allow_simulated_hardware = true
-
-[daemon]
-control_socket = "{control_socket}"
-auto_send_ok = {"true" if auto_send_ok else "false"}
-offline_after_s = 1.0
-{extra}
-""")
-    return SimKit(config_path, controls_socket, control_socket, photos)
+        f.write(simulated_hardware_toml(photos, sock_dir, auto_send_ok=auto_send_ok, offline_after_s=1.0,
+                                        extra=extra))
+    return SimKit(config_path, sock_dir / "buttons.sock", sock_dir / "kit.sock", photos)
 
 
 # ------------------------------------------------------------------------------------------ the daemon process

@@ -20,11 +20,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tpskit.localhost import wait_for
 
 Echo = Callable[[str], None]
 
@@ -41,15 +42,11 @@ class KitRun:
     log: Path | None = None
 
 
-def simulated_config(kit_config: Path, photos: Path, sock_dir: Path, *, auto_send_ok: bool = False) -> Path:
-    """`kit-daemon.toml` beside `kit_config` (so its relative paths still hold) with simulated hardware."""
-    text = Path(kit_config).read_text()
-    for table in ("[camera]", "[controls]", "[dev]", "[daemon]"):
-        if table in text:
-            raise ValueError(f"{kit_config} already has a {table} table; drive_kit needs the provisioned file")
-    out = Path(kit_config).with_name("kit-daemon.toml")
-    out.write_text(text + f"""
-# Added by tpskit.demo_kit: a bench kit with the simulated camera and buttons.
+def simulated_hardware_toml(photos: Path, sock_dir: Path, *, auto_send_ok: bool = False,
+                            offline_after_s: float = 2.0, extra: str = "") -> str:
+    """The kit-config tables that put a bench kit on the simulated camera (serving `photos`) and buttons."""
+    return f"""
+# A bench kit with the simulated camera and buttons (never on a provisioned kit in the field).
 [camera]
 backend = "simulated"
 
@@ -67,20 +64,20 @@ allow_simulated_hardware = true
 [daemon]
 control_socket = "{sock_dir / 'kit.sock'}"
 auto_send_ok = {"true" if auto_send_ok else "false"}
-offline_after_s = 2.0
-""")
+offline_after_s = {offline_after_s}
+{extra}
+"""
+
+
+def simulated_config(kit_config: Path, photos: Path, sock_dir: Path, *, auto_send_ok: bool = False) -> Path:
+    """`kit-daemon.toml` beside `kit_config` (so its relative paths still hold) with simulated hardware."""
+    text = Path(kit_config).read_text()
+    for table in ("[camera]", "[controls]", "[dev]", "[daemon]"):
+        if table in text:
+            raise ValueError(f"{kit_config} already has a {table} table; drive_kit needs the provisioned file")
+    out = Path(kit_config).with_name("kit-daemon.toml")
+    out.write_text(text + simulated_hardware_toml(photos, sock_dir, auto_send_ok=auto_send_ok))
     return out
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, int] | None = None,
@@ -115,7 +112,7 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
             return None
 
     def reach(*states: str) -> dict[str, Any]:
-        return _wait(lambda: (s := status()) is not None and s["state"] in states and s, timeout,
+        return wait_for(lambda: (s := status()) is not None and s["state"] in states and s, timeout,
                      f"kit state {' or '.join(states)}")
 
     shown: list[str] = []
@@ -134,7 +131,7 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
             echo(f"  officer presses CAPTURE (photo {attempt + 1})")
             done = s["attempts"]
             press(socks / "buttons.sock", "capture")
-            s = _wait(lambda done=done: (t := status()) is not None and t["attempts"] > done and t, timeout,
+            s = wait_for(lambda done=done: (t := status()) is not None and t["attempts"] > done and t, timeout,
                       "the photo to be read")
             officer_sees(s)
             if s["state"] != "rejected":

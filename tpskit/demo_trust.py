@@ -13,32 +13,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from tpskit.forms import valid_tps
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _mosquitto() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if found is None:
-        raise RuntimeError("mosquitto is not installed (make system-deps installs it)")
-    return found
+from tpskit.localhost import free_port, mosquitto_binary, wait_for
 
 
 def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: Any = print,
@@ -71,7 +50,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     codes = sorted({r["tps"] for r, _ in usable})
     csv = workdir / "tps.csv"
     csv.write_text("tps,registered_voters\n" + "".join(f"{t},300\n" for t in codes))
-    port = _free_port()
+    port = free_port()
     d = district_init(workdir / "district", csv, district_id="demo", broker_port=port, bind="127.0.0.1",
                       run_as=getpass.getuser() if os.geteuid() == 0 else None)
     kits = []
@@ -90,7 +69,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     deliveries: list[Delivery] = []
     receipts: list[dict[str, Any]] = []
     try:
-        broker = subprocess.Popen([_mosquitto(), "-c", str(d.broker_dir / "mosquitto.conf")],
+        broker = subprocess.Popen([mosquitto_binary(), "-c", str(d.broker_dir / "mosquitto.conf")],
                                   stdout=broker_log, stderr=broker_log)
 
         def broker_up() -> bool:
@@ -102,7 +81,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
             except OSError:
                 return False
 
-        _wait(broker_up, 15, "mosquitto")
+        wait_for(broker_up, 15, "mosquitto")
         service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
                                     str(d.config_path)], stdout=service_log, stderr=service_log)
 
@@ -111,7 +90,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
                 raise RuntimeError(f"district service exited: {service_log_path.read_text()[-2000:]}")
             return '"district.ready"' in service_log_path.read_text()
 
-        _wait(service_up, 60, "the district service")
+        wait_for(service_up, 60, "the district service")
         echo("district service subscribed; kits signing and delivering")
         rows = []
         for issued, (reading, jpeg) in zip(kits, usable, strict=True):

@@ -107,6 +107,16 @@ class FieldSpec(_Strict):
         """Largest value the boxes can hold (999 for three boxes)."""
         return 10**self.digits - 1
 
+    def upper_bound(self, registered_voters: int | None = None) -> int:
+        """Largest value allowed: the boxes' capacity and the printed max_value, which the TPS's own
+        registered voters (from the voter registry, at provisioning) tighten further."""
+        upper = self.capacity
+        if self.max_value is not None:
+            upper = min(upper, self.max_value)
+            if registered_voters is not None:
+                upper = min(upper, registered_voters)
+        return upper
+
 
 class Check(_Strict):
     id: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tpskit.forms import FieldSpec, Template, parse_qr_payload
+from tpskit.forms import Template, parse_qr_payload
 
 from . import quality
 from .bubbles import BUBBLE_PX_PER_MM, BubbleRow, bubble_region, read_bubbles
@@ -80,15 +80,6 @@ class _Clock:
         now = time.perf_counter()
         self.timings[stage] = self.timings.get(stage, 0.0) + (now - self.t) * 1000.0
         self.t = now
-
-
-def _field_upper(f: FieldSpec, registered_voters: int | None) -> int:
-    upper = f.capacity
-    if f.max_value is not None:
-        upper = min(upper, f.max_value)
-        if registered_voters is not None:
-            upper = min(upper, registered_voters)
-    return upper
 
 
 def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
@@ -325,7 +316,7 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
         cands = field_candidates(p)
         top_ll = cands[0].log_likelihood if cands else -math.inf
         conf = math.exp(top_ll) if cands else 0.0
-        upper = _field_upper(f, opts.registered_voters)
+        upper = f.upper_bound(opts.registered_voters)
         evidence[f.name] = FieldEvidence(
             name=f.name, upper=upper,
             log_likelihood=(lambda v, p=p: value_log_likelihood(p, v)),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tpskit.forms import FieldSpec, Template
+from tpskit.forms import Template
 
 # Name hints for categories that are usually zero or small (a generic template without them still works:
 # its fields are then drawn as ordinary shares).
@@ -118,26 +118,17 @@ def random_result(template: Template, rng: np.random.Generator,
             return values
     # Rejection sampling over uniform values as the last resort; all zeros satisfies any such template.
     for _ in range(max_tries):
-        values = {f.name: int(rng.integers(0, _upper(f, registered_voters) + 1)) for f in template.fields}
+        values = {f.name: int(rng.integers(0, f.upper_bound(registered_voters) + 1)) for f in template.fields}
         if is_consistent(template, values, registered_voters):
             return values
     return {f.name: 0 for f in template.fields}
-
-
-def _upper(f: FieldSpec, registered_voters: int | None) -> int:
-    ub = f.capacity
-    if f.max_value is not None:
-        ub = min(ub, f.max_value)
-        if registered_voters is not None:
-            ub = min(ub, registered_voters)
-    return ub
 
 
 def is_consistent(template: Template, values: dict[str, int], registered_voters: int | None = None) -> bool:
     """Every check holds and every value fits its boxes, its max_value and the registered voters."""
     for f in template.fields:
         v = values.get(f.name)
-        if v is None or v < 0 or v > _upper(f, registered_voters):
+        if v is None or v < 0 or v > f.upper_bound(registered_voters):
             return False
     return all(c.holds(values) for c in template.checks)
 
@@ -147,7 +138,7 @@ def _sample(template: Template, rng: np.random.Generator, registered_voters: int
     aggregates = _aggregates(template, rels)
     names = [f.name for f in template.fields]
     lo = {n: 0 for n in names}
-    hi = {f.name: _upper(f, registered_voters) for f in template.fields}
+    hi = {f.name: f.upper_bound(registered_voters) for f in template.fields}
     _propagate(rels, lo, hi)
     done: set[str] = set()
 
