@@ -381,8 +381,7 @@ def _rules(template: Template) -> _TemplateRules:
         return hit[1]
     rules = _TemplateRules(
         names=frozenset(template.field_map),
-        limits=tuple((f.name, min(f.capacity, f.max_value if f.max_value is not None else f.capacity))
-                     for f in template.fields),
+        limits=tuple((f.name, f.upper_bound()) for f in template.fields),
         checks=tuple((c, c.fields) for c in template.checks))
     _RULES[id(template)] = (template, rules)  # holding the template keeps its id from being reused
     return rules
