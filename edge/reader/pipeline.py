@@ -19,6 +19,7 @@ from tpskit.forms import Template, parse_qr_payload
 from . import quality
 from .bubbles import BUBBLE_PX_PER_MM, BubbleRow, bubble_region, read_bubbles
 from .decode import UnreadablePhoto, decode_photo
+from .digit_model import DigitModel
 from .geometry import PageGeometry, detect_markers, page_geometry, warp_region
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
@@ -38,13 +39,6 @@ QR_PX_PER_MM = 4.0
 DEFAULT_SHIFTS_MM: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.35, 0.0), (-0.35, 0.0), (0.0, 0.35), (0.0, -0.35))
 
 DebugSink = Callable[[str, np.ndarray], None]
-
-
-class DigitClassifier:
-    """What the reader needs of a digit model: (N, 28, 28) uint8 ink -> (N, 11) probabilities."""
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -228,7 +222,7 @@ def _rejected(photo: str | None, reason: str, clock: _Clock, params: Mapping[str
                          timings_ms=clock.timings)
 
 
-def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitClassifier,
+def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitModel,
                options: ReadOptions | None = None, photo: str | None = None) -> ReadingResult:
     """Read one photographed sheet. Never raises on bad input: a refusal is a `rejected` result."""
     opts = options or ReadOptions()
