@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -77,8 +78,13 @@ rejections = Table(
 )
 
 
-def open_db(url: str) -> Engine:
-    """Create the engine and the tables. SQLite runs in WAL mode with synchronous=FULL."""
+def open_db(url: str, *, writer: bool = False) -> Engine:
+    """Create the engine and the tables. SQLite runs in WAL mode with synchronous=FULL.
+
+    `writer`: the ingest's engine. Its SQLite transactions begin IMMEDIATE (the write lock is taken
+    before the batch reads), so batches of several service processes run one after the other, each
+    seeing everything committed before it; on PostgreSQL the ingest takes `lock_batch` instead.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     engine = create_engine(url, future=True)
@@ -91,6 +97,31 @@ def open_db(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            if writer:
+                dbapi_conn.isolation_level = None  # we say BEGIN ourselves (SQLAlchemy's pysqlite recipe)
+
+        if writer:
+
+            @event.listens_for(engine, "begin")
+            def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     metadata.create_all(engine)
     return engine
+
+
+# Any constant: the key of the PostgreSQL advisory lock that serialises ingest batches.
+_BATCH_LOCK = 0x7470_736B
+
+
+def lock_batch(conn: Connection) -> None:
+    """Serialise ingest batches across service processes (held until the transaction ends). SQLite's
+    writer engine already did it with BEGIN IMMEDIATE."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_BATCH_LOCK})")
+
+
+def placeholders(conn: Connection, n: int) -> str:
+    """`?, ?, ?` or `%s, %s, %s`: an IN list for the driver's own SQL (no SQLAlchemy compile per batch)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)

@@ -34,7 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from tpskit.district.db import evidence, pending, rejections, results
+from tpskit.district.db import evidence, lock_batch, pending, placeholders, rejections, results
 from tpskit.envelope import (
     AckPayload,
     CompactSigner,
@@ -215,7 +215,6 @@ class Ingest:
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self._max_seq: dict[str, int] = {}
         self.checker = Checker(self.verifier, self.tps, self.templates, self.district_id, self.key, self.chain,
                                self.revocations_path)
         self._pool: ProcessPoolExecutor | None = None
@@ -270,9 +269,9 @@ class Ingest:
         outcomes = iter(checked())
         acks: list[Ack] = []
         logs: list[tuple[str, dict]] = []
-        saved_seq = dict(self._max_seq)
         plan: list[tuple[str, str, str, Checked | None]] = []  # kind, topic TPS, submission, outcome
         sids: set[str] = set()
+        kits: set[str] = set()
         for topic, _payload in msgs:
             parts = topic.split("/")
             if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
@@ -282,20 +281,24 @@ class Ingest:
                 c = next(outcomes)
                 if c.reason is None and c.sid:
                     sids.add(c.sid)
+                    kits.add(c.kit)  # type: ignore[arg-type]
                 plan.append(("result", parts[1], "", c))
             else:
                 plan.append(("other", "", "", None))
         try:
             with self.engine.begin() as conn:
-                b = _Batch.load(conn, sids)
+                # One batch at a time across service processes, reading what the others committed: so
+                # duplicates, sequence order and photo pairing hold whichever process got a message.
+                lock_batch(conn)
+                b = _Batch.load(conn, sids, kits)
                 for (topic, payload), (kind, topic_tps, sid, c) in zip(msgs, plan, strict=True):
                     if kind == "result":
                         self._result(conn, b, topic_tps, topic, payload, c, acks, logs)  # type: ignore[arg-type]
                     elif kind == "evidence":
-                        self._evidence(b, topic_tps, sid, payload, acks, logs)
+                        self._evidence(conn, b, topic_tps, sid, payload, acks, logs)
                 b.flush(conn)
         except Exception:
-            self._max_seq = saved_seq  # the transaction rolled back; so does our cache
+            self.counts["batch_failed"] += 1
             raise
         for event_id, fields in logs:
             self.counts[event_id] += 1
@@ -321,11 +324,12 @@ class Ingest:
         elif sid:
             self._ack(acks, topic_tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
 
-    def _max_seq_of(self, conn: Connection, kit: str) -> int:
-        if kit not in self._max_seq:
+    @staticmethod
+    def _max_seq_of(conn: Connection, b: _Batch, kit: str) -> int:
+        if kit not in b.max_seq:  # a kit not read up front (a photo completing a waiting result)
             got = conn.execute(select(func.max(results.c.seq)).where(results.c.kit_id == kit)).scalar()
-            self._max_seq[kit] = int(got or 0)
-        return self._max_seq[kit]
+            b.max_seq[kit] = int(got or 0)
+        return b.max_seq[kit] or 0
 
     def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes, c: Checked,
                 acks: list[Ack], logs: list) -> None:
@@ -349,7 +353,7 @@ class Ingest:
                 self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
                              "this submission id is already waiting with other content", sid, c.kit)
             return  # same result again, still waiting for its photo
-        last = self._max_seq_of(conn, c.kit)
+        last = self._max_seq_of(conn, b, c.kit)
         if c.seq <= last:
             self._reject(b, acks, logs, topic, topic_tps, payload, "replay",
                          f"sequence {c.seq} is not above {last}, the last accepted from {c.kit}", sid, c.kit)
@@ -367,7 +371,7 @@ class Ingest:
         b.new_results.append({**row, "received_at": time.time()})
         sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
         b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
-        self._max_seq[kit] = max(self._max_seq.get(kit, 0), seq)
+        b.max_seq[kit] = max(b.max_seq.get(kit) or 0, seq)
         logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
                                            "status": row["status"]}))
         if signed is not None:
@@ -375,7 +379,7 @@ class Ingest:
         else:
             self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"], row["evidence_sha256"])
 
-    def _evidence(self, b: _Batch, topic_tps: str, sid: str, payload: bytes, acks: list[Ack],
+    def _evidence(self, conn: Connection, b: _Batch, topic_tps: str, sid: str, payload: bytes, acks: list[Ack],
                   logs: list) -> None:
         sha = sha256_hex(payload)
         if (sid, sha) not in b.evidence:
@@ -392,6 +396,12 @@ class Ingest:
         result = ResultPayload.model_validate(raw)  # verified when it arrived
         del b.pending[sid]
         b.done_pending.add(sid)
+        last = self._max_seq_of(conn, b, result.kit_id)
+        if result.seq <= last:  # a later result of this kit was stored while this one waited
+            self._reject(b, acks, logs, f"tps/{topic_tps}/result", topic_tps, waiting.encode(), "replay",
+                         f"sequence {result.seq} is not above {last}, the last accepted from {result.kit_id}",
+                         sid, result.kit_id)
+            return
         self._store(b, result_row(result, waiting, sha256_hex(waiting)), None, acks, logs)
 
 
@@ -412,6 +422,7 @@ class _Batch:
     stored: dict[str, tuple[str, str]]  # submission -> (envelope sha256, evidence sha256)
     pending: dict[str, str]  # submission -> envelope waiting for its photo
     evidence: set[tuple[str, str]]  # (submission, sha256) present
+    max_seq: dict[str, int]  # kit -> highest sequence stored (kits of this batch's verified results)
     new_results: list[dict] = field(default_factory=list)
     new_evidence: list[dict] = field(default_factory=list)
     new_pending: list[dict] = field(default_factory=list)
@@ -419,18 +430,25 @@ class _Batch:
     done_pending: set[str] = field(default_factory=set)
 
     @classmethod
-    def load(cls, conn: Connection, sids: set[str]) -> _Batch:
+    def load(cls, conn: Connection, sids: set[str], kits: set[str]) -> _Batch:
+        """Three IN queries by submission id and one by kit, in the driver's own SQL (a batch's reads
+        are the same statements every time; SQLAlchemy's expanding IN compiled them per batch)."""
+        max_seq = {}
+        if kits:
+            max_seq = dict(conn.exec_driver_sql(
+                f"SELECT kit_id, MAX(seq) FROM results WHERE kit_id IN ({placeholders(conn, len(kits))}) "
+                "GROUP BY kit_id", tuple(kits)).all())
         if not sids:
-            return cls({}, {}, set())
-        ids = list(sids)
-        stored = {r[0]: (r[1], r[2]) for r in conn.execute(
-            select(results.c.submission_id, results.c.envelope_sha256, results.c.evidence_sha256)
-            .where(results.c.submission_id.in_(ids)))}
-        waiting = {r[0]: r[1] for r in conn.execute(
-            select(pending.c.submission_id, pending.c.envelope).where(pending.c.submission_id.in_(ids)))}
-        photos = {(r[0], r[1]) for r in conn.execute(
-            select(evidence.c.submission_id, evidence.c.sha256).where(evidence.c.submission_id.in_(ids)))}
-        return cls(stored, waiting, photos)
+            return cls({}, {}, set(), max_seq)
+        ids, marks = tuple(sids), placeholders(conn, len(sids))
+        stored = {r[0]: (r[1], r[2]) for r in conn.exec_driver_sql(
+            f"SELECT submission_id, envelope_sha256, evidence_sha256 FROM results WHERE submission_id IN ({marks})",
+            ids)}
+        waiting = dict(conn.exec_driver_sql(
+            f"SELECT submission_id, envelope FROM pending WHERE submission_id IN ({marks})", ids).all())
+        photos = {(r[0], r[1]) for r in conn.exec_driver_sql(
+            f"SELECT submission_id, sha256 FROM evidence WHERE submission_id IN ({marks})", ids)}
+        return cls(stored, waiting, photos, max_seq)
 
     def flush(self, conn: Connection) -> None:
         if self.new_evidence:

@@ -39,7 +39,7 @@ def build_checker(cfg: DistrictConfig) -> Checker:
 
 def build_ingest(cfg: DistrictConfig) -> Ingest:
     c = build_checker(cfg)
-    return Ingest(engine=open_db(cfg.database.url), verifier=c.verifier, tps=c.tps, templates=c.templates,
+    return Ingest(engine=open_db(cfg.database.url, writer=True), verifier=c.verifier, tps=c.tps, templates=c.templates,
                   district_id=c.district_id, key=c.key, chain=c.chain, revocations_path=c.revocations_path,
                   helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg))
 
