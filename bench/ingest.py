@@ -15,6 +15,7 @@ Prints a table and a final `key=value` line; `--markdown BENCHMARKS.md` also upd
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import multiprocessing as mp
 import multiprocessing.queues
@@ -177,6 +178,26 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def children_of(pid: int) -> list[int]:
+    """Every descendant process (the service's share processes and verify helpers), Linux /proc."""
+    kids = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                kids.setdefault(int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def cpu_sum(pids: list[int]) -> float | None:
+    spent = [cpu_seconds(p) for p in pids]
+    return sum(x for x in spent if x is not None) if spent and spent[0] is not None else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kits", type=int, default=20)
@@ -185,6 +206,8 @@ def main() -> int:
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the work folder)")
     ap.add_argument("--verify-processes", type=int, default=0,
                     help="district [ingest] verify_processes: helper processes verifying in parallel")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="district [ingest] processes: service processes, each serving a share of the TPS")
     ap.add_argument("--receive-maximum", type=int, default=None, help="district [broker] receive_maximum")
     ap.add_argument("--batch-max", type=int, default=None, help="district [ingest] batch_max")
     ap.add_argument("--rounds", type=int, default=3, help="raw + district phases, alternated; medians reported")
@@ -192,6 +215,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from tpskit.config import load_district_config
+    from tpskit.district.service import client_ids
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
     from tpskit.keys import load_key
@@ -210,7 +234,7 @@ def main() -> int:
     text = d.config_path.read_text()
     if args.receive_maximum:
         text = text.replace("\n[broker]\n", f"\n[broker]\nreceive_maximum = {args.receive_maximum}\n")
-    ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max}
+    ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max, "processes": args.processes}
     text += "\n[ingest]\n" + "".join(f"{k} = {v}\n" for k, v in ingest.items() if v is not None)
     d.config_path.write_text(text)
     dcfg = load_district_config(d.config_path)
@@ -277,17 +301,18 @@ def main() -> int:
                                             str(d.config_path)], stdout=dlog, stderr=dlog)
             try:
                 deadline = time.time() + 60
-                while '"district.ready"' not in log_path.read_text():
+                while log_path.read_text().count('"district.ready"') < args.processes:
                     if time.time() > deadline or service.poll() is not None:
                         raise SystemExit("district service did not start:\n" + log_path.read_text())
                     time.sleep(0.05)
                 watcher = ctx.Process(target=watch_results, args=(db_url, n, q))
                 watcher.start()
                 assert q.get(timeout=30)[0] == "ready"
-                before = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(service.pid)
+                pids = [service.pid, *children_of(service.pid)]
+                before = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_sum(pids)
                 start = publish_all(kits, signed, port)
                 _, end = q.get(timeout=600)
-                after = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_seconds(service.pid)
+                after = cpu_seconds(os.getpid()), cpu_seconds(broker.pid), cpu_sum(pids)
                 watcher.join(10)
                 stop_links()
                 time.sleep(0.5)  # late repeats, if any, would show up as extra rows
@@ -295,7 +320,8 @@ def main() -> int:
             finally:
                 service.terminate()
                 service.wait(20)
-            forget_session(svc_id, dcfg.broker.client_id or "tpskit-district")  # or it queues the next raw phase
+            for client_id in client_ids(dcfg):  # or it queues the next raw phase
+                forget_session(svc_id, client_id)
             return {"ingest_s": end - start, "lost": n - distinct, "dup": rows - distinct,
                     "cpu": list(zip(before, after, strict=True))}
 
@@ -335,7 +361,7 @@ def main() -> int:
         f"| kits x results per kit | {args.kits} x {args.results} = {n} results, {args.rounds} rounds (median) |",
         f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B "
         "(QoS 1, TLS) |",
-        f"| district verify helper processes | {args.verify_processes} |",
+        f"| district service processes / verify helper processes | {args.processes} / {args.verify_processes} |",
         f"| database | {db_url.split(':')[0]} "
         f"({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
         f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s "
@@ -449,6 +475,7 @@ def update_markdown(path: Path, table: list[str], summary: str, args: argparse.N
     section = ("## Ingest (bench/ingest.py)\n\n"
                f"`.venv/bin/python bench/ingest.py --kits {args.kits} --results {args.results} "
                f"--evidence-kb {args.evidence_kb} --rounds {args.rounds}"
+               + (f" --processes {args.processes}" if args.processes != 1 else "")
                + (f" --verify-processes {args.verify_processes}" if args.verify_processes else "")
                + f"` on a shared 2-core machine (load average {os.getloadavg()[0]:.1f} at the end: other "
                "engineers' jobs), broker, district service and publishers all on the same machine.\n\n"

@@ -51,19 +51,17 @@ def check_config(config_path: Path) -> None:
 @district.command()
 @config_option
 def serve(config_path: Path) -> None:
-    """Subscribe to every TPS, verify, store, acknowledge. Runs until SIGTERM / Ctrl-C."""
-    from tpskit.district.service import DistrictService
+    """Subscribe to every TPS, verify, store, acknowledge ([ingest] processes: in several processes, each
+    serving a share of the TPS list). Runs until SIGTERM / Ctrl-C."""
+    from tpskit.district.service import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     cfg = load_config(config_path)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    svc = DistrictService(cfg).start()
-    try:
-        stop.wait()
-    finally:
-        svc.stop()
+    if run(cfg, stop):
+        sys.exit(1)
 
 
 @district.command()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing as mp
+import os
 import queue
+import signal
+import sys
 import threading
 from collections.abc import Callable
 
 from tpskit.config import DistrictConfig
 from tpskit.district.db import open_db
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
-from tpskit.district.transport import DistrictLink, Inbound
+from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register
 from tpskit.forms import load_templates
@@ -26,6 +30,7 @@ register(
     Event("district.broker", "warning", "The broker connection changed state (connected, refused, lost)."),
     Event("district.batch_failed", "error", "A batch could not be committed; the broker will redeliver it."),
     Event("district.stopped", "info", "The district service stopped."),
+    Event("district.share_died", "error", "A service process of a share of the TPS list exited; all stop."),
 )
 
 
@@ -44,11 +49,23 @@ def build_ingest(cfg: DistrictConfig) -> Ingest:
                   helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg))
 
 
+def client_ids(cfg: DistrictConfig, shares: int | None = None) -> list[str]:
+    """The MQTT client ids (persistent sessions) of the service's processes."""
+    base = cfg.broker.client_id or "tpskit-district"
+    n = cfg.ingest.processes if shares is None else shares
+    return [base] if n == 1 else [f"{base}-{i + 1}of{n}" for i in range(n)]
+
+
 class DistrictService:
-    def __init__(self, cfg: DistrictConfig):
+    """One service process: every TPS (share 0 of 1), or the TPS whose code modulo `shares` is `share`."""
+
+    def __init__(self, cfg: DistrictConfig, share: int = 0, shares: int = 1):
         self.cfg = cfg
+        self.share = f"{share + 1}/{shares}"
         self.ingest = build_ingest(cfg)
-        self.link = DistrictLink(cfg, on_status=self._on_status)
+        subs = SUBSCRIPTIONS if shares == 1 else share_subscriptions(self.ingest.tps, share, shares)
+        self.link = DistrictLink(cfg, on_status=self._on_status, client_id=client_ids(cfg, shares)[share],
+                                 subscriptions=subs)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.processed = 0
@@ -56,9 +73,9 @@ class DistrictService:
     def _on_status(self, what: str, detail: str | None) -> None:
         if what == "subscribed":
             log_event(log, "district.ready", district=self.cfg.district.id, broker=f"{self.cfg.broker.host}:"
-                      f"{self.cfg.broker.port}")
+                      f"{self.cfg.broker.port}", share=self.share)
         else:
-            log_event(log, "district.broker", state=what, detail=detail)
+            log_event(log, "district.broker", state=what, detail=detail, share=self.share)
 
     def start(self) -> DistrictService:
         self._worker = threading.Thread(target=self._work, name="district-ingest", daemon=True)
@@ -76,7 +93,8 @@ class DistrictService:
         self.link.stop()
         self.ingest.close()
         self.ingest.engine.dispose()
-        log_event(log, "district.stopped", district=self.cfg.district.id, processed=self.processed)
+        log_event(log, "district.stopped", district=self.cfg.district.id, processed=self.processed,
+                  share=self.share)
 
     def __enter__(self) -> DistrictService:
         return self.start()
@@ -119,7 +137,47 @@ class DistrictService:
                     continue
                 for a in acks:
                     self.link.publish(a.topic, a.jws)
-                for m in done:
-                    self.link.confirm(m)
+                self.link.confirm_many(done)
                 self.processed += len(done)
             ahead = nxt
+
+
+def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
+    """Run the service until `stop`: one process, or `[ingest] processes` of them, this one serving
+    the first share of the TPS list and spawned children the others. Returns the exit status."""
+    shares = max(1, min(cfg.ingest.processes, len(read_tps_csv(cfg.district.tps_list))))
+    ctx = mp.get_context("spawn")
+    children = [ctx.Process(target=_serve_share, args=(cfg, i, shares, os.getpid()), daemon=True,
+                            name=f"district-share-{i + 1}of{shares}") for i in range(1, shares)]
+    for p in children:
+        p.start()
+    status = 0
+    svc = DistrictService(cfg, 0, shares).start()
+    try:
+        while not stop.wait(0.5):
+            dead = [p for p in children if not p.is_alive()]
+            if dead:  # its TPS would go unserved: stop, and let the supervisor restart the whole service
+                log_event(log, "district.share_died", share=dead[0].name, exitcode=dead[0].exitcode)
+                status = 1
+                break
+    finally:
+        svc.stop()
+        for p in children:
+            p.terminate()
+        for p in children:
+            p.join(20)
+    return status
+
+
+def _serve_share(cfg: DistrictConfig, share: int, shares: int, parent: int) -> None:
+    """A child process: its share until SIGTERM, or until the parent is gone (even SIGKILLed)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    svc = DistrictService(cfg, share, shares).start()
+    try:
+        while not stop.wait(0.5) and os.getppid() == parent:
+            pass
+    finally:
+        svc.stop()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import queue
 import ssl
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -23,6 +24,70 @@ from paho.mqtt.reasoncodes import ReasonCode
 from tpskit.config import DistrictConfig
 
 SUBSCRIPTIONS = ("tps/+/result", "tps/+/evidence/+")
+
+# paho's PUBLISH path costs more than everything else the service does per message except the
+# signature check: it copies the payload three times and builds a Properties object and an
+# MQTTMessage for each. _LeanClient overrides two of paho's internals, which exist in the paho 2.x
+# we depend on (pyproject: paho-mqtt <3); should a release drop them, the plain paho path is used.
+LEAN = all(hasattr(mqtt.Client, a) for a in ("_handle_publish", "_packet_queue"))
+PUBACK = 0x40  # MQTT control packet type, fixed header byte
+_PUBACK = struct.Struct("!BBH")
+
+
+def split_publish(packet: bytes | bytearray) -> tuple[str, int, bytes]:
+    """(topic, packet id, payload) of the variable header and payload of an MQTT v5 QoS 1 PUBLISH;
+    its properties are skipped (we use none). ValueError when malformed."""
+    view = memoryview(packet)
+    try:
+        n = int.from_bytes(view[0:2])
+        topic = bytes(view[2:2 + n]).decode("utf-8")
+        pos = 2 + n
+        mid = int.from_bytes(view[pos:pos + 2])
+        pos += 2
+        props, shift = 0, 0
+        while True:  # property length: a variable byte integer
+            byte = view[pos]
+            pos += 1
+            props |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            if shift > 21:
+                raise ValueError("property length too long")
+        if len(view) < pos + props or mid == 0 or n == 0:
+            raise ValueError("truncated PUBLISH")
+        return topic, mid, bytes(view[pos + props:])
+    except (IndexError, UnicodeDecodeError) as e:
+        raise ValueError(f"malformed PUBLISH: {e}") from e
+
+
+class _LeanClient(mqtt.Client):
+    """paho, with a lean path for inbound QoS 1 PUBLISH (see LEAN) and PUBACKs written in bulk."""
+
+    on_qos1: Callable[[str, bytes, int], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        handler = self.on_qos1
+        if handler is None or (self._in_packet["command"] & 0x06) != 0x02:
+            return super()._handle_publish()
+        try:
+            topic, mid, payload = split_publish(self._in_packet["packet"])
+        except ValueError:
+            return super()._handle_publish()  # paho's own handling of what it cannot parse either
+        handler(topic, payload, mid)  # PUBACKed later, by puback_many (manual_ack)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def puback_many(self, mids: Sequence[int]) -> None:
+        """One write for many PUBACKs (v5, success: no reason code), queued like any of paho's packets."""
+        self._packet_queue(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, m) for m in mids), 0, 0)
+
+
+def share_subscriptions(tps_codes: Iterable[str], share: int, shares: int) -> list[str]:
+    """The topic filters of one service process out of `shares`: the result and evidence topics of
+    every TPS whose code modulo `shares` is `share`. A TPS's messages therefore always reach the same
+    process (per-kit order and photo pairing stay local); a TPS outside the list reaches none."""
+    return [f"tps/{t}/{kind}" for t in sorted(tps_codes) if int(t) % shares == share
+            for kind in ("result", "evidence/+")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +100,20 @@ class Inbound:
 
 
 class DistrictLink:
-    def __init__(self, cfg: DistrictConfig, on_status: Callable[[str, str | None], None] | None = None):
+    def __init__(self, cfg: DistrictConfig, on_status: Callable[[str, str | None], None] | None = None, *,
+                 client_id: str | None = None, subscriptions: Sequence[str] = SUBSCRIPTIONS):
         self.cfg = cfg
+        self.subscriptions = list(subscriptions)
+        self._suback_due: set[int] = set()
         self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()  # C-level: cheap per message
         self.subscribed = threading.Event()
         self.on_status = on_status
         self.generation = 0
         b = cfg.broker
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=b.client_id or "tpskit-district",
+        c = _LeanClient(CallbackAPIVersion.VERSION2, client_id=client_id or b.client_id or "tpskit-district",
                         protocol=mqtt.MQTTv5, manual_ack=True)
+        if LEAN:
+            c.on_qos1 = self._on_qos1
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cfg.identity.ca))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(cfg.identity.certificate), str(cfg.identity.key))
@@ -65,14 +135,19 @@ class DistrictLink:
             self._status("refused", str(rc))
             return
         self.generation += 1
-        client.subscribe([(t, 1) for t in SUBSCRIPTIONS])
+        subs = self.subscriptions
+        # A share of a long TPS list is many topic filters: a few SUBSCRIBE packets of bounded size.
+        self._suback_due = {client.subscribe([(t, 1) for t in subs[i:i + 500]])[1] for i in range(0, len(subs), 500)}
         self._status("connected", None)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, rcs: list[ReasonCode],
                       props: object) -> None:
         bad = [str(r) for r in rcs if r.is_failure]
         if bad:
-            self._status("subscribe_refused", ", ".join(bad))
+            self._status("subscribe_refused", ", ".join(sorted(set(bad))))
+            return
+        self._suback_due.discard(mid)
+        if self._suback_due:
             return
         self.subscribed.set()
         self._status("subscribed", None)
@@ -84,6 +159,9 @@ class DistrictLink:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))
+
+    def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
+        self.inbox.put(Inbound(topic, payload, mid, 1, self.generation))
 
     def _status(self, what: str, detail: str | None) -> None:
         if self.on_status is not None:
@@ -105,6 +183,16 @@ class DistrictLink:
 
     def confirm(self, msg: Inbound) -> None:
         """PUBACK an inbound message: call only after it is safely committed."""
-        if msg.qos > 0 and msg.generation == self.generation:
-            self.client.ack(msg.mid, msg.qos)
-        # else: the broker redelivers it on the new connection, and we answer that copy instead
+        self.confirm_many([msg])
+
+    def confirm_many(self, msgs: Sequence[Inbound]) -> None:
+        """PUBACK inbound messages, all in one write: call only after they are safely committed. One
+        from an earlier connection is skipped: the broker redelivers it, and we answer that copy."""
+        mids = [m.mid for m in msgs if m.qos == 1 and m.generation == self.generation]
+        if not mids:
+            return
+        if LEAN:
+            self.client.puback_many(mids)
+        else:
+            for mid in mids:
+                self.client.ack(mid, 1)

@@ -183,6 +183,10 @@ class IngestSection(Section):
     verify_processes: int = Field(default=0, ge=0, le=32,
                                   description="helper processes verifying signatures and re-checking results in "
                                               "parallel (0: in the service process)")
+    processes: int = Field(default=1, ge=1, le=32,
+                           description="service processes, each subscribed to its share of the TPS list (by TPS "
+                                       "code, so one kit's results stay in one process, in order); more than 1 "
+                                       "uses more cores")
 
 
 class DistrictBroker(BrokerSection):

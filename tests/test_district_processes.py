@@ -1,0 +1,193 @@
+"""Several district service processes ([ingest] processes): every result stored exactly once, replays
+refused, whichever process gets which message; and the lean MQTT path that reads inbound PUBLISH
+packets without paho's copies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import fake_jpeg, make_reading, wait_for
+from paho.mqtt import _packet
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tpskit.config import load_district_config
+from tpskit.district.service import build_ingest
+from tpskit.district.transport import share_subscriptions, split_publish
+from tpskit.edge.submit import build_payload
+from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
+from tpskit.keys import load_key
+from tpskit.provisioning.district import bench_kit, district_init
+from tpskit.provisioning.pki import load_certs
+
+
+def _publish_body(topic: str, mid: int, payload: bytes, props: Properties | None) -> bytes:
+    """Variable header + payload of an MQTT v5 QoS 1 PUBLISH (what follows the fixed header)."""
+    t = topic.encode()
+    return len(t).to_bytes(2, "big") + t + mid.to_bytes(2, "big") + (props.pack() if props else b"\x00") + payload
+
+
+def test_lean_publish_split_reads_what_paho_reads_past_properties_and_refuses_truncation():
+    props = Properties(PacketTypes.PUBLISH)
+    props.PayloadFormatIndicator = 0
+    props.UserProperty = ("k", "v" * 200)  # a property length above 127: two length bytes
+    for p in (None, props):
+        body = _publish_body("tps/3201012001001/evidence/abc", 4321, b"\xff\xd8photo\x00", p)
+        ref = _packet.decode_publish(0x32, body, 5)
+        assert split_publish(body) == (ref.topic.decode(), ref.mid, ref.payload)
+        assert split_publish(bytearray(body)) == split_publish(body)
+    with pytest.raises(ValueError):
+        split_publish(_publish_body("tps/1/result", 7, b"", props)[:20])
+    with pytest.raises(ValueError):
+        split_publish(b"\x00")
+
+
+def test_shares_split_the_tps_list_without_overlap_and_cover_it():
+    codes = [f"320101200100{i}" for i in range(1, 10)]
+    shares = [share_subscriptions(codes, i, 3) for i in range(3)]
+    every = [t for s in shares for t in s]
+    assert len(every) == len(set(every)) == 2 * len(codes)
+    assert all(s for s in shares)
+    for s in shares:  # a TPS's result and evidence topics are in the same share
+        assert {t.split("/")[1] for t in s if t.endswith("/result")} == \
+            {t.split("/")[1] for t in s if t.endswith("/evidence/+")}
+
+
+def _signed(d, base: Path, kit: str, tps: str, seqs: range, tag: str) -> list[tuple[str, bytes, bytes, int]]:
+    folder = base / kit
+    if not folder.exists():
+        bench_kit(d.root, kit, tps, folder)
+    key, chain = load_key(folder / "kit.key"), load_certs(folder / "kit.pem")
+    out = []
+    for seq in seqs:
+        sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}", 256)
+        p = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
+                          evidence_sha256=sha256_hex(photo))
+        out.append((sid, sign_compact(payload_bytes(p), key, chain).encode(), photo, seq))
+    return out
+
+
+def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_result_once(tmp_path):
+    """What two processes sharing messages arbitrarily would do: every photo handled by one ingest and
+    every result by the other, concurrently; then the same new result given to both at once."""
+    csv = tmp_path / "tps.csv"
+    tps = ["3201012001001", "3201012001002"]
+    csv.write_text("tps,registered_voters\n" + "".join(f"{t},250\n" for t in tps))
+    d = district_init(tmp_path / "d", csv, district_id="kab-test")
+    cfg = load_district_config(d.config_path)
+    a, b = build_ingest(cfg), build_ingest(cfg)
+    try:
+        sent = {k: _signed(d, tmp_path, k, t, range(1, 31), "s") for k, t in zip(("kit-a", "kit-b"), tps, strict=True)}
+        photos = [(f"tps/{t}/evidence/{sid}", photo) for k, t in zip(sent, tps, strict=True)
+                  for sid, _, photo, _ in sent[k]]
+        results = [(f"tps/{t}/result", env) for k, t in zip(sent, tps, strict=True) for _, env, _, _ in sent[k]]
+        acks: list = []
+
+        def run(ingest, msgs) -> None:
+            for i in range(0, len(msgs), 7):
+                acks.extend(ingest.process(msgs[i:i + 7]))
+
+        threads = [threading.Thread(target=run, args=(a, photos)), threading.Thread(target=run, args=(b, results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(acks) == 60  # each result answered once, by whichever ingest completed it
+
+        # A new result raced into both at once: one stores it, the other answers it as a duplicate.
+        (sid, env, photo, _), = _signed(d, tmp_path, "kit-a", tps[0], range(31, 32), "race")
+        pair = [(f"tps/{tps[0]}/evidence/{sid}", photo), (f"tps/{tps[0]}/result", env)]
+        go, raced = threading.Barrier(2), []
+
+        def race(ingest) -> None:
+            go.wait()
+            raced.extend(ingest.process(pair))
+
+        threads = [threading.Thread(target=race, args=(x,)) for x in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert a.counts["district.duplicate"] + b.counts["district.duplicate"] == 1
+        assert a.counts["district.accepted"] + b.counts["district.accepted"] == 61
+        assert len(raced) == 2
+
+        # A replay: a new submission reusing an old sequence number, refused by either ingest.
+        (sid, env, photo, _), = _signed(d, tmp_path, "kit-b", tps[1], range(12, 13), "replay")
+        a.process([(f"tps/{tps[1]}/evidence/{sid}", photo), (f"tps/{tps[1]}/result", env)])
+        assert a.counts["rejected:replay"] == 1
+        with a.engine.connect() as c:
+            rows = c.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT submission_id) FROM results").one()
+            waiting = c.exec_driver_sql("SELECT COUNT(*) FROM pending").scalar()
+        assert tuple(rows) == (61, 61) and waiting == 0
+    finally:
+        for x in (a, b):
+            x.close()
+            x.engine.dispose()
+
+
+@pytest.mark.broker
+def test_two_service_processes_store_every_result_once_refuse_replays_and_die_with_their_parent(
+        rig_factory, raw_kit_factory):
+    rig = rig_factory(3)
+    with rig.district_config.open("a") as f:
+        f.write("\n[ingest]\nprocesses = 2\n")
+    service = rig.serve_subprocess()
+    log = rig.root / "district.log"
+    wait_for(lambda: log.read_text().count('"event": "district.ready"') >= 2, 30, "both service processes ready")
+    kits = [raw_kit_factory(rig.kit(i)) for i in range(3)]
+    per_kit = 40
+    signed = {}
+    for k in kits:
+        signed[k] = [(seq, fake_jpeg(f"{k.cfg.kit.id}-{seq}", 512)) for seq in range(1, per_kit + 1)]
+        signed[k] = [(*k.signed(make_reading(k.cfg.kit.tps, (seq % 50, 20, 30)), photo, seq=seq), photo)
+                     for seq, photo in signed[k]]
+
+    def stream(k) -> None:
+        for sid, compact, photo in signed[k]:
+            k.send_nowait(sid, compact, photo)
+
+    threads = [threading.Thread(target=stream, args=(k,)) for k in kits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    total = 3 * per_kit
+    wait_for(lambda: rig.count_stored() >= total, 60, f"all {total} results stored")
+
+    # A repeat is answered `duplicate`; a new submission with a used sequence number is refused.
+    k = kits[0]
+    sid, compact, photo = signed[k][-1]
+    k.send(sid, compact, photo)
+    assert k.wait_ack_all(sid, 2)[-1].status == "duplicate"
+    photo = fake_jpeg("replay", 512)
+    rsid, rcompact = k.signed(make_reading(k.cfg.kit.tps), photo, seq=3)
+    k.send(rsid, rcompact, photo)
+    assert k.wait_ack(rsid).status == "rejected"
+
+    stored = rig.stored()
+    assert sorted(s["submission_id"] for s in stored) == sorted(sid for k in kits for sid, _, _ in signed[k])
+    assert [r["reason"] for r in rig.rejections()] == ["replay"]
+    assert all(a[0].status == "accepted" for k in kits for sid, _, _ in signed[k] for a in [k.acks[sid]])
+
+    # The second share's process ran, and it goes when its parent is SIGKILLed.
+    assert '"share": "2/2"' in log.read_text()
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_of(int(p)) == service.pid]
+    assert children
+    service.send_signal(signal.SIGKILL)
+    service.wait(10)
+    wait_for(lambda: not any(Path(f"/proc/{c}").exists() and _parent_of(c) is not None for c in children), 15,
+             "the child service process exits with its parent")
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return None if state == "Z" else int(ppid)
