@@ -17,7 +17,7 @@ from paho.mqtt.properties import Properties
 
 from tpskit.config import load_district_config
 from tpskit.district.service import build_ingest
-from tpskit.district.transport import share_subscriptions, split_publish
+from tpskit.district.transport import publish_packet, share_subscriptions, split_publish
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
 from tpskit.keys import load_key
@@ -44,6 +44,22 @@ def test_lean_publish_split_reads_what_paho_reads_past_properties_and_refuses_tr
         split_publish(_publish_body("tps/1/result", 7, b"", props)[:20])
     with pytest.raises(ValueError):
         split_publish(b"\x00")
+
+
+def test_acks_built_for_bulk_publishing_are_the_publish_packets_paho_reads():
+    for size in (0, 100, 200, 20_000, 3_000_000):  # remaining length of 1, 2, 3 and 4 bytes
+        payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        packet = publish_packet("tps/3201012001001/ack", payload, 65535)
+        assert packet[0] == 0x32  # PUBLISH, QoS 1
+        n, shift, pos = 0, 0, 1
+        while True:
+            n |= (packet[pos] & 0x7F) << shift
+            shift, pos = shift + 7, pos + 1
+            if not packet[pos - 1] & 0x80:
+                break
+        assert len(packet) == pos + n
+        ref = _packet.decode_publish(packet[0], packet[pos:], 5)
+        assert (ref.topic, ref.mid, ref.qos, ref.payload) == (b"tps/3201012001001/ack", 65535, 1, payload)
 
 
 def test_shares_split_the_tps_list_without_overlap_and_cover_it():
