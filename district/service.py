@@ -79,11 +79,6 @@ class DistrictService:
             log_event(log, "district.broker", state=what, detail=detail, share=self.share)
 
     def start(self) -> DistrictService:
-        # The cyclic garbage collector walked every long-lived object (modules, templates, caches) each
-        # few hundred allocations, and a batch allocates tens of thousands: freeze what exists now and
-        # collect the young generation less often (the ingest makes few reference cycles).
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
         self._worker = threading.Thread(target=self._work, name="district-ingest", daemon=True)
         self._worker.start()
         self.link.start()
@@ -151,6 +146,7 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
     """Run the service until `stop`: one process, or `[ingest] processes` of them, this one serving
     the first share of the TPS list and spawned children the others. Returns the exit status."""
     shares = max(1, min(cfg.ingest.processes, len(read_tps_csv(cfg.district.tps_list))))
+    _tune_gc()
     ctx = mp.get_context("spawn")
     children = [ctx.Process(target=_serve_share, args=(cfg, i, shares, os.getpid()), daemon=True,
                             name=f"district-share-{i + 1}of{shares}") for i in range(1, shares)]
@@ -180,9 +176,19 @@ def _serve_share(cfg: DistrictConfig, share: int, shares: int, parent: int) -> N
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _tune_gc()
     svc = DistrictService(cfg, share, shares).start()
     try:
         while not stop.wait(0.5) and os.getppid() == parent:
             pass
     finally:
         svc.stop()
+
+
+def _tune_gc() -> None:
+    """For a service process only (it changes the whole interpreter): the cyclic garbage collector
+    walked every long-lived object (modules, templates, caches) each few hundred allocations, and a
+    batch allocates tens of thousands. Freeze what exists at start-up and collect the young generation
+    less often; the ingest makes few reference cycles."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
