@@ -206,8 +206,9 @@ def main() -> int:
     ap.add_argument("--db", default=None, help="SQLAlchemy URL (default: SQLite file in the work folder)")
     ap.add_argument("--verify-processes", type=int, default=0,
                     help="district [ingest] verify_processes: helper processes verifying in parallel")
-    ap.add_argument("--processes", type=int, default=1,
-                    help="district [ingest] processes: service processes, each serving a share of the TPS")
+    ap.add_argument("--processes", type=int, nargs="+", default=[1],
+                    help="district [ingest] processes (service processes, each serving a share of the TPS); "
+                         "several values: a district phase for each in every round; the summary is the first")
     ap.add_argument("--receive-maximum", type=int, default=None, help="district [broker] receive_maximum")
     ap.add_argument("--batch-max", type=int, default=None, help="district [ingest] batch_max")
     ap.add_argument("--rounds", type=int, default=3, help="raw + district phases, alternated; medians reported")
@@ -234,10 +235,15 @@ def main() -> int:
     text = d.config_path.read_text()
     if args.receive_maximum:
         text = text.replace("\n[broker]\n", f"\n[broker]\nreceive_maximum = {args.receive_maximum}\n")
-    ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max, "processes": args.processes}
+    ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max}
     text += "\n[ingest]\n" + "".join(f"{k} = {v}\n" for k, v in ingest.items() if v is not None)
-    d.config_path.write_text(text)
-    dcfg = load_district_config(d.config_path)
+    base_config = text
+
+    def configure(processes: int):  # type: ignore[no-untyped-def]
+        d.config_path.write_text(base_config + f"processes = {processes}\n")
+        return load_district_config(d.config_path)
+
+    dcfg = configure(args.processes[0])
     db_url = dcfg.database.url
     kits, signed = [], {}
     t0 = time.perf_counter()
@@ -292,16 +298,17 @@ def main() -> int:
             stop_links()
             return {"raw_s": end - start, "raw_cpu": list(zip(before, after, strict=True))}
 
-        def district_phase(r: int) -> dict:
+        def district_phase(r: int, processes: int) -> dict:
             """The district service verifies, stores and acks the same payloads, from an empty database."""
+            dcfg = configure(processes)
             reset_database(db_url)
-            log_path = work / f"district-{r}.log"
+            log_path = work / f"district-{r}-{processes}.log"
             with log_path.open("ab") as dlog:
                 service = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
                                             str(d.config_path)], stdout=dlog, stderr=dlog)
             try:
                 deadline = time.time() + 60
-                while log_path.read_text().count('"district.ready"') < args.processes:
+                while log_path.read_text().count('"district.ready"') < processes:
                     if time.time() > deadline or service.poll() is not None:
                         raise SystemExit("district service did not start:\n" + log_path.read_text())
                     time.sleep(0.05)
@@ -326,34 +333,50 @@ def main() -> int:
                     "cpu": list(zip(before, after, strict=True))}
 
         for r in range(args.rounds):
-            # Alternate which phase goes first, so a change in the machine's load favours neither.
-            if r % 2 == 0:
-                x = raw_phase()
-                x |= district_phase(r)
-            else:
-                x = district_phase(r)
-                x |= raw_phase()
+            # Alternate which phase goes first, so a change in the machine's load favours none.
+            phases = ["raw", *args.processes]
+            x: dict = {}
+            for phase in phases if r % 2 == 0 else phases[::-1]:
+                if phase == "raw":
+                    x |= raw_phase()
+                else:
+                    x[phase] = district_phase(r, phase)
             rounds.append(x)
-            print(f"round {r + 1}: raw {n / x['raw_s']:,.0f}/s, district {n / x['ingest_s']:,.0f}/s, "
-                  f"ratio {x['raw_s'] / x['ingest_s']:.2f}, lost {x['lost']}, duplicated {x['dup']}", flush=True)
+            print(f"round {r + 1}: raw {n / x['raw_s']:,.0f}/s, " + ", ".join(
+                f"district ({p} proc) {n / x[p]['ingest_s']:,.0f}/s, ratio {x['raw_s'] / x[p]['ingest_s']:.2f}, "
+                f"lost {x[p]['lost']}, duplicated {x[p]['dup']}" for p in args.processes), flush=True)
     finally:
         broker.terminate()
         broker.wait(10)
 
     raw_rates = [n / x["raw_s"] for x in rounds]
-    rates = [n / x["ingest_s"] for x in rounds]
-    ratios = [x["raw_s"] / x["ingest_s"] for x in rounds]
-    results_per_s, raw_per_s, ratio = statistics.median(rates), statistics.median(raw_rates), statistics.median(ratios)
-    lost = sum(x["lost"] for x in rounds)
-    duplicated = sum(x["dup"] for x in rounds)
+    rates = {p: [n / x[p]["ingest_s"] for x in rounds] for p in args.processes}
+    ratios = {p: [x["raw_s"] / x[p]["ingest_s"] for x in rounds] for p in args.processes}
+    first = args.processes[0]
+    results_per_s, raw_per_s = statistics.median(rates[first]), statistics.median(raw_rates)
+    ratio = statistics.median(ratios[first])
+    lost = sum(x[p]["lost"] for x in rounds for p in args.processes)
+    duplicated = sum(x[p]["dup"] for x in rounds for p in args.processes)
     cpu = platform.processor() or platform.machine()
 
-    def per_result(key: str, i: int) -> str:
-        spent = [b - a for a, b in (x[key][i] for x in rounds) if a is not None and b is not None]
+    def per_result(key: str | int, i: int) -> str:
+        spent = [b - a for a, b in ((x[key] if key == "raw_cpu" else x[key]["cpu"])[i] for x in rounds)
+                 if a is not None and b is not None]
         return f"{statistics.median(spent) / n * 1e6:,.0f}" if spent else "n/a"
 
     def each(values: list[float], fmt: str) -> str:
         return ", ".join(format(v, fmt) for v in values)
+
+    def procs(p: int) -> str:
+        return f"{p} process{'es' if p > 1 else ''}"
+
+    per_config = [row for p in args.processes for row in (
+        f"| district, {procs(p)}: verified + stored + acked | {statistics.median(rates[p]):,.0f} results/s "
+        f"(rounds: {each(rates[p], ',.0f')}) |",
+        f"| district, {procs(p)}: ratio to raw broker, same round | {statistics.median(ratios[p]):.0%} "
+        f"(rounds: {each(ratios[p], '.0%')}) |",
+        f"| district, {procs(p)}: CPU µs per result, publishers / mosquitto / district service (all its processes) | "
+        f"{per_result(p, 0)} / {per_result(p, 1)} / {per_result(p, 2)} |")]
 
     table = [
         "| measure | value |",
@@ -361,26 +384,25 @@ def main() -> int:
         f"| kits x results per kit | {args.kits} x {args.results} = {n} results, {args.rounds} rounds (median) |",
         f"| message pair per result | evidence {args.evidence_kb} KiB + signed result {envelope_bytes} B "
         "(QoS 1, TLS) |",
-        f"| district service processes / verify helper processes | {args.processes} / {args.verify_processes} |",
+        f"| district verify helper processes (per service process) | {args.verify_processes} |",
         f"| database | {db_url.split(':')[0]} "
         f"({'WAL, synchronous=FULL' if db_url.startswith('sqlite') else 'server'}) |",
         f"| raw mosquitto QoS 1 (counting subscriber) | {raw_per_s:,.0f} results/s "
         f"(rounds: {each(raw_rates, ',.0f')}) |",
-        f"| district: verified + stored + acked | {results_per_s:,.0f} results/s (rounds: {each(rates, ',.0f')}) |",
-        f"| ratio to raw broker, same round | {ratio:.0%} (rounds: {each(ratios, '.0%')}) |",
-        f"| lost / duplicated (all rounds) | {lost} / {duplicated} |",
-        f"| CPU µs per result, raw phase: publishers / mosquitto / counting subscriber | "
+        f"| raw phase: CPU µs per result, publishers / mosquitto / counting subscriber | "
         f"{per_result('raw_cpu', 0)} / {per_result('raw_cpu', 1)} / {per_result('raw_cpu', 2)} |",
-        f"| CPU µs per result, district phase: publishers / mosquitto / district service | "
-        f"{per_result('cpu', 0)} / {per_result('cpu', 1)} / {per_result('cpu', 2)} |",
+        *per_config,
+        f"| lost / duplicated (all rounds, all configurations) | {lost} / {duplicated} |",
         f"| signing on the bench (all kits, one core) | {n / sign_s:,.0f} results/s |",
         f"| machine | {os.cpu_count()} cores {cpu}, Python {platform.python_version()} |",
     ]
     print("\n".join(table))
     summary = (f"results_per_s={results_per_s:.0f} raw_broker_per_s={raw_per_s:.0f} "
-               f"ratio={ratio:.2f} lost={lost} duplicated={duplicated}")
+               f"ratio={ratio:.2f} lost={lost} duplicated={duplicated} processes={first}")
     if args.markdown:
-        update_markdown(args.markdown, table, summary, args)
+        found = verdict({p: (statistics.median(rates[p]), statistics.median(ratios[p])) for p in args.processes},
+                        lost == 0 and duplicated == 0)
+        update_markdown(args.markdown, table, summary, found, args)
     print(summary)
     return 0 if lost == 0 and duplicated == 0 else 1
 
@@ -462,24 +484,24 @@ verification or storage.
 """
 
 
-def verdict(summary: str) -> str:
-    v = dict(kv.split("=") for kv in summary.split())
-    rate, ratio = float(v["results_per_s"]), float(v["ratio"])
-    clean = v["lost"] == "0" and v["duplicated"] == "0"
-    return (f"Against the targets: >= 1,000 results/s is {'met' if rate >= 1000 else 'not met'}; >= 50 % of raw "
-            f"broker throughput is {'met' if ratio >= 0.5 else 'not met'} ({ratio:.0%}); "
+def verdict(medians: dict[int, tuple[float, float]], clean: bool) -> str:
+    """Against the targets, for each configuration measured: (results/s, ratio) medians by processes."""
+    parts = [f"with {p} service process{'es' if p > 1 else ''}, >= 1,000 results/s is "
+             f"{'met' if rate >= 1000 else 'not met'} ({rate:,.0f}) and >= 50 % of raw broker throughput is "
+             f"{'met' if ratio >= 0.5 else 'not met'} ({ratio:.0%})" for p, (rate, ratio) in medians.items()]
+    return (f"Against the targets: {'; '.join(parts)}; "
             f"{'none lost or duplicated' if clean else 'results were lost or duplicated'}.\n\n")
 
 
-def update_markdown(path: Path, table: list[str], summary: str, args: argparse.Namespace) -> None:
+def update_markdown(path: Path, table: list[str], summary: str, found: str, args: argparse.Namespace) -> None:
     section = ("## Ingest (bench/ingest.py)\n\n"
                f"`.venv/bin/python bench/ingest.py --kits {args.kits} --results {args.results} "
                f"--evidence-kb {args.evidence_kb} --rounds {args.rounds}"
-               + (f" --processes {args.processes}" if args.processes != 1 else "")
+               + (f" --processes {' '.join(map(str, args.processes))}" if args.processes != [1] else "")
                + (f" --verify-processes {args.verify_processes}" if args.verify_processes else "")
                + f"` on a shared 2-core machine (load average {os.getloadavg()[0]:.1f} at the end: other "
                "engineers' jobs), broker, district service and publishers all on the same machine.\n\n"
-               + "\n".join(table) + f"\n\n`{summary}`\n\n" + verdict(summary) + NOTE + NATIONAL)
+               + "\n".join(table) + f"\n\n`{summary}`\n\n" + found + NOTE + NATIONAL)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(r"^## Ingest \(bench/ingest\.py\)\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda m: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
