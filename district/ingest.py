@@ -36,13 +36,13 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from tpskit.district.db import evidence, lock_batch, pending, placeholders, rejections, results
 from tpskit.envelope import (
-    AckPayload,
+    ACK_SCHEMA,
     CompactSigner,
     ResultPayload,
     VerificationError,
     Verifier,
+    canonical_json,
     parse_result,
-    payload_bytes,
     recheck_arithmetic,
     sha256_hex,
     unverified_payload,
@@ -155,10 +155,7 @@ class Checker:
 
     def sign_ack(self, tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
                  evidence_sha: str | None = None, reason: str | None = None) -> str:
-        ack = AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status, reason=reason,  # type: ignore[arg-type]
-                         envelope_sha256=envelope_sha, evidence_sha256=evidence_sha, district=self.district_id,
-                         received_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
-        return self._signer.sign(payload_bytes(ack))
+        return self._signer.sign(ack_bytes(sid, kit, tps, status, envelope_sha, evidence_sha, reason, self.district_id))
 
     def _check_content(self, result: ResultPayload, topic_tps: str, raw: dict) -> None:
         if result.tps != topic_tps:
@@ -179,6 +176,18 @@ class Checker:
         if over:
             raise VerificationError("over_registered_voters", f"{', '.join(over)} above the "
                                     f"{info.registered_voters} registered voters of TPS {result.tps}", raw)
+
+
+def ack_bytes(sid: str, kit: str | None, tps: str | None, status: str, envelope_sha: str, evidence_sha: str | None,
+              reason: str | None, district: str, at: dt.datetime | None = None) -> bytes:
+    """Exactly `payload_bytes(AckPayload(...))` with `received_at` in UTC to the second (tests compare
+    them), without building, validating and dumping a model per ack; the values are the service's own."""
+    if status not in ("accepted", "duplicate", "rejected"):
+        raise ValueError(f"ack status {status!r}")
+    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return canonical_json({"district": district, "envelope_sha256": envelope_sha, "evidence_sha256": evidence_sha,
+                           "kit_id": kit, "reason": reason, "received_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "schema": ACK_SCHEMA, "status": status, "submission_id": sid, "tps": tps})
 
 
 def result_row(result: ResultPayload, compact: str, env_sha: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ packets without paho's copies."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -16,10 +17,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tpskit.config import load_district_config
+from tpskit.district.ingest import ack_bytes
 from tpskit.district.service import build_ingest
 from tpskit.district.transport import publish_packet, share_subscriptions, split_publish
 from tpskit.edge.submit import build_payload
-from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
+from tpskit.envelope import AckPayload, payload_bytes, sha256_hex, sign_compact
 from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
 from tpskit.provisioning.pki import load_certs
@@ -60,6 +62,19 @@ def test_acks_built_for_bulk_publishing_are_the_publish_packets_paho_reads():
         assert len(packet) == pos + n
         ref = _packet.decode_publish(packet[0], packet[pos:], 5)
         assert (ref.topic, ref.mid, ref.qos, ref.payload) == (b"tps/3201012001001/ack", 65535, 1, payload)
+
+
+def test_acks_written_without_the_model_are_byte_for_byte_the_models():
+    at = dt.datetime(2026, 2, 14, 13, 5, 9, 123456, tzinfo=dt.UTC)  # the service stamps UTC, whole seconds
+    cases = [("s-1", "kit-01", "3201012001001", "accepted", "a" * 64, "b" * 64, None),
+             ("s-2", "kit-01", "3201012001001", "duplicate", "a" * 64, None, None),
+             ("s-3", None, "3201012001001", "rejected", "c" * 64, None, "replay: sequence 3 is not above 9 — ñ")]
+    for sid, kit, tps, status, env, ev, reason in cases:
+        model = AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status, reason=reason, envelope_sha256=env,
+                           evidence_sha256=ev, district="kab-test", received_at=at.replace(microsecond=0))
+        assert ack_bytes(sid, kit, tps, status, env, ev, reason, "kab-test", at) == payload_bytes(model)
+    with pytest.raises(ValueError):
+        ack_bytes("s", None, None, "stored", "a", None, None, "kab-test")
 
 
 def test_shares_split_the_tps_list_without_overlap_and_cover_it():
