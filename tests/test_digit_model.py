@@ -27,6 +27,11 @@ def card() -> dict:
     return json.loads(DIGITS_CARD.read_text())
 
 
+@pytest.fixture(scope="module")
+def normal_boxes() -> tuple[np.ndarray, np.ndarray]:
+    return box_dataset.validation_boxes("normal")
+
+
 def test_committed_model_is_int8_end_to_end_and_small(model):
     assert model.input_dtype == np.int8 and model.output_dtype == np.int8
     assert DIGITS_MODEL.stat().st_size <= 400 * 1024
@@ -41,14 +46,25 @@ def test_model_file_is_the_one_its_card_describes(card):
     assert model_version() == "digits-" + card["sha256"][:12]
 
 
-def test_int8_accuracy_on_rebuilt_validation_boxes_matches_the_card(model, card):
-    x, y = box_dataset.validation_boxes("normal")
+def test_int8_accuracy_on_rebuilt_validation_boxes_matches_the_card(model, card, normal_boxes):
+    x, y = normal_boxes
     assert len(y) == card["validation"]["normal"]["n"]
     probs = model.predict(x)
     assert probs.shape == (len(y), len(CLASSES)) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     acc = float((probs.argmax(axis=1) == y).mean()) * 100
     assert abs(acc - card["validation"]["normal"]["int8_accuracy_pct"]) <= 0.3
+
+
+def test_misread_boxes_keep_the_true_digit_as_likely_as_the_card_says(model, card, normal_boxes):
+    # The reader's checks can only repair a misread box if the true digit keeps some probability.
+    x, y = normal_boxes
+    probs = model.predict(x)
+    wrong = probs.argmax(axis=1) != y
+    p_true = probs[np.arange(len(y)), y]
+    tail = card["validation"]["normal"]["int8_tail"]
+    assert int((wrong & (p_true < 1e-3)).sum()) <= round(tail["errors_p_true_below_1e-3"] * tail["errors"]) + 1
+    assert int((wrong & (probs.max(axis=1) > 0.999)).sum()) <= tail["wrong_with_p_above_0.999"] + 1
 
 
 @pytest.mark.parametrize("kind", ["blank", "dash", "x"])

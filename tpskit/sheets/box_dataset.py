@@ -38,8 +38,12 @@ class BoxJob:
 
 
 def render_box(glyph: Glyph, rng: np.random.Generator, severity: Severity = "normal",
-               neighbour_pool: np.ndarray | None = None, style: InkStyle | None = None) -> np.ndarray:
-    """One written box, photographed and rectified: the uint8 gray crop the reader would hand over."""
+               neighbour_pool: np.ndarray | None = None, style: InkStyle | None = None,
+               variety: bool = False) -> np.ndarray:
+    """One written box, photographed and rectified: the uint8 gray crop the reader would hand over.
+
+    `variety` adds the training-only shape variation of the digits (handwriting.Variety).
+    """
     s = severity_value(severity)
     bw_mm, bh_mm = BOX_SIZES_MM[int(rng.random() < 0.35)]
     bw_mm += rng.uniform(-0.3, 0.3)
@@ -64,7 +68,7 @@ def render_box(glyph: Glyph, rng: np.random.Generator, severity: Severity = "nor
 
     box_px = (margin * r, margin * r, bw_mm * r, bh_mm * r)
     if style is None:
-        style = random_style(rng, s)
+        style = random_style(rng, s, variety=variety)
     draw_glyph(page, box_px, glyph, rng, style, px_per_mm=r)
     if neighbour_pool is not None and len(neighbour_pool) and rng.random() < 0.15 + 0.15 * min(s, 1.0):
         _bleed_from_neighbour(page, rects, margin, bw_mm, bh_mm, gap, r, neighbour_pool, rng, s)
@@ -175,25 +179,29 @@ def make_jobs(labels: np.ndarray, copies: int, empty_fraction: float, rng: np.ra
 
 
 def render_chunk(jobs: Sequence[BoxJob], images: np.ndarray, labels: np.ndarray, seed: Sequence[int],
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 variety: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Render jobs with their own seed (independent of how chunks are spread over processes)."""
     rng = np.random.default_rng(list(seed))
     crops, ys = [], []
     for job in jobs:
         glyph, y = _glyph_for(job, images, labels)
-        crops.append(render_box(glyph, rng, job.severity, neighbour_pool=images))
+        crops.append(render_box(glyph, rng, job.severity, neighbour_pool=images, variety=variety))
         ys.append(y)
     return batch_to_model_input(crops), np.array(ys, np.uint8)
 
 
 def build_boxes(images: np.ndarray, labels: np.ndarray, *, copies: int, empty_fraction: float, seed: int,
-                severity: Severity | tuple[float, float], pool=None) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 28, 28) uint8 model inputs and (N,) labels (10 = empty); same result for any `pool`."""
+                severity: Severity | tuple[float, float], pool=None, variety: bool = False,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 28, 28) uint8 model inputs and (N,) labels (10 = empty); same result for any `pool`.
+
+    `variety` (training only) adds handwriting.Variety to the digits' shapes.
+    """
     rng = np.random.default_rng(seed)
     jobs = make_jobs(labels, copies, empty_fraction, rng, severity)
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
     seeds = [(seed, 1, k) for k in range(len(chunks))]
-    args = [(c, images, labels, sd) for c, sd in zip(chunks, seeds, strict=True)]
+    args = [(c, images, labels, sd, variety) for c, sd in zip(chunks, seeds, strict=True)]
     results = pool.starmap(render_chunk, args) if pool is not None else [render_chunk(*a) for a in args]
     return np.concatenate([x for x, _ in results]), np.concatenate([y for _, y in results])
 

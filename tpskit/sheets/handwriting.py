@@ -52,6 +52,21 @@ class Glyph:
 
 
 @dataclass(frozen=True)
+class Variety:
+    """Training-only variation of the real digits, beyond pen and placement (where writers differ most).
+
+    Off unless `random_style(..., variety=True)`: generated sheets and the card's validation boxes are
+    drawn without it, bit for bit as before.
+    """
+
+    elastic_px: float = 0.0  # amplitude of a smooth displacement field, in MNIST pixels (writers' shapes)
+    breaks: int = 0  # small gaps along the strokes: pen skips, loops left open
+    close_px: int = 0  # morphological closing: loops closed, strokes joined
+    zero_tail: bool = False  # a 0 whose stroke overshoots where it started, at the top
+    pressure: float = 0.0  # low-frequency ink-density variation along the strokes, 0..1
+
+
+@dataclass(frozen=True)
 class InkStyle:
     """One officer's pen and habits. draw_glyph adds small per-box jitter on top."""
 
@@ -67,13 +82,15 @@ class InkStyle:
     one_foot: bool = False  # `1` with a foot (base stroke)
     seven_crossed: bool = False  # `7` with a bar through the stem
     four_open: bool = False  # `4` written open at the top (synthesised strokes)
+    variety: Variety | None = None  # training-only shape variation (see Variety)
 
 
-def random_style(rng: np.random.Generator, severity: Severity = "normal") -> InkStyle:
+def random_style(rng: np.random.Generator, severity: Severity = "normal", variety: bool = False) -> InkStyle:
     """A plausible officer: blue or black ballpoint, pen width, size, placement, slant, habits.
 
     severity 0 (clean) .. 1 (hard): wider ranges of size, off-centre placement and rotation, fainter
-    ink; values above 1 are allowed (training uses a little beyond 'hard').
+    ink; values above 1 are allowed (training uses a little beyond 'hard'). `variety` adds the
+    training-only shape variation (drawn after everything else, so the rest of the style is unchanged).
     """
     s = severity_value(severity)
     if rng.random() < 0.6:  # blue ballpoint
@@ -84,7 +101,7 @@ def random_style(rng: np.random.Generator, severity: Severity = "normal") -> Ink
     lo_scale = 0.68 - 0.13 * min(s, 1.2)
     hi_scale = 0.80 + 0.10 * min(s, 1.2)
     off = 0.04 + 0.10 * s
-    return InkStyle(
+    style = InkStyle(
         ink_bgr=tuple(float(v) for v in ink),
         density=float(rng.uniform(max(0.45, 0.85 - 0.3 * s), 1.0)),
         pen_mm=float(np.exp(rng.uniform(np.log(0.28), np.log(0.95 + 0.15 * s)))),
@@ -100,6 +117,43 @@ def random_style(rng: np.random.Generator, severity: Severity = "normal") -> Ink
         seven_crossed=bool(rng.random() < 0.25),
         four_open=bool(rng.random() < 0.25),
     )
+    if variety:
+        style = replace(style, variety=random_variety(rng))
+    return style
+
+
+def random_variety(rng: np.random.Generator) -> Variety:
+    """Mostly mild: the real digits stay the bulk of what the model sees."""
+    return Variety(
+        elastic_px=float(rng.uniform(0.5, 2.2)) if rng.random() < 0.7 else 0.0,
+        breaks=int(rng.random() < 0.2) + int(rng.random() < 0.05),
+        close_px=int(rng.random() < 0.1),
+        zero_tail=bool(rng.random() < 0.3),
+        pressure=float(rng.uniform(0.2, 0.6)) if rng.random() < 0.3 else 0.0,
+    )
+
+
+def vary_digit(img: np.ndarray, v: Variety, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST image (uint8, 255 = ink) reshaped by `v`: elastic field, closing, small gaps."""
+    out = img
+    if v.elastic_px > 0:
+        # Smooth random field (sigma ~ a quarter of the digit): changes shape, keeps the strokes whole.
+        f = rng.uniform(-1, 1, (2, 28, 28)).astype(np.float32)
+        sig = float(rng.uniform(3.0, 5.0))
+        f = np.stack([cv2.GaussianBlur(c, (0, 0), sig) for c in f])
+        f *= v.elastic_px / max(float(np.abs(f).max()), 1e-6)
+        gy, gx = np.mgrid[0:28, 0:28].astype(np.float32)
+        out = cv2.remap(out, gx + f[0], gy + f[1], cv2.INTER_LINEAR, borderValue=0)
+    if v.close_px:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * v.close_px + 1, 2 * v.close_px + 1))
+        out = cv2.morphologyEx(out, cv2.MORPH_CLOSE, k)
+    if v.breaks:
+        ys, xs = np.nonzero(out > 127)
+        if len(ys) > 40:
+            out = out.copy()
+            for i in rng.choice(len(ys), v.breaks, replace=False):
+                cv2.circle(out, (int(xs[i]), int(ys[i])), int(rng.integers(1, 3)), 0, -1)
+    return out
 
 
 def _stroke_width_28(img: np.ndarray) -> float:
@@ -173,6 +227,13 @@ def _digit_variant_strokes(img: np.ndarray, label: int, style: InkStyle, rng: np
             half = rng.uniform(0.15, 0.3) * h
             yb = y1 + rng.uniform(-0.5, 0.5)
             strokes.append(np.array([[bot_x - half, yb], [bot_x + half, yb + rng.uniform(-0.8, 0.8)]]))
+    elif label == 0 and style.variety is not None and style.variety.zero_tail:
+        # The pen closes the loop at the top and runs on a little, out or into the loop.
+        top_x = float(xs[ys <= y0 + 1].mean())
+        length = rng.uniform(0.1, 0.28) * h
+        ang = math.radians(rng.uniform(-60, 60) + (90 if rng.random() < 0.7 else -90))
+        sx = top_x + rng.uniform(-0.1, 0.1) * h
+        strokes.append(np.array([[sx, y0 + 0.5], [sx + length * math.sin(ang), y0 + 0.5 - length * math.cos(ang)]]))
     elif label == 7 and style.seven_crossed:
         ym = y0 + rng.uniform(0.45, 0.6) * h
         row = xs[np.abs(ys - ym) <= 1]
@@ -195,6 +256,11 @@ def _apply_ink(page: np.ndarray, alpha: np.ndarray, x0: int, y0: int, style: Ink
     # Ballpoint leaves slightly uneven ink along a stroke.
     texture = 1.0 - 0.25 * rng.random(a.shape, dtype=np.float32) * rng.uniform(0.2, 1.0)
     a = (a * (style.density * texture)).astype(np.float32)
+    if style.variety is not None and style.variety.pressure > 0 and min(a.shape) > 2:
+        # Pen pressure drifts along a stroke: a smooth field, some parts much fainter.
+        field = cv2.resize(rng.random((3, 3), dtype=np.float32), (a.shape[1], a.shape[0]),
+                           interpolation=cv2.INTER_CUBIC)
+        a *= np.clip(1.0 - style.variety.pressure * field, 0.2, 1.0)
     ink = np.asarray(style.ink_bgr, np.float32)
     region = page[y0 + ay0 : y0 + ay1, x0 + ax0 : x0 + ax1]
     if page.ndim == 3:
@@ -255,6 +321,8 @@ def draw_glyph(
         return
 
     img = glyph.image
+    if style.variety is not None:
+        img = vary_digit(img, style.variety, rng)
     ys, xs = np.nonzero(img > 40)
     if len(ys) == 0:
         return
