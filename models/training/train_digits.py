@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                 for sev, (x, y) in (("normal", (x_val, y_val)), ("hard", (x_hard, y_hard)))}
         log(f"member {k} trained in {dt_s:.0f} s; float accuracy {accs}")
         members.append(model)
+        if args.cache:  # so members can be re-packed or compared without retraining
+            model.save(Path(args.cache) / f"member-seed{seed}-w{args.width}-d{args.dense}"
+                       f"{'-variety' if args.variety else ''}.keras")
         member_cards.append({"seed": seed, "data_seed": seed, "params": int(model.count_params()),
                              "samples": len(y_train), "train_seconds": round(dt_s),
                              "float_accuracy_pct": accs})
