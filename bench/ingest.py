@@ -440,35 +440,62 @@ def forget_session(conf: dict, client_id: str) -> None:
 
 
 NOTE = """\
-How it is measured: both phases publish the same signed results and photos from the same 20 kit
-connections (QoS 1, mutual TLS, the district's ACL), in alternating order per round, and the medians are
-reported. The raw phase ends when a subscriber that only counts has every message; the district phase
-when the last result is committed (watched from a separate process so the publishers are not slowed).
-Each district phase starts from an empty database and a fresh service; lost and duplicated rows are
-counted in the database after every round.
+How it is measured: every phase publishes the same signed results and photos from the same kit
+connections (QoS 1, mutual TLS, the district's ACL); the phases of a round run in alternating order,
+and the medians are reported. The raw phase ends when a subscriber that only counts has every message;
+a district phase when the last result is committed (watched from a separate process so the publishers
+are not slowed). Each district phase starts from an empty database and a fresh service (with
+`[ingest] processes` set to the configuration measured); lost and duplicated rows are counted in the
+database after every phase. The ratio is taken per round, raw and district phases side by side.
 
-Where the CPU goes (rows above): the kits' publishing and mosquitto cost the same in both phases; the
-counting subscriber is paho receiving and PUBACKing two messages. The district service does that too,
-then verifies the Ed25519 signature (about 60 µs, cached certificate chain per kit, revocation checked
-every time), validates the schema and re-runs the form's arithmetic (about 25 µs), signs the ack
-(about 25 µs), writes result and photo in one transaction per batch (PUBACK only after the commit) and
-publishes the ack through paho, whose per-packet Python cost (receiving, PUBACKing, publishing) is now
-the largest single share. One service process is bound to one core by Python's GIL, so 50 % of a
-raw rate near 6,000/s needs it under about 300 µs per result, or helper processes on a core that is
-otherwise idle. The phases share 2 cores with each other and with whatever else runs on the
-machine, so the ratio moves with the machine's load from round to round; the CPU rows do not.
+Where the CPU goes: the kits' publishing and mosquitto cost about the same in every phase; the
+counting subscriber is paho receiving and PUBACKing two messages per result. The district service
+does that too, then verifies the Ed25519 signature (about 65 µs of OpenSSL per result, the largest
+single cost; certificate chain checked once per kit, revocation every time), validates the schema and
+re-runs the form's arithmetic (about 30 µs), signs the ack (about 25 µs, 22 of them Ed25519), writes
+result and photo in one transaction per batch (PUBACK only after the commit) and publishes the ack. On
+a machine whose two cores are both busy (publishers, mosquitto, the service and, here, a model
+training in the background) the ratio is roughly the raw phase's CPU per result over the district
+phase's, so what counted was the service's CPU per result; with a core to spare, a second service
+process adds throughput.
 
-Before this rework (commit ee80c58, older harness: one round, DB polled from the publishers' process):
-1,427 results/s against 4,967 raw (29 %). The ingest pipeline alone (verify, checks, store, sign the ack;
-no MQTT) went from about 350 to about 220 µs CPU per result: one parse and verification per result
-instead of two (the JOSE library re-parsed the token and its certificate header each time), the x5c
-header and chain checked once per kit, the ack header built once, the form's rules prepared once per
-template, and verification on its own thread overlapping the previous batch's commit.
+Before and after, same command with `--rounds 5` (`--rounds 3` under load), medians; "loaded" = a
+model training on the same 2 cores (about 0.8 of a core), "quiet" = no training (other engineers'
+short jobs still ran; the table above was taken while one of them used most of a core):
 
-With cores to spare, `[ingest] verify_processes = N` in district.toml moves verification and ack
-signing into N helper processes (the service keeps the decisions, the database and MQTT, in arrival
-order); `--verify-processes 1` measures that. Beyond one machine, split the TPS topics across services
-(per-kit order must stay in one service, so not `$share` round-robin).
+| service | machine | results/s | ratio to raw | service CPU µs per result |
+|---|---|---|---|---|
+| commit 7704ed1, 1 process | loaded | 1,861 | 40% | 368 |
+| commit 7704ed1, 1 process | quiet | 2,754 | 44% | 368 |
+| commit e91ad0a (lean inbound, bulk PUBACKs), 2 processes | loaded | 2,319 | 60% | 322 |
+| commit 41cc3b6 (+ bulk acks, batch logging), 1 process | loaded | 2,385 | 52% | 274 |
+| now, 1 process | quiet | 3,845 | 64% | 260 |
+| now, 2 processes | quiet | 4,488 | 75% | 264 |
+
+What changed: paho's handling of an inbound QoS 1 PUBLISH (three copies of the payload, a Properties object,
+an MQTTMessage, topic matching) is replaced by a lean reader of the packet; the PUBACKs of a batch go
+out in one write instead of one queued packet and wake-up each; the acks are published the same way
+(packets built by the service, packet ids from paho's counter, in-flight ones tracked up to the
+broker's receive maximum, not retransmitted after a reconnect: a kit without its ack publishes again
+and is answered `duplicate`); ack payloads are written without building a pydantic model per ack;
+routine outcomes (accepted, duplicate, waiting for the photo) are logged one line per batch, refusals
+still one line per message; the batch's reads are the driver's own SQL instead of SQLAlchemy's
+expanding IN compiled per batch; the garbage collector no longer walks the long-lived objects every
+few hundred allocations. Together: about 260-275 µs CPU per result in the service, from 368.
+
+`[ingest] processes = N` runs N service processes, each subscribed to the result and evidence topics
+of its share of the TPS list (TPS code modulo N), so a kit's results stay in order in one process and
+a result meets its photo there. Correctness does not rest on that split: each batch runs in a
+transaction that first takes the database's write lock (SQLite BEGIN IMMEDIATE, a PostgreSQL advisory
+lock), reads the submissions and each kit's last sequence number as committed by any process, and
+only then decides, so duplicates, replays and photo pairing hold whichever process gets a message
+(tests/test_district_processes.py races two ingests on one database). MQTT v5 shared subscriptions
+(`$share/...`, which mosquitto 2.0 supports) were not used: they hand one kit's messages round-robin to
+the processes, which is still correct (the database decides) but refuses a pipelining sender's later
+results as replays when an earlier one commits after them, and splits photo and result across
+processes (every pairing then costs a pending row). Real kits are stop-and-wait (edge/deliver.py), the
+bench's kits pipeline. `[ingest] verify_processes = N` (helpers that only verify, per service process)
+remains for a machine with cores to spare.
 
 """
 
