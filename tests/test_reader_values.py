@@ -126,3 +126,14 @@ def test_all_confident_and_consistent_needs_no_search():
           "total": _evidence("total", boxes(2, 0, 0))}
     res = resolve(ev, [SUM])
     assert res.variables == set() and res.values["a"] == 155
+
+
+def test_reader_threshold_is_the_one_calibrated_for_the_committed_model():
+    import json
+
+    from tpskit.edge.reader.pipeline import DEFAULT_CONFIDENCE
+    from tpskit.models import DIGITS_CARD, DIGITS_MODEL
+
+    card = json.loads(DIGITS_CARD.read_text())
+    assert card["calibration"]["threshold"] == DEFAULT_CONFIDENCE, "re-run bench/calibrate.py --write-card"
+    assert card["size_bytes"] == DIGITS_MODEL.stat().st_size
