@@ -63,7 +63,36 @@ def _generate_bad(args: tuple[str, str, int, int]) -> None:
     path.write_bytes(BAD_CAPTURES[reason](sheet, rng, severity="normal"))
 
 
-def generate(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> None:
+def _generate_slip(args: tuple[str, int, int]) -> None:
+    """A sheet whose written numbers break one equality check (the officer added up wrongly)."""
+    code, i, seed = args
+    from tpskit.forms import load_templates
+    from tpskit.sheets.camera import photograph
+    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.fill import fill_sheet, random_result
+
+    path = OUT / "slips" / f"{code}_{i:04d}.jpg"
+    if path.exists():
+        return
+    t = load_templates()[code]
+    split = load_split()
+    rng = np.random.default_rng([seed, i, 77, sum(map(ord, code))])
+    values = random_result(t, rng)
+    checks = [c for c in t.checks if c.relation == "equals"]
+    while True:  # change one field of one check by 1-25, keeping it writable
+        c = checks[int(rng.integers(len(checks)))]
+        name = c.fields[int(rng.integers(len(c.fields)))]
+        v = values[name] + int(rng.choice([-1, 1]) * rng.integers(1, 26))
+        if 0 <= v <= t.field_map[name].capacity:
+            values[name] = v
+            break
+    sheet = fill_sheet(t, TPS, values, rng, (split.val_images, split.val_labels), "normal")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(photograph(sheet.page, rng, "normal"))
+    path.with_suffix(".json").write_text(json.dumps(sheet.truth))
+
+
+def generate(forms: int, bad: int, seed: int, severities: tuple[str, ...], slips: int = 0) -> None:
     from tpskit.forms import load_templates
     from tpskit.sheets.bad_captures import BAD_CAPTURES
 
@@ -73,6 +102,8 @@ def generate(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> No
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(_generate_one, jobs, chunksize=4))
         list(pool.map(_generate_bad, bad_jobs, chunksize=2))
+        list(pool.map(_generate_slip, [(c, i, seed) for c in codes for i in range(slips // len(codes))],
+                      chunksize=4))
 
 
 def _pct(a: float, b: float) -> float:
@@ -151,6 +182,11 @@ def run(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> dict[st
             seen[key] = seen.get(key, 0) + 1
         bad_report[reason] = dict(n=len(photos), right=right, ok=ok, seen=seen)
     report["_bad"] = bad_report
+
+    slip_photos = sorted((OUT / "slips").glob("*.jpg"))
+    slip_ok = sum(read_sheet(p.read_bytes(), templates, model, ReadOptions(expected_tps=TPS)).status == "ok"
+                  for p in slip_photos)
+    report["_slips"] = {"n": len(slip_photos), "ok": slip_ok}
     return report
 
 
@@ -188,6 +224,9 @@ def markdown(report: dict[str, dict], rss: float, model_kb: float, forms: int) -
     for reason, b in report["_bad"].items():
         lines.append(f"| {reason} | {b['n']} | {b['right']} | {b['ok']} | "
                      f"{', '.join(f'{k}: {v}' for k, v in sorted(b['seen'].items()))} |")
+    sl = report["_slips"]
+    lines += ["", f"Officer slips (normal severity; the written numbers break one check by 1-25): "
+              f"{sl['n']} sheets, {sl['ok']} reported ok (must be 0: a slip is never balanced away)."]
     lines += ["", f"Peak RSS of `tpskit read`: {rss:.0f} MB. Model: {model_kb:.0f} KB.",
               f"Highest digits-only confidence of a wrong reading (normal): {ref['max_wrong_conf']:.6f}."]
     return "\n".join(lines)
@@ -197,30 +236,33 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--forms", type=int, default=200, help="forms per severity (split over the templates)")
     ap.add_argument("--bad", type=int, default=4, help="photos per bad-capture kind")
+    ap.add_argument("--slips", type=int, default=100, help="sheets with an officer's arithmetic slip")
     ap.add_argument("--seed", type=int, default=20261125)
     ap.add_argument("--severities", default=",".join(SEVERITIES))
     ap.add_argument("--write-md", action="store_true", help="replace the reader section of BENCHMARKS.md")
     a = ap.parse_args()
     sevs = tuple(a.severities.split(","))
     t0 = time.time()
-    generate(a.forms, a.bad, a.seed, sevs)
+    generate(a.forms, a.bad, a.seed, sevs, a.slips)
     print(f"photos ready in {time.time() - t0:.0f} s", file=sys.stderr)
     report = run(a.forms, a.bad, a.seed, sevs)
     from tpskit.models import DIGITS_MODEL
 
     rss = peak_rss_mb(sorted((OUT / sevs[0]).glob("*.jpg"))[:5])
     model_kb = DIGITS_MODEL.stat().st_size / 1024
-    md = markdown(report, rss, model_kb, a.forms)
+    ref = report.get("normal") or report[sevs[0]]
+    fields = sum(v["fields"] for k, v in report.items() if not k.startswith("_"))
+    silent = sum(v["silent"] for k, v in report.items() if not k.startswith("_")) + report["_slips"]["ok"]
+    summary = (f"fields_correct_pct={_pct(ref['correct'], ref['fields']):.2f} silent_errors={silent} "
+               f"review_pct={_pct(ref['review'], ref['fields']):.2f} "
+               f"forms_auto_ok_pct={_pct(ref['forms_ok'], ref['forms']):.1f} "
+               f"read_median_ms={ref['total'][0]:.1f} peak_rss_mb={rss:.0f} model_kb={model_kb:.0f} "
+               f"fields_total={fields}")
+    md = markdown(report, rss, model_kb, a.forms) + f"\n\n`{summary}`"
     print(md)
     if a.write_md:
         write_section(md)
-    ref = report.get("normal") or report[sevs[0]]
-    fields = sum(s["fields"] for k, s in report.items() if not k.startswith("_"))
-    silent = sum(s["silent"] for k, s in report.items() if not k.startswith("_"))
-    print(f"fields_correct_pct={_pct(ref['correct'], ref['fields']):.2f} silent_errors={silent} "
-          f"review_pct={_pct(ref['review'], ref['fields']):.2f} "
-          f"forms_auto_ok_pct={_pct(ref['forms_ok'], ref['forms']):.1f} "
-          f"read_median_ms={ref['total'][0]:.1f} peak_rss_mb={rss:.0f} model_kb={model_kb:.0f} fields_total={fields}")
+    print(summary)
     return 0
 
 
