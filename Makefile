@@ -44,11 +44,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/read.py
 
-# Retrain the digit model (TensorFlow in its own venv; the kit never needs it).
+# Retrain the digit model (TensorFlow in its own venv; the kit never needs it). The command is the one
+# recorded in models/digits_int8.json ("training.command"); about 30 minutes on 2 cores.
 train:
 	test -x .venv-train/bin/python || $(PY) -m venv .venv-train
 	.venv-train/bin/pip install -q -e '.[train]'
-	.venv-train/bin/python models/training/train_digits.py
+	OMP_NUM_THREADS=2 .venv-train/bin/python models/training/train_digits.py --seed 1 --members 3 --variety \
+	    --copies 14 --epochs 12 --batch 256
 
 clean:
 	rm -rf $(VENV) demo-run bench-out *.egg-info
