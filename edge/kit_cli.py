@@ -32,7 +32,7 @@ def _logging() -> None:
 
 @click.group()
 def kit() -> None:
-    """Run and maintain the kit (keygen, submit, deliver, receipts)."""
+    """Run and maintain the kit: run, selftest, check-config, keygen, submit, deliver, receipts."""
 
 
 @kit.command()
