@@ -651,8 +651,10 @@ class KitDaemon:
         """Apply the officer's value for one field of the pending reading (from a screen or touch page)."""
         if self.state not in PENDING or self.pending is None or self.reader is None:
             return {"error": f"nothing to correct (the kit is {self.state})"}
-        if not raw.isdigit():
-            return {"error": f"{raw!r} is not a whole number"}
+        # ASCII digits only ('²' passes isdigit() but not int()), and few enough for int(): on the main loop
+        # a ValueError here would stop the daemon.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+            return {"error": f"{raw!r} is not a whole number from 0 to 999999999"}
         reading = self.pending.reading
         try:
             template = self.reader.template(reading["template"])

@@ -336,3 +336,16 @@ def test_ready_and_watchdog_are_sent_and_a_stuck_capture_stops_the_feeding(kit_f
         d.close()
         listener.close()
         cleanup(sock_path.parent)
+
+
+def test_a_correction_in_non_ascii_digits_or_thousands_of_digits_is_refused_not_a_daemon_crash(kit_file):
+    # '²'.isdigit() is True but int('²') raises; int() of > 4300 digits raises too: on the main loop
+    # either would kill the daemon.
+    with running(kit_file, FakeReader(result_from(review_reading()))) as d:
+        press(d, "capture")
+        wait_state(d, KitState.REVIEW)
+        for raw in ("²", "٣", "9" * 5000):
+            assert "error" in d.correct("paslon_01", raw)
+        assert d.pending is not None and d.pending.reading["fields"]["paslon_01"]["value"] == 59
+        assert control(d.cfg.daemon.control_socket, "correct paslon_01 60")["status"] == "ok"
+
