@@ -108,9 +108,18 @@ class PendingStore:
             photo = self.photo_path.read_bytes()
         except (OSError, ValueError):
             return None
-        if sha256_hex(photo) != meta.get("photo_sha256"):
+        # A file of the wrong shape (disk corruption, a hand edit) must not stop the daemon from starting:
+        # the sheet is simply photographed again.
+        if not isinstance(meta, dict) or sha256_hex(photo) != meta.get("photo_sha256"):
             return None  # torn write: the photo belongs to a newer capture whose reading never got saved
-        return Pending(meta["reading"], photo, dt.datetime.fromisoformat(meta["captured_at"]))
+        reading, captured = meta.get("reading"), meta.get("captured_at")
+        if not (isinstance(reading, dict) and isinstance(reading.get("fields"), dict)
+                and all(isinstance(f, dict) for f in reading["fields"].values()) and isinstance(captured, str)):
+            return None
+        try:
+            return Pending(reading, photo, dt.datetime.fromisoformat(captured))
+        except ValueError:
+            return None
 
     def clear(self) -> None:
         for p in (self.json_path, self.photo_path):

@@ -349,3 +349,21 @@ def test_a_correction_in_non_ascii_digits_or_thousands_of_digits_is_refused_not_
         assert d.pending is not None and d.pending.reading["fields"]["paslon_01"]["value"] == 59
         assert control(d.cfg.daemon.control_socket, "correct paslon_01 60")["status"] == "ok"
 
+
+def test_a_corrupt_pending_file_is_ignored_and_the_kit_starts_ready(kit_file):
+    import json
+
+    cfg = load_kit_config(kit_file)
+    store = PendingStore(cfg.kit.data_dir)
+    photo = fake_jpeg("pending")
+    good = {"reading": make_reading(TPS), "captured_at": "2025-12-01T08:00:00+00:00",
+            "photo_sha256": sha256_hex(photo)}
+    store.save(Pending(make_reading(TPS), photo, dt.datetime.now(dt.UTC)))
+    for bad in (None, [], {**good, "reading": None}, {**good, "reading": {"fields": []}},
+                {k: v for k, v in good.items() if k != "reading"}, {**good, "captured_at": "yesterday"},
+                {**good, "captured_at": None}):
+        store.json_path.write_text(json.dumps(bad))
+        assert store.load() is None, bad
+    with running(kit_file, FakeReader()) as d:
+        assert d.state == KitState.IDLE and d.pending is None
+
