@@ -134,15 +134,21 @@ class Checker:
 
     def check(self, topic_tps: str, payload: bytes) -> Checked:
         try:
+            return self._check(topic_tps, payload)
+        except Exception as e:  # one message must never fail the batch, and so the ingest of every TPS
+            # Refused without an ack: were it our fault, the kit publishes again and is checked afresh.
+            return Checked("malformed", f"could not be checked ({type(e).__name__})", None, None, 0,
+                           sha256_hex(payload), None, None, None)
+
+    def _check(self, topic_tps: str, payload: bytes) -> Checked:
+        try:
             verified = self.verifier.verify(payload, role=ROLE_KIT)
             result = parse_result(verified)
             self._check_content(result, topic_tps, verified.payload)
         except VerificationError as e:
             raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
-            sid = raw.get("submission_id") if isinstance(raw, dict) else None
-            kit = raw.get("kit_id") if isinstance(raw, dict) else None
-            sid = sid if isinstance(sid, str) and len(sid) <= 64 else None
-            kit = kit if isinstance(kit, str) and len(kit) <= 64 else None
+            sid = _routable(raw.get("submission_id")) if isinstance(raw, dict) else None
+            kit = _routable(raw.get("kit_id")) if isinstance(raw, dict) else None
             env_sha = sha256_hex(payload)
             ack = self.sign_ack(topic_tps, sid, kit, "rejected", env_sha, reason=f"{e.reason}: {e.detail}") \
                 if sid else None
@@ -176,6 +182,12 @@ class Checker:
         if over:
             raise VerificationError("over_registered_voters", f"{', '.join(over)} above the "
                                     f"{info.registered_voters} registered voters of TPS {result.tps}", raw)
+
+
+def _routable(value: object) -> str | None:
+    """An id read from an unverified payload, kept only to route a rejection when it is harmless to store
+    and sign: printable ASCII (no NUL, no lone surrogate, which no database or UTF-8 encoder takes)."""
+    return value if isinstance(value, str) and len(value) <= 64 and value.isascii() and value.isprintable() else None
 
 
 def ack_bytes(sid: str, kit: str | None, tps: str | None, status: str, envelope_sha: str, evidence_sha: str | None,

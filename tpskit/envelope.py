@@ -208,7 +208,7 @@ def unverified_payload(compact: str) -> dict[str, Any] | None:
         part = compact.split(".")[1]
         obj = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
         return obj if isinstance(obj, dict) else None
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return None
 
 
@@ -254,7 +254,7 @@ class Verifier:
             raise VerificationError("malformed", "the protected header is too long", raw)
         try:
             header = json.loads(_unb64url(segment))
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
             raise VerificationError("malformed", "not a compact JWS", raw) from e
         if not isinstance(header, dict):
             raise VerificationError("malformed", "not a compact JWS", raw)
@@ -285,16 +285,19 @@ class Verifier:
         except ValueError as e:
             raise VerificationError("malformed", "x5c[0] is not a DER certificate") from e
         for ca in self.ca_certs:
-            if cert.issuer != ca.subject:
-                continue
-            try:
+            try:  # ValueError too when the issuer name of a stranger's certificate does not parse
+                if cert.issuer != ca.subject:
+                    continue
                 cert.verify_directly_issued_by(ca)
             except (ValueError, TypeError, InvalidSignature):
                 continue
             break
         else:
-            raise VerificationError("untrusted_certificate",
-                                    f"certificate of {signer_of(cert).common_name!r} was not issued by the district CA")
+            try:  # an untrusted certificate's name and extensions may not even parse
+                who = f"certificate of {signer_of(cert).common_name!r}"
+            except ValueError:
+                who = "the certificate"
+            raise VerificationError("untrusted_certificate", f"{who} was not issued by the district CA")
         try:
             if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
                 raise VerificationError("untrusted_certificate", "a CA certificate cannot sign results")
@@ -321,7 +324,7 @@ class Verifier:
         header_segment, payload_segment, sig_segment = parts
         try:
             raw = json.loads(_unb64url(payload_segment))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raw = None
         raw = raw if isinstance(raw, dict) else None
         leaf = self._header(header_segment, raw)
