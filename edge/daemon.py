@@ -544,14 +544,15 @@ class KitDaemon:
 
     def _sign_job(self, pending: Pending) -> None:
         from tpskit.edge.submit import sign_and_queue
-        from tpskit.keys import KeyFileError
 
         t0 = time.perf_counter()
         try:
             row = sign_and_queue(self.cfg, pending.reading, pending.photo, outbox=self.outbox,
                                  captured_at=pending.captured_at,
                                  model_version=self.reader.model_version if self.reader else None)
-        except (ValueError, KeyFileError, OSError) as e:  # SubmitError is a ValueError
+        except Exception as e:
+            # SubmitError, KeyFileError, OSError, and a full disk or locked database (sqlite3.Error): either way
+            # the reading still waits and the officer is told, instead of the kit staying busy.
             self._inbox.put(_JobFailed("sign", str(e), bilingual(
                 f"Hasil tidak dapat ditandatangani: {e}. Hubungi teknisi.",
                 f"The result could not be signed: {e}. Call the technician.", "error")))

@@ -367,3 +367,26 @@ def test_a_corrupt_pending_file_is_ignored_and_the_kit_starts_ready(kit_file):
     with running(kit_file, FakeReader()) as d:
         assert d.state == KitState.IDLE and d.pending is None
 
+
+def test_a_database_error_while_signing_returns_to_confirm_instead_of_staying_busy(kit_file):
+    import sqlite3
+
+    with running(kit_file, FakeReader(result_from(make_reading(TPS)))) as d:
+        press(d, "capture")
+        wait_state(d, KitState.CONFIRM)
+        real_add = d.outbox.add
+
+        def full_disk(sign: Any) -> Any:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        d.outbox.add = full_disk
+        working = d.controls.signals().count(Signal.WORKING)
+        press(d, "confirm")
+        wait_for(lambda: d.controls.signals().count(Signal.WORKING) > working, 10, "signing to start")
+        wait_state(d, KitState.CONFIRM)
+        assert "could not be signed" in d.message.text and d.pending is not None
+        d.outbox.add = real_add
+        press(d, "confirm")
+        wait_state(d, KitState.QUEUED)
+    assert len(envelopes(kit_file)) == 1
+
