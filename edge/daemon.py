@@ -552,7 +552,14 @@ class KitDaemon:
                                  model_version=self.reader.model_version if self.reader else None)
         except Exception as e:
             # SubmitError, KeyFileError, OSError, and a full disk or locked database (sqlite3.Error): either way
-            # the reading still waits and the officer is told, instead of the kit staying busy.
+            # the reading still waits and the officer is told, instead of the kit staying busy. Unless the
+            # error came after the commit: then the result is stored, and confirming again would sign it twice.
+            with contextlib.suppress(Exception):
+                stored = [r for r in self.outbox.rows() if r.evidence_sha256 == pending.photo_sha256]
+                if stored:
+                    self._inbox.put(_Signed(stored[0].submission_id, stored[0].seq,
+                                            (time.perf_counter() - t0) * 1000))
+                    return
             self._inbox.put(_JobFailed("sign", str(e), bilingual(
                 f"Hasil tidak dapat ditandatangani: {e}. Hubungi teknisi.",
                 f"The result could not be signed: {e}. Call the technician.", "error")))

@@ -390,3 +390,22 @@ def test_a_database_error_while_signing_returns_to_confirm_instead_of_staying_bu
         wait_state(d, KitState.QUEUED)
     assert len(envelopes(kit_file)) == 1
 
+
+def test_an_error_after_the_outbox_commit_counts_as_signed_so_confirm_cannot_sign_it_twice(kit_file):
+    from tpskit.edge.outbox import Outbox as RealOutbox
+
+    with running(kit_file, FakeReader(result_from(make_reading(TPS)))) as d:
+        press(d, "capture")
+        wait_state(d, KitState.CONFIRM)
+
+        def add_then_fail(sign: Any) -> Any:
+            RealOutbox.add(d.outbox, sign)
+            raise OSError("I/O error reading the row back")
+
+        d.outbox.add = add_then_fail
+        press(d, "confirm")
+        wait_state(d, KitState.QUEUED)
+        assert d.pending is None
+        press(d, "confirm")
+        wait_for(lambda: d.controls.signals()[-1] == Signal.BUSY_BEEP, 10, "nothing left to confirm")
+    assert len(envelopes(kit_file)) == 1
