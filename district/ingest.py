@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import multiprocessing as mp
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -65,6 +66,9 @@ register(
 )
 # Routine outcomes are logged one line per batch; refusals and mismatches one line per message.
 PER_BATCH_EVENTS = frozenset({"district.accepted", "district.duplicate", "district.waiting_evidence"})
+
+# What ResultPayload.submission_id allows; the last level of an evidence topic must be one.
+SUBMISSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 # Fields that count people who voted; none may exceed the TPS's registered voters.
 TOTAL_FIELDS = ("pengguna_total", "suara_total")
@@ -149,10 +153,12 @@ class Checker:
             raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
             sid = _routable(raw.get("submission_id")) if isinstance(raw, dict) else None
             kit = _routable(raw.get("kit_id")) if isinstance(raw, dict) else None
+            # A detail can quote the payload (a schema error names its field): PostgreSQL takes no NUL.
+            detail = e.detail if e.detail.isprintable() else ascii(e.detail)[1:-1]
             env_sha = sha256_hex(payload)
-            ack = self.sign_ack(topic_tps, sid, kit, "rejected", env_sha, reason=f"{e.reason}: {e.detail}") \
+            ack = self.sign_ack(topic_tps, sid, kit, "rejected", env_sha, reason=f"{e.reason}: {detail}") \
                 if sid else None
-            return Checked(e.reason, e.detail, sid, kit, 0, env_sha, None, None, ack)
+            return Checked(e.reason, detail, sid, kit, 0, env_sha, None, None, ack)
         env_sha = sha256_hex(verified.compact)
         ack = self.sign_ack(result.tps, result.submission_id, result.kit_id, "accepted", env_sha,
                             result.evidence_sha256)
@@ -300,8 +306,11 @@ class Ingest:
         for topic, _payload in msgs:
             parts = topic.split("/")
             if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
-                sids.add(parts[3])
-                plan.append(("evidence", parts[1], parts[3], None))
+                if SUBMISSION_ID.fullmatch(parts[3]):
+                    sids.add(parts[3])
+                    plan.append(("evidence", parts[1], parts[3], None))
+                else:  # not a submission id: would not fit the evidence table (PostgreSQL refuses the batch)
+                    plan.append(("bad_evidence", parts[1], "", None))
             elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
                 c = next(outcomes)
                 if c.reason is None and c.sid:
@@ -321,6 +330,9 @@ class Ingest:
                         self._result(conn, b, topic_tps, topic, payload, c, acks, logs)  # type: ignore[arg-type]
                     elif kind == "evidence":
                         self._evidence(conn, b, topic_tps, sid, payload, acks, logs)
+                    elif kind == "bad_evidence":
+                        self._reject(b, acks, logs, topic, topic_tps, payload, "malformed",
+                                     "an evidence topic must end in a submission id", None, None)
                 b.flush(conn)
         except Exception:
             self.counts["batch_failed"] += 1

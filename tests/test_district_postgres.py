@@ -35,3 +35,54 @@ def test_district_on_postgresql_stores_each_result_once_and_tallies(rig_factory,
     out = tmp_path / "signed.jsonl"
     assert tally.export_signed(engine, out) == 2
     engine.dispose()
+
+
+def test_on_postgresql_an_overlong_evidence_topic_or_a_nul_in_a_refusal_does_not_fail_the_batch(postgres_url,
+                                                                                                  tmp_path):
+    """PostgreSQL refuses a string longer than its column and any NUL; SQLite takes both, so only here
+    would a kit's photo under a 65-character 'submission id', or a signed payload whose schema error
+    quotes a field name holding a NUL, fail the whole batch (retried for ever, every TPS stalled)."""
+    import json
+
+    from sqlalchemy import create_engine
+
+    from tpskit.config import load_district_config
+    from tpskit.district.service import build_ingest
+    from tpskit.edge.submit import build_payload
+    from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
+    from tpskit.keys import load_key
+    from tpskit.provisioning.district import bench_kit, district_init
+    from tpskit.provisioning.pki import load_certs
+
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql("CREATE DATABASE hostile")
+    admin.dispose()
+    tps = "3201012001001"
+    (tmp_path / "tps.csv").write_text(f"tps,registered_voters\n{tps},250\n")
+    d = district_init(tmp_path / "d", tmp_path / "tps.csv", district_id="kab-test")
+    k = bench_kit(d.root, "kit-a", tps, tmp_path / "kit")
+    key, chain = load_key(k.folder / "kit.key"), load_certs(k.folder / "kit.pem")
+    cfg = load_district_config(d.config_path)
+    cfg = cfg.model_copy(update={"database": cfg.database.model_copy(
+        update={"url": postgres_url.rsplit("/", 1)[0] + "/hostile"})})
+    ingest = build_ingest(cfg)
+    try:
+        odd = json.loads(payload_bytes(build_payload(make_reading(tps), kit_id="kit-a", tps=tps, seq=1,
+                                                     submission_id="odd-0001", evidence_sha256="0" * 64)))
+        odd["fields"]["x\x00"] = {"value": -1}  # the schema error names this field
+        photo = fake_jpeg("pg-hostile")
+        good = build_payload(make_reading(tps), kit_id="kit-a", tps=tps, seq=2, submission_id="good-0002",
+                             evidence_sha256=sha256_hex(photo))
+        batch = [(f"tps/{tps}/evidence/{'x' * 65}", b"junk"),
+                 (f"tps/{tps}/result", sign_compact(json.dumps(odd).encode(), key, chain).encode()),
+                 (f"tps/{tps}/evidence/good-0002", photo),
+                 (f"tps/{tps}/result", sign_compact(payload_bytes(good), key, chain).encode())]
+        acks = [parse_ack(Verifier(load_certs(d.ca_cert_path)).verify(a.jws, role="district"))
+                for a in ingest.process(batch)]
+        assert [(a.submission_id, a.status, (a.reason or "").split(":")[0]) for a in acks] == [
+            ("odd-0001", "rejected", "schema"), ("good-0002", "accepted", "")]
+        assert ingest.counts["rejected:malformed"] == 1 and ingest.counts["rejected:schema"] == 1
+    finally:
+        ingest.close()
+        ingest.engine.dispose()
