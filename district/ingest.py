@@ -436,16 +436,23 @@ class Ingest:
         if raw.get("evidence_sha256") != sha:
             logs.append(("district.evidence_mismatch", {"tps": topic_tps, "submission": sid, "got": sha}))
             return
-        result = ResultPayload.model_validate(raw)  # verified when it arrived
         del b.pending[sid]
         b.done_pending.add(sid)
-        last = self._max_seq_of(conn, b, result.kit_id)
-        if result.seq <= last:  # a later result of this kit was stored while this one waited
-            self._reject(b, acks, logs, f"tps/{topic_tps}/result", topic_tps, waiting.encode(), "replay",
-                         f"sequence {result.seq} is not above {last}, the last accepted from {result.kit_id}",
-                         sid, result.kit_id)
+        # Verified again: a kit revoked (or a certificate expired) while its result waited is refused now.
+        tps = str(raw.get("tps"))
+        self.checker.reload_revocations()
+        c = self.checker.check(tps, waiting.encode())
+        if c.reason is not None:
+            self._reject(b, acks, logs, f"tps/{tps}/result", tps, waiting.encode(), c.reason, c.detail, c.sid, c.kit,
+                         c.ack)
             return
-        self._store(b, result_row(result, waiting, sha256_hex(waiting)), None, acks, logs)
+        assert c.kit is not None and c.row is not None
+        last = self._max_seq_of(conn, b, c.kit)
+        if c.seq <= last:  # a later result of this kit was stored while this one waited
+            self._reject(b, acks, logs, f"tps/{tps}/result", tps, waiting.encode(), "replay",
+                         f"sequence {c.seq} is not above {last}, the last accepted from {c.kit}", sid, c.kit)
+            return
+        self._store(b, c.row, c.ack, acks, logs)
 
 
 def result_items(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:

@@ -21,7 +21,7 @@ from tpskit.district.verify_cli import verify_lines
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
 from tpskit.keys import load_key
-from tpskit.provisioning.district import bench_kit, district_init
+from tpskit.provisioning.district import bench_kit, district_init, revoke
 from tpskit.provisioning.pki import load_certs
 
 TPS = TPS_CODES[0]
@@ -100,3 +100,14 @@ def test_observer_verify_reports_parser_crashing_lines_as_failures_and_goes_on(r
     assert [(ok, text.split(":")[0]) for _, ok, text in report][:2] == [(False, "malformed"),
                                                                        (False, "untrusted_certificate")]
     assert report[2][1] is True
+
+
+def test_result_waiting_for_its_photo_is_refused_when_its_kit_is_revoked_before_the_photo_arrives(rig):
+    sid, (photo, result) = _good(rig, 1, "stolen")
+    assert rig["ingest"].process([result]) == []  # verified; waits for its photo, unanswered
+    revoke(rig["district"].root, "kit-a", "stolen")
+    acks = rig["ingest"].process([photo])
+    assert _acks(rig, acks) == [(sid, "rejected", "revoked")]
+    with rig["ingest"].engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM results").scalar() == 0
+        assert c.exec_driver_sql("SELECT count(*) FROM pending").scalar() == 0
