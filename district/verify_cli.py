@@ -35,6 +35,8 @@ def verify_lines(lines: list[str], ca: Path, revoked: Path | None = None) -> lis
             at = dt.datetime.fromisoformat(str(raw.get("captured_at")))
         except ValueError:
             at = None
+        if at is not None and at.tzinfo is None:  # compared with the certificate's UTC validity
+            at = at.replace(tzinfo=dt.UTC)
         try:
             result = parse_result(verifier.verify(line, role=ROLE_KIT, at=at))
             template = templates.get(result.template_id)

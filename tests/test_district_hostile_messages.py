@@ -111,3 +111,12 @@ def test_result_waiting_for_its_photo_is_refused_when_its_kit_is_revoked_before_
     with rig["ingest"].engine.connect() as c:
         assert c.exec_driver_sql("SELECT count(*) FROM results").scalar() == 0
         assert c.exec_driver_sql("SELECT count(*) FROM pending").scalar() == 0
+
+
+def test_observer_verify_reports_a_capture_time_without_timezone_instead_of_crashing(rig):
+    body = json.loads(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=1,
+                                                  submission_id="naive-0001", evidence_sha256="0" * 64)))
+    body["captured_at"] = "2024-02-14T09:30:00"  # the district takes it (it checks validity at arrival)
+    line = sign_compact(json.dumps(body).encode(), rig["key"], rig["chain"])
+    [(_, ok, text)] = verify_lines([line], rig["district"].ca_cert_path)
+    assert (ok, text.split(":")[0]) == (False, "certificate_expired")  # issued long after that capture time
