@@ -163,7 +163,7 @@ def make_csr(key: Ed25519PrivateKey, kit_id: str, tps: str) -> x509.CertificateS
 
 
 def check_kit_id(kit_id: str) -> None:
-    if not KIT_ID_RE.match(kit_id):
+    if not KIT_ID_RE.fullmatch(kit_id):  # not match: its '$' lets a trailing newline through into the ACL
         raise ProvisioningError(
             f"kit id {kit_id!r} is not usable: 3-63 characters, lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (it becomes the MQTT user name)")

@@ -131,3 +131,20 @@ def test_cli_district_init_then_keygen_then_sign_csr(tmp_path, tps_csv, capsys):
     assert (d / "kits" / "kit-cli" / "kit.pem").exists()
     assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_sign_csr_refuses_a_kit_id_ending_in_a_newline_that_would_split_its_acl_line(tmp_path, district):
+    # "user kit-a\n" in the ACL would give the kit-a block this CSR's TPS as well.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:tpskit:role:kit"),
+                                       x509.UniformResourceIdentifier(f"urn:tps:{TPS_CODES[1]}")])
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kit-a\n")]))
+           .add_extension(san, critical=False).sign(Ed25519PrivateKey.generate(), None))
+    (tmp_path / "kit.csr").write_bytes(csr.public_bytes(Encoding.PEM))
+    with pytest.raises(ProvisioningError, match="not usable"):
+        sign_csr(district.root, tmp_path / "kit.csr")
+    assert "kit-a" not in (district.broker_dir / "acl").read_text()
