@@ -36,6 +36,8 @@ register(
     Event("kit.broker_unreachable", "warning", "The kit cannot connect to the broker; results wait in the outbox."),
     Event("kit.ack_ignored", "security", "A message on the ack topic did not verify or does not match a result."),
     Event("kit.republish", "info", "No ack arrived in time; the result is published again."),
+    Event("kit.delivery_error", "error", "The delivery loop hit an unexpected error (e.g. reading the outbox); "
+                                         "it retries after a pause instead of stopping."),
 )
 
 
@@ -175,29 +177,39 @@ class Delivery:
         return min(d.retry_max_s, d.retry_initial_s * 2 ** min(attempts, 16)) * random.uniform(0.8, 1.0)
 
     def _loop(self) -> None:
+        # One unexpected error (a disk I/O error, a locked database) must not end this thread: nothing would
+        # deliver the queued results again until a restart, while the daemon looks healthy.
         sent_here: dict[str, float] = {}  # submission -> monotonic time we last published it
         while not self._stop.is_set():
-            self._wake.clear()
-            row = self.outbox.next_pending()
-            if row is None:
-                self._wake.wait(1.0)
-                continue
-            if not self.link.connected.is_set():
-                self._wake.wait(0.5)
-                continue
-            now = time.time()
-            if row.next_attempt_at > now:
-                self._wake.wait(min(row.next_attempt_at - now, 1.0))
-                continue
-            last = sent_here.get(row.submission_id)
-            if row.state == "sent":
-                since = (time.monotonic() - last) if last is not None else (now - (row.sent_at or 0))
-                if since < self.cfg.delivery.ack_timeout_s:
-                    self._wake.wait(min(self.cfg.delivery.ack_timeout_s - since, 1.0))
-                    continue
-                log_event(log, "kit.republish", kit=self.cfg.kit.id, submission=row.submission_id, seq=row.seq)
-            self._publish(row)
-            sent_here[row.submission_id] = time.monotonic()
+            try:
+                self._step(sent_here)
+            except Exception as e:
+                log_event(log, "kit.delivery_error", kit=self.cfg.kit.id, error=repr(e))
+                self._stop.wait(self.cfg.delivery.retry_initial_s)
+
+    def _step(self, sent_here: dict[str, float]) -> None:
+        """One pass: publish the oldest unanswered result when it is due, else wait a little."""
+        self._wake.clear()
+        row = self.outbox.next_pending()
+        if row is None:
+            self._wake.wait(1.0)
+            return
+        if not self.link.connected.is_set():
+            self._wake.wait(0.5)
+            return
+        now = time.time()
+        if row.next_attempt_at > now:
+            self._wake.wait(min(row.next_attempt_at - now, 1.0))
+            return
+        last = sent_here.get(row.submission_id)
+        if row.state == "sent":
+            since = (time.monotonic() - last) if last is not None else (now - (row.sent_at or 0))
+            if since < self.cfg.delivery.ack_timeout_s:
+                self._wake.wait(min(self.cfg.delivery.ack_timeout_s - since, 1.0))
+                return
+            log_event(log, "kit.republish", kit=self.cfg.kit.id, submission=row.submission_id, seq=row.seq)
+        self._publish(row)
+        sent_here[row.submission_id] = time.monotonic()
 
     def _publish(self, row: OutboxRow) -> None:
         timeout = self.cfg.delivery.publish_timeout_s

@@ -34,3 +34,28 @@ def test_broker_down_while_queued_delivers_each_result_once(rig_factory):
     assert sorted(s["submission_id"] for s in stored) == sorted(r.submission_id for r in rows)
     assert sorted(s["seq"] for s in stored) == [1, 2, 3]
     assert rig.rejections() == []
+
+
+def test_an_outbox_read_error_does_not_end_delivery_and_the_result_still_arrives(rig_factory):
+    import sqlite3
+
+    rig = rig_factory(1)
+    rig.serve_inprocess()
+    kit = rig.kit(0)
+    cfg = kit.config()
+    with Delivery(cfg) as d:
+        real_next = d.outbox.next_pending
+        calls: list[int] = []
+
+        def flaky_once():  # an SD card hiccup on the first read
+            calls.append(1)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return real_next()
+
+        d.outbox.next_pending = flaky_once
+        row = sign_and_queue(cfg, make_reading(kit.tps), fake_jpeg("flaky"), outbox=d.outbox)
+        d.notify()
+        receipt = d.wait_answered(row.submission_id, 30)
+        assert receipt is not None and receipt.ack_status == "accepted", receipt
+    assert [s["submission_id"] for s in rig.stored()] == [row.submission_id]
