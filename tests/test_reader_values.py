@@ -137,3 +137,13 @@ def test_reader_threshold_is_the_one_calibrated_for_the_committed_model():
     card = json.loads(DIGITS_CARD.read_text())
     assert card["calibration"]["threshold"] == DEFAULT_CONFIDENCE, "re-run bench/calibrate.py --write-card"
     assert card["size_bytes"] == DIGITS_MODEL.stat().st_size
+
+
+def test_tps_code_with_a_trailing_newline_or_non_ascii_digits_is_refused():
+    from tpskit.forms import parse_qr_payload, valid_tps
+
+    assert valid_tps("3201012001001")
+    assert not valid_tps("3201012001001\n")
+    assert not valid_tps("٣٢٠١٠١٢٠٠١٠٠١")  # Arabic-Indic digits
+    assert parse_qr_payload("TPSFORM/1;form=PPWP;tps=3201012001001\n") is not None  # the QR text is stripped
+    assert parse_qr_payload("TPSFORM/1;form=PPWP;tps=320101200100１") is None  # a full-width digit

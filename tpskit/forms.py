@@ -19,7 +19,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA = "tps-form-template/1"
-TPS_RE = re.compile(r"^\d{13}$")
+#: ASCII digits only (\d would admit other scripts' digits) and the whole string (no trailing newline).
+TPS_RE = re.compile(r"[0-9]{13}")
 
 
 class TemplateError(ValueError):
@@ -206,14 +207,14 @@ def parse_qr_payload(text: str) -> QrPayload | None:
         return None
     kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
     form, tps = kv.get("form"), kv.get("tps")
-    if not form or not tps or not TPS_RE.match(tps):
+    if not form or not tps or not TPS_RE.fullmatch(tps):
         return None
     return QrPayload(form_code=form, tps=tps)
 
 
 def valid_tps(code: str) -> bool:
     """A TPS code is 13 digits: 10-digit village code then the 3-digit TPS number."""
-    return bool(TPS_RE.match(code))
+    return bool(TPS_RE.fullmatch(code))
 
 
 def load_template(path: Path) -> Template:
