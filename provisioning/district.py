@@ -261,9 +261,10 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     if ident.common_name in d.revoked():
         raise ProvisioningError(f"kit {ident.common_name} was revoked; give the replacement kit a new id")
     issued = d.issued()
-    if ident.common_name in issued and not replace:
+    previous = issued.get(ident.common_name)
+    if previous is not None and not replace:
         raise ProvisioningError(f"kit {ident.common_name} already has a certificate (serial "
-                                f"{issued[ident.common_name]['serial']}); pass --replace to issue a new one")
+                                f"{previous['serial']}); pass --replace to issue a new one")
     ca = load_cert(d.ca_cert_path)
     check_ca_usable(ca)
     ca_key = load_key(d.ca_key_path)
@@ -289,6 +290,15 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number),
                                  "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
     _write(d.root / "kits.json", json.dumps(issued, indent=2))
+    if previous is not None:
+        # The replaced certificate must stop working too (a lost or stolen kit key is the usual reason to
+        # replace): revoke its serial. The key "<kit>@<serial>" can never be a kit id ('@' is not allowed
+        # in one), so the kit itself, under its new certificate, is not revoked by name.
+        revoked = d.revoked()
+        revoked[f"{ident.common_name}@{previous['serial']}"] = {
+            "serial": previous["serial"], "tps": previous["tps"], "reason": "superseded",
+            "revoked_at": utcnow().isoformat()}
+        _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
     return IssuedKit(ident.common_name, ident.tps, folder)
 

@@ -116,6 +116,22 @@ def test_revoke_removes_kit_from_acl_and_lists_its_serial_in_the_crl(tmp_path, d
         sign_csr(district.root, keygen(tmp_path / "kit3", "kit-a", TPS_CODES[0])[1], replace=True)
 
 
+def test_replacing_a_kit_certificate_revokes_the_old_one_but_not_the_kit(tmp_path, district):
+    old = bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
+    old_serial = load_cert(old.folder / "kit.pem").serial_number
+    new = sign_csr(district.root, keygen(tmp_path / "kit2", "kit-a", TPS_CODES[0])[1],
+                   out_dir=tmp_path / "kit2", replace=True)
+    new_serial = load_cert(new.folder / "kit.pem").serial_number
+    crl = x509.load_pem_x509_crl((district.broker_dir / "crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(old_serial) is not None
+    assert crl.get_revoked_certificate_by_serial_number(new_serial) is None
+    assert "user kit-a" in (district.broker_dir / "acl").read_text()
+    # The district service and `tpskit verify` load revoked.json the same way: serials and kit names.
+    data = district.revoked()
+    assert old_serial in {int(v["serial"]) for v in data.values()}
+    assert "kit-a" not in data
+
+
 def test_cli_refuses_unknown_kit_for_revoke_with_a_message(tmp_path, district, capsys):
     assert main(["provision", "revoke", "kit-zz", "--dir", str(district.root)]) == 1
     assert "no certificate was issued to 'kit-zz'" in capsys.readouterr().err
