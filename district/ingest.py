@@ -233,21 +233,14 @@ def _worker_check(items: list[tuple[str, bytes]]) -> list[Checked]:
 @dataclass
 class Ingest:
     engine: Engine
-    verifier: Verifier
-    tps: dict[str, TpsInfo]
-    templates: dict[str, Template]  # by template id
-    district_id: str
-    key: Ed25519PrivateKey
-    chain: list[x509.Certificate]
-    revocations_path: Path | None = None
+    #: The per-message checks and ack signer of this process.
+    checker: Checker
     # Helper processes that verify in parallel: a picklable factory of their Checker, and how many.
     helpers: int = 0
     make_checker: Callable[[], Checker] | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.checker = Checker(self.verifier, self.tps, self.templates, self.district_id, self.key, self.chain,
-                               self.revocations_path)
         self._pool: ProcessPoolExecutor | None = None
         self._thread: ThreadPoolExecutor | None = None
         if self.helpers > 0 and self.make_checker is not None:

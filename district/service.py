@@ -44,9 +44,7 @@ def build_checker(cfg: DistrictConfig) -> Checker:
 
 
 def build_ingest(cfg: DistrictConfig) -> Ingest:
-    c = build_checker(cfg)
-    return Ingest(engine=open_db(cfg.database.url, writer=True), verifier=c.verifier, tps=c.tps, templates=c.templates,
-                  district_id=c.district_id, key=c.key, chain=c.chain, revocations_path=c.revocations_path,
+    return Ingest(engine=open_db(cfg.database.url, writer=True), checker=build_checker(cfg),
                   helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg))
 
 
@@ -64,7 +62,7 @@ class DistrictService:
         self.cfg = cfg
         self.share = f"{share + 1}/{shares}"
         self.ingest = build_ingest(cfg)
-        subs = SUBSCRIPTIONS if shares == 1 else share_subscriptions(self.ingest.tps, share, shares)
+        subs = SUBSCRIPTIONS if shares == 1 else share_subscriptions(self.ingest.checker.tps, share, shares)
         self.link = DistrictLink(cfg, on_status=self._on_status, client_id=client_ids(cfg, shares)[share],
                                  subscriptions=subs)
         self._stop = threading.Event()
