@@ -9,7 +9,6 @@ message again from the broker when it comes back.
 from __future__ import annotations
 
 import queue
-import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tpskit.config import DistrictConfig
+from tpskit.keys import client_tls_context
 
 SUBSCRIPTIONS = ("tps/+/result", "tps/+/evidence/+")
 
@@ -163,10 +163,7 @@ class DistrictLink:
                         protocol=mqtt.MQTTv5, manual_ack=True)
         if LEAN:
             c.on_qos1 = self._on_qos1
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cfg.identity.ca))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(cfg.identity.certificate), str(cfg.identity.key))
-        c.tls_set_context(ctx)
+        c.tls_set_context(client_tls_context(cfg.identity.ca, cfg.identity.certificate, cfg.identity.key))
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.max_inflight_messages_set(65535)
         c.max_queued_messages_set(0)

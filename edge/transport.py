@@ -27,6 +27,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tpskit.config import BrokerSection, DeliverySection
+from tpskit.keys import client_tls_context
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,7 @@ class TlsIdentity:
 
 
 def tls_context(identity: TlsIdentity) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=identity.ca)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(identity.certificate, identity.key)
-    return ctx
+    return client_tls_context(identity.ca, identity.certificate, identity.key)
 
 
 def describe_connect_error(e: BaseException, host: str, port: int) -> str:

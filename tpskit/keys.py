@@ -8,6 +8,7 @@ anywhere but the path it was created at.
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from pathlib import Path
 
@@ -62,3 +63,12 @@ def load_key(path: Path) -> Ed25519PrivateKey:
 
 def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
     return key.sign(data)
+
+
+def client_tls_context(ca: str | Path, certificate: str | Path, key: str | Path) -> ssl.SSLContext:
+    """Mutual-TLS client context for the district broker: the broker must present a certificate from
+    `ca`; we present `certificate` with its `key`. TLS 1.2 at least. (Kit and district service alike.)"""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(certificate), str(key))
+    return ctx
