@@ -36,17 +36,17 @@ def make_photos(folder: Path, n: int) -> None:
 
     from tpskit.forms import load_templates
     from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet
     from tpskit.sheets.results import random_result
 
     template = next(t for t in load_templates().values() if t.id == "c-hasil-ppwp-2024")
-    split = load_split()
+    digits = load_validation_digits()
     folder.mkdir(parents=True)
     for i in range(n):
         rng = np.random.default_rng(1000 + i)
         values = random_result(template, rng, registered_voters=REGISTERED)
-        sheet = fill_sheet(template, TPS, values, rng, (split.val_images, split.val_labels), severity="normal")
+        sheet = fill_sheet(template, TPS, values, rng, digits, severity="normal")
         (folder / f"{i:03d}.jpg").write_bytes(photograph(sheet.page, rng, "normal"))
 
 

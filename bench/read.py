@@ -30,16 +30,16 @@ def _generate_one(args: tuple[str, str, int, int]) -> None:
     code, severity, i, seed = args
     from tpskit.forms import load_templates
     from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
     path = OUT / severity / f"{code}_{i:04d}.jpg"
     if path.exists() and path.with_suffix(".json").exists():
         return
     t = load_templates()[code]
-    split = load_split()
+    digits = load_validation_digits()
     rng = np.random.default_rng([seed, i, SEVERITIES.index(severity), sum(map(ord, code))])
-    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, (split.val_images, split.val_labels), severity)
+    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, digits, severity)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(photograph(sheet.page, rng, severity))
     path.with_suffix(".json").write_text(json.dumps(sheet.truth))
@@ -49,16 +49,16 @@ def _generate_bad(args: tuple[str, str, int, int]) -> None:
     code, reason, i, seed = args
     from tpskit.forms import load_templates
     from tpskit.sheets.bad_captures import BAD_CAPTURES
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
     path = OUT / "bad" / f"{reason}_{code}_{i:03d}.jpg"
     if path.exists():
         return
     t = load_templates()[code]
-    split = load_split()
+    digits = load_validation_digits()
     rng = np.random.default_rng([seed, i, 99, sum(map(ord, code + reason))])
-    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, (split.val_images, split.val_labels), "normal")
+    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, digits, "normal")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(BAD_CAPTURES[reason](sheet, rng, severity="normal"))
 
@@ -68,14 +68,14 @@ def _generate_slip(args: tuple[str, int, int]) -> None:
     code, i, seed = args
     from tpskit.forms import load_templates
     from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
     path = OUT / "slips" / f"{code}_{i:04d}.jpg"
     if path.exists():
         return
     t = load_templates()[code]
-    split = load_split()
+    digits = load_validation_digits()
     rng = np.random.default_rng([seed, i, 77, sum(map(ord, code))])
     values = random_result(t, rng)
     checks = [c for c in t.checks if c.relation == "equals"]
@@ -86,7 +86,7 @@ def _generate_slip(args: tuple[str, int, int]) -> None:
         if 0 <= v <= t.field_map[name].capacity:
             values[name] = v
             break
-    sheet = fill_sheet(t, TPS, values, rng, (split.val_images, split.val_labels), "normal")
+    sheet = fill_sheet(t, TPS, values, rng, digits, "normal")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(photograph(sheet.page, rng, "normal"))
     path.with_suffix(".json").write_text(json.dumps(sheet.truth))

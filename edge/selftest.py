@@ -8,6 +8,7 @@ controls the prompts are the same and a test (or a person) presses through the c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tpskit.config import KitConfig
@@ -65,26 +67,20 @@ def sharpness(jpeg: bytes) -> tuple[float, tuple[int, int]]:
     return float(cv2.Laplacian(img, cv2.CV_64F).var()), size
 
 
-def reference_sheet(cfg: KitConfig) -> tuple[bytes, dict[str, int]]:
-    """The configured reference photo and its values, or a clean sheet rendered now for this kit's TPS."""
-    ref = cfg.selftest.reference_photo
-    if ref is not None:
-        values = json.loads(ref.with_suffix(".json").read_text())
-        return ref.read_bytes(), {k: int(v) for k, v in values.get("values", values).items()}
-    import numpy as np
+#: A photographed clean sheet with known values, shipped with the kit so that a freshly provisioned kit
+#: passes its self-test with no extra file (see reference/reference-sheet.json for how it was made).
+REFERENCE_PHOTO = Path(__file__).resolve().with_name("reference") / "reference-sheet.jpg"
 
-    from tpskit.forms import load_templates
-    from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
-    from tpskit.sheets.fill import fill_sheet
-    from tpskit.sheets.results import random_result
 
-    template = next(t for t in load_templates().values() if t.id == "c-hasil-ppwp-2024")
-    rng = np.random.default_rng(20240214)
-    split = load_split()
-    values = random_result(template, rng, registered_voters=cfg.kit.registered_voters)
-    sheet = fill_sheet(template, cfg.kit.tps, values, rng, (split.val_images, split.val_labels), severity="clean")
-    return photograph(sheet.page, rng, "clean"), values
+def reference_sheet(cfg: KitConfig) -> tuple[bytes, dict[str, int], str]:
+    """The reference photo (`[selftest] reference_photo`, else the shipped one), its values and its TPS.
+
+    Its JSON twin (same name, `.json`) holds `values` (or is the values object itself) and, optionally, the
+    `tps` printed on the sheet; a sheet without one is taken to be printed for this kit's TPS."""
+    ref = cfg.selftest.reference_photo or REFERENCE_PHOTO
+    meta = json.loads(ref.with_suffix(".json").read_text())
+    values = meta.get("values", meta)
+    return ref.read_bytes(), {k: int(v) for k, v in values.items()}, str(meta.get("tps", cfg.kit.tps))
 
 
 # ------------------------------------------------------------------------------------------- the checks
@@ -156,8 +152,9 @@ def check_model(cfg: KitConfig) -> CheckResult:
     try:
         from tpskit.edge.daemon import load_reader
 
-        reader = load_reader(cfg)
-        photo, truth = reference_sheet(cfg)
+        photo, truth, tps = reference_sheet(cfg)
+        # The reference sheet is printed for its own TPS, and its values need not fit this TPS's register.
+        reader = dataclasses.replace(load_reader(cfg), expected_tps=tps, registered_voters=None)
         result = reader.read(photo)
     except Exception as e:
         return CheckResult(name, False, f"{type(e).__name__}: {e}")

@@ -361,7 +361,7 @@ class SimulatedCamera:
 
             from tpskit.forms import load_templates
             from tpskit.sheets.camera import photograph
-            from tpskit.sheets.digits_data import load_split
+            from tpskit.sheets.digits_data import load_validation_digits
             from tpskit.sheets.fill import fill_sheet, random_result
         except ImportError as e:
             raise CameraError("error", 'Simulated camera source "render" needs tpskit.sheets, which is not '
@@ -374,10 +374,10 @@ class SimulatedCamera:
                 raise CameraError("error", f"camera.simulated.template {self.sim.template!r} is not a known "
                                            f"template; known: {sorted(t.id for t in templates.values())}")
             try:
-                split = load_split()
+                digits = load_validation_digits()
             except RuntimeError as e:  # DigitsDataError: the handwriting file is missing
                 raise CameraError("error", f"cannot render sheets: {e}") from e
-            self._render_ctx = (template, (split.val_images, split.val_labels))
+            self._render_ctx = (template, digits)
         template, digits = self._render_ctx
         rng = np.random.default_rng([self.sim.seed, self.captures])
         values = random_result(template, rng)

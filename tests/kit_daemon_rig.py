@@ -47,7 +47,7 @@ def make_sheet(tps: str, seed: int, *, severity: str = "clean", bump: dict[str, 
     """
     from tpskit.sheets.bad_captures import BAD_CAPTURES
     from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet
     from tpskit.sheets.results import random_result
 
@@ -56,8 +56,7 @@ def make_sheet(tps: str, seed: int, *, severity: str = "clean", bump: dict[str, 
     values = random_result(template, rng, registered_voters=REGISTERED)
     for name, delta in (bump or {}).items():
         values = {**values, name: values[name] + delta}
-    split = load_split()
-    sheet = fill_sheet(template, tps, values, rng, (split.val_images, split.val_labels), severity=severity)
+    sheet = fill_sheet(template, tps, values, rng, load_validation_digits(), severity=severity)
     if bad is not None:
         return SheetPhoto(BAD_CAPTURES[bad](sheet, rng, severity=severity), values)
     return SheetPhoto(photograph(sheet.page, rng, severity), values)

@@ -16,8 +16,8 @@ P = BOX_PX_PER_MM
 
 
 @pytest.fixture(scope="module")
-def split() -> digits_data.DigitSplit:
-    return digits_data.load_split()
+def split() -> tuple[np.ndarray, np.ndarray]:
+    return digits_data.load_validation_digits()
 
 
 def _box_photo(glyph: Glyph, style: InkStyle, shift_mm=(0.0, 0.0), line_mm=0.4, seed=0) -> np.ndarray:
@@ -33,32 +33,26 @@ def _box_photo(glyph: Glyph, style: InkStyle, shift_mm=(0.0, 0.0), line_mm=0.4, 
     return gray[int(y) + sy : int(y + h) + sy, int(x) + sx : int(x + w) + sx]
 
 
-def test_split_is_fixed_stratified_and_disjoint(split):
-    assert split.train_images.shape == (9000, 28, 28) and split.val_images.shape == (1000, 28, 28)
-    assert split.sha256 == digits_data.DIGITS_DATA_SHA256
-    val_counts = np.bincount(split.val_labels, minlength=10)
-    train_counts = np.bincount(split.train_labels, minlength=10)
-    assert np.all(np.abs(val_counts - (val_counts + train_counts) / 10) <= 1)
-    train_idx, val_idx = digits_data.split_indices(np.concatenate([split.train_labels, split.val_labels]))
-    assert len(np.intersect1d(train_idx, val_idx)) == 0
-    again = digits_data.load_split()
-    assert np.array_equal(again.val_images, split.val_images)
+def test_shipped_validation_digits_are_the_checksummed_stratified_thousand(split):
+    images, labels = split
+    assert images.shape == (1000, 28, 28) and images.dtype == np.uint8 and labels.shape == (1000,)
+    assert np.array_equal(np.bincount(labels, minlength=10) >= 85, np.ones(10, bool))
+    assert digits_data.file_sha256(digits_data.VALIDATION_FILE) == digits_data.VALIDATION_SHA256
 
 
-def test_refuses_digit_data_with_wrong_checksum(tmp_path, split):
+def test_refuses_validation_digits_with_wrong_checksum(tmp_path):
     bad = tmp_path / "digits.npz"
-    shutil.copy(split.path, bad)
+    shutil.copy(digits_data.VALIDATION_FILE, bad)
     with open(bad, "r+b") as f:
         f.seek(-10, 2)
         f.write(b"0123456789")
     with pytest.raises(digits_data.DigitsDataError, match="sha256"):
-        digits_data.load_split(bad)
+        digits_data.load_validation_digits(bad)
 
 
-def test_missing_digit_data_names_the_environment_variable(tmp_path, monkeypatch):
-    monkeypatch.setenv(digits_data.DIGITS_DATA_ENV, str(tmp_path / "nope.npz"))
-    with pytest.raises(digits_data.DigitsDataError, match=digits_data.DIGITS_DATA_ENV):
-        digits_data.locate_digits_data()
+def test_missing_validation_digits_name_the_file_to_restore(tmp_path):
+    with pytest.raises(digits_data.DigitsDataError, match="ships with the repository"):
+        digits_data.load_validation_digits(tmp_path / "nope.npz")
 
 
 def test_blank_glyph_leaves_the_page_untouched():
@@ -69,7 +63,7 @@ def test_blank_glyph_leaves_the_page_untouched():
 
 def test_blue_ballpoint_digit_darkens_the_box_in_blue(split):
     page = np.ones((100, 100, 3), np.float32)
-    draw_glyph(page, (20, 15, 57, 66), Glyph.digit(split.val_images[0], split.val_labels[0]),
+    draw_glyph(page, (20, 15, 57, 66), Glyph.digit(split[0][0], split[1][0]),
                np.random.default_rng(0), InkStyle(ink_bgr=(0.7, 0.3, 0.1)))
     inked = page.min(axis=2) < 0.6
     assert inked.sum() > 50
@@ -102,7 +96,7 @@ def test_empty_box_normalises_to_no_ink_despite_shifted_lines(shift_mm, line_mm)
 
 
 def test_blue_and_black_digits_both_come_out_as_strong_ink(split):
-    glyph = Glyph.digit(split.val_images[0], split.val_labels[0])
+    glyph = Glyph.digit(split[0][0], split[1][0])
     blue = box_to_model_input(_box_photo(glyph, InkStyle(ink_bgr=(0.75, 0.45, 0.25), density=0.7)))
     black = box_to_model_input(_box_photo(glyph, InkStyle(ink_bgr=(0.1, 0.1, 0.1))))
     for ink in (blue, black):
@@ -111,14 +105,14 @@ def test_blue_and_black_digits_both_come_out_as_strong_ink(split):
 
 
 def test_digit_touching_the_line_keeps_its_strokes(split):
-    glyph = Glyph.digit(split.val_images[0], split.val_labels[0])
+    glyph = Glyph.digit(split[0][0], split[1][0])
     centred = box_to_model_input(_box_photo(glyph, InkStyle(scale=0.8)))
     touching = box_to_model_input(_box_photo(glyph, InkStyle(scale=0.8, offset=(0.0, 0.12))))
     assert (touching > 128).sum() > 0.7 * (centred > 128).sum()
 
 
 def test_batch_matches_single_box_normalisation(split):
-    crops = [_box_photo(Glyph.digit(split.val_images[i], split.val_labels[i]), InkStyle(), seed=i)
+    crops = [_box_photo(Glyph.digit(split[0][i], split[1][i]), InkStyle(), seed=i)
              for i in range(5)]
     crops.append(cv2.resize(crops[0], (66, 78)))  # the larger box size in the same batch
     crops.append(crops[1].astype(np.float32) / 255.0)  # float crops are accepted too

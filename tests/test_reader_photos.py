@@ -18,7 +18,7 @@ from tpskit.edge.reader.pipeline import ReadOptions, read_sheet
 from tpskit.forms import Template, load_templates
 from tpskit.sheets.bad_captures import BAD_CAPTURES
 from tpskit.sheets.camera import photograph, photograph_with_truth
-from tpskit.sheets.digits_data import load_split
+from tpskit.sheets.digits_data import load_validation_digits
 from tpskit.sheets.fill import fill_sheet, random_result
 
 TPS = "3201012001001"
@@ -36,8 +36,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    split = load_split()
-    return split.val_images, split.val_labels
+    return load_validation_digits()
 
 
 def _sheet(t: Template, digits, seed: int, severity: str = "clean", values: dict[str, int] | None = None):

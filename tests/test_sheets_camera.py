@@ -21,9 +21,8 @@ DICT = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, T.markers.dictionary
 
 @pytest.fixture(scope="module")
 def sheet() -> FilledSheet:
-    split = digits_data.load_split()
     rng = np.random.default_rng(42)
-    return fill_sheet(T, TPS, random_result(T, rng), rng, (split.val_images, split.val_labels), "normal")
+    return fill_sheet(T, TPS, random_result(T, rng), rng, digits_data.load_validation_digits(), "normal")
 
 
 def _decode(jpeg: bytes) -> np.ndarray:

@@ -14,8 +14,8 @@ TEMPLATES = {t.id: t for t in load_templates().values()}
 
 
 @pytest.fixture(scope="module")
-def split() -> digits_data.DigitSplit:
-    return digits_data.load_split()
+def split() -> tuple[np.ndarray, np.ndarray]:
+    return digits_data.load_validation_digits()
 
 
 def _holds_everything(t: Template, values: dict[str, int], registered: int | None = None) -> list[str]:
@@ -73,7 +73,7 @@ def test_random_result_solves_a_template_it_has_never_seen():
 
 def _fill(t: Template, split, severity="normal", seed=1) -> FilledSheet:
     rng = np.random.default_rng(seed)
-    return fill_sheet(t, TPS, random_result(t, rng), rng, (split.val_images, split.val_labels), severity)
+    return fill_sheet(t, TPS, random_result(t, rng), rng, split, severity)
 
 
 def test_fill_sheet_draws_only_the_validation_digits_it_is_given(split, monkeypatch):
@@ -89,12 +89,12 @@ def test_fill_sheet_draws_only_the_validation_digits_it_is_given(split, monkeypa
     sheet = _fill(TEMPLATES["c-hasil-ppwp-2024"], split)
     assert drawn
     for g in drawn:  # the very arrays of the validation split, not copies of anything else
-        assert np.shares_memory(g.image, split.val_images)
+        assert np.shares_memory(g.image, split[0])
     recorded = [b for f in sheet.truth["fields"].values() for b in f["boxes"] if b["mark"] == "digit"]
     assert len(recorded) == len(drawn)
     for b, g in zip(recorded, drawn, strict=True):
-        assert split.val_labels[b["val_index"]] == b["digit"] == g.label
-        assert np.array_equal(g.image, split.val_images[b["val_index"]])
+        assert split[1][b["val_index"]] == b["digit"] == g.label
+        assert np.array_equal(g.image, split[0][b["val_index"]])
 
 
 @pytest.mark.parametrize("template_id", sorted(TEMPLATES))

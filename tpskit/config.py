@@ -115,7 +115,8 @@ class SelftestSection(Section):
 
     reference_photo: Path | None = Field(default=None,
                                          description="a photo of a filled reference sheet with a JSON file of its "
-                                                     "values next to it (same name, .json); rendered when unset")
+                                                     "values (and its tps) next to it (same name, .json); the "
+                                                     "reference sheet shipped with the kit when unset")
     crl: Path | None = Field(default=None, description="the district's revocation list (crl.pem), when the kit "
                                                        "was given one")
     min_free_mb: int = Field(default=500, ge=1, description="free space needed in the data folder, in MB")

@@ -32,13 +32,12 @@ def make_photo(code: str, tps: str, seed: int, severity: str = "normal",
     from tpskit.forms import load_templates
     from tpskit.sheets.bad_captures import BAD_CAPTURES
     from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_split
+    from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
     t = load_templates()[code]
-    split = load_split()
     rng = np.random.default_rng(seed)
-    sheet = fill_sheet(t, tps, random_result(t, rng), rng, (split.val_images, split.val_labels), severity)
+    sheet = fill_sheet(t, tps, random_result(t, rng), rng, load_validation_digits(), severity)
     jpeg = BAD_CAPTURES[bad](sheet, rng, severity=severity) if bad else photograph(sheet.page, rng, severity)
     return jpeg, sheet.values
 

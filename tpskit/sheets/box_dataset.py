@@ -207,12 +207,13 @@ def build_boxes(images: np.ndarray, labels: np.ndarray, *, copies: int, empty_fr
 
 
 def validation_boxes(severity: Severity = "normal", seed: int = VAL_SEED, copies: int = VAL_COPIES,
-                     split=None) -> tuple[np.ndarray, np.ndarray]:
+                     digits: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The model card's validation set: the validation digits (never trained on) as photographed boxes."""
-    if split is None:
-        from tpskit.sheets.digits_data import load_split
+    if digits is None:
+        from tpskit.sheets.digits_data import load_validation_digits
 
-        split = load_split()
+        digits = load_validation_digits()
+    images, labels = digits
     sev_seed = seed + {"clean": 0, "normal": 1, "hard": 2}.get(severity, 3) if isinstance(severity, str) else seed
-    return build_boxes(split.val_images, split.val_labels, copies=copies, empty_fraction=VAL_EMPTY_FRACTION,
+    return build_boxes(images, labels, copies=copies, empty_fraction=VAL_EMPTY_FRACTION,
                        seed=sev_seed, severity=severity)

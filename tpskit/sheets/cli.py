@@ -85,17 +85,16 @@ def fill(template: str, tps: str, count: int, severity: str, seed: int, bad: str
 
     from tpskit.sheets.bad_captures import BAD_CAPTURES
     from tpskit.sheets.camera import photograph_with_truth
-    from tpskit.sheets.digits_data import DigitsDataError, load_split
+    from tpskit.sheets.digits_data import DigitsDataError, load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
     t = resolve_template(template)
     if bad is not None and bad not in BAD_CAPTURES:
         raise click.BadParameter(f"unknown reason {bad!r}; one of {', '.join(BAD_CAPTURES)}", param_hint="--bad")
     try:
-        split = load_split()
+        digits = load_validation_digits()  # validation handwriting only, never the training digits
     except DigitsDataError as e:
         raise click.ClickException(str(e)) from e
-    digits = (split.val_images, split.val_labels)  # validation handwriting only, never the training digits
     output.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         rng = np.random.default_rng([seed, i])

@@ -163,7 +163,7 @@ def fill_sheet(template: Template, tps: str, values: dict[str, int], rng: np.ran
                px_per_mm: float = 8.0) -> FilledSheet:
     """Render the blank sheet of `tps` and write `values` into it by hand.
 
-    `digits` is (images, labels) of the VALIDATION split (`load_split().val_images/.val_labels`): the
+    `digits` is (images, labels) of the VALIDATION split (`load_validation_digits()`): the
     only handwriting ever drawn on test sheets. The truth records, per box, the index into those arrays.
     """
     check_tps(tps)
