@@ -173,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t_start = time.time()
 
+    import digits_split as dd  # this folder; training alone needs the full file
+
     from tpskit.edge.reader import normalise
     from tpskit.sheets import box_dataset as bd
-    import digits_split as dd  # this folder; training alone needs the full file
 
     split = dd.load_split()
     if args.limit:
