@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -217,3 +217,81 @@ def validation_boxes(severity: Severity = "normal", seed: int = VAL_SEED, copies
     sev_seed = seed + {"clean": 0, "normal": 1, "hard": 2}.get(severity, 3) if isinstance(severity, str) else seed
     return build_boxes(images, labels, copies=copies, empty_fraction=VAL_EMPTY_FRACTION,
                        seed=sev_seed, severity=severity)
+
+
+# ------------------------------------------------------------------------------ officers' handwriting
+
+#: The card's held-out officer set: writers never trained on (held-out seeds and style family).
+HELD_OUT_SEED = 20240303
+HELD_OUT_WRITERS = 200
+HELD_OUT_PER_CLASS = 1
+
+
+def render_officer_chunk(part: str, writer_seeds: Sequence[int], per_class: int, seed: Sequence[int],
+                         severity: Severity | tuple[float, float], empty_fraction: float = VAL_EMPTY_FRACTION,
+                         extra: tuple[np.ndarray, np.ndarray] | None = None, extra_fraction: float = 0.0,
+                         fonts: Sequence[str] = (), font_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes written by officers (`officer_digits.hand(seed, part)`), each with that writer's pen.
+
+    Training only (`part="train"`): `extra_fraction` of the digits are `extra` digits (the training split)
+    elastically bent and written with the writer's pen, `font_fraction` are handwriting-font digits.
+    """
+    from tpskit.sheets import officer_digits as od
+    from tpskit.sheets.handwriting import Variety, vary_digit
+
+    rng = np.random.default_rng(list(seed))
+    kinds = list(EMPTY_MIX)
+    probs = np.array([EMPTY_MIX[k] for k in kinds])
+    crops, ys = [], []
+    for ws in writer_seeds:
+        h = od.hand(int(ws), part)  # type: ignore[arg-type]
+        labels = [d for d in range(10) for _ in range(per_class)]
+        n_empty = round(len(labels) * empty_fraction / (1.0 - empty_fraction) + rng.uniform(-0.5, 0.5))
+        labels += [EMPTY_CLASS] * max(0, n_empty)
+        pool = np.stack([h.write(d, rng) for d in rng.integers(0, 10, 4)])
+        for y in labels:
+            s = float(rng.uniform(*severity)) if isinstance(severity, tuple) else severity_value(severity)
+            style = h.ink_style(rng, s)
+            if y == EMPTY_CLASS:
+                glyph = Glyph.empty(kinds[int(rng.choice(len(kinds), p=probs / probs.sum()))])
+            else:
+                u = rng.random()
+                if extra is not None and u < extra_fraction:
+                    idx = rng.choice(np.flatnonzero(extra[1] == y))
+                    v = Variety(elastic_px=float(rng.uniform(1.0, 2.8)), pressure=0.0)
+                    img = vary_digit(extra[0][idx], v, rng)
+                    if h.felt_tip:
+                        img = od._fill_small_holes(img, h.bleed_rel * 400)
+                    glyph, style = Glyph.digit(img, y), replace(style, keep_pen=False)
+                elif fonts and u < extra_fraction + font_fraction:
+                    img = od.font_digit(fonts[int(rng.integers(len(fonts)))], y, rng)
+                    glyph, style = Glyph.digit(img, y), replace(style, keep_pen=False)
+                else:
+                    glyph = Glyph.digit(h.write(y, rng), y)
+            crops.append(render_box(glyph, rng, s, neighbour_pool=pool, style=style))
+            ys.append(y)
+    return batch_to_model_input(crops), np.array(ys, np.uint8)
+
+
+def build_officer_boxes(part: str, writer_seeds: Sequence[int], *, per_class: int, seed: int,
+                        severity: Severity | tuple[float, float], pool=None, per_chunk: int = 25,
+                        **kw) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 28, 28) model inputs and labels for the writers' boxes; same result for any `pool`."""
+    ws = list(writer_seeds)
+    chunks = [ws[i : i + per_chunk] for i in range(0, len(ws), per_chunk)]
+    args = [(part, c, per_class, (seed, 2, k), severity) for k, c in enumerate(chunks)]
+    if pool is not None:
+        from functools import partial
+
+        results = pool.starmap(partial(render_officer_chunk, **kw), args)
+    else:
+        results = [render_officer_chunk(*a, **kw) for a in args]
+    return np.concatenate([x for x, _ in results]), np.concatenate([y for _, y in results])
+
+
+def held_out_officer_boxes(severity: Severity = "normal", writers: int = HELD_OUT_WRITERS,
+                           seed: int = HELD_OUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The model card's officer set: held-out writers (never trained on) as photographed boxes, + ~10 % empty."""
+    sev_seed = seed + {"clean": 0, "normal": 1, "hard": 2}.get(severity, 3) if isinstance(severity, str) else seed
+    return build_officer_boxes("held_out", range(writers), per_class=HELD_OUT_PER_CLASS, seed=sev_seed,
+                               severity=severity)

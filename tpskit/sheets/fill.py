@@ -160,11 +160,13 @@ def _bubble_row(written: int | None, s: float, rng: np.random.Generator) -> dict
 
 def fill_sheet(template: Template, tps: str, values: dict[str, int], rng: np.random.Generator,
                digits: tuple[np.ndarray, np.ndarray], severity: Severity = "normal",
-               px_per_mm: float = 8.0) -> FilledSheet:
+               px_per_mm: float = 8.0, style: InkStyle | None = None) -> FilledSheet:
     """Render the blank sheet of `tps` and write `values` into it by hand.
 
     `digits` is (images, labels) of the VALIDATION split (`load_validation_digits()`): the
     only handwriting ever drawn on test sheets. The truth records, per box, the index into those arrays.
+    For an officer's hand, pass its digits and pen: `h = officer_digits.held_out_hand(seed)`,
+    `digits=h.digits(per_class)`, `style=h.ink_style(rng, severity)` (default: a random ballpoint writer).
     """
     check_tps(tps)
     images, labels = digits
@@ -181,7 +183,8 @@ def fill_sheet(template: Template, tps: str, values: dict[str, int], rng: np.ran
 
     s = severity_value(severity)
     page = render_blank(template, tps, px_per_mm)
-    style = random_style(rng, severity)
+    if style is None:
+        style = random_style(rng, severity)
     sheet_habit: Habit = _choose(rng, HABITS)  # type: ignore[assignment]
     fields_truth: dict[str, Any] = {}
     for f in template.fields:

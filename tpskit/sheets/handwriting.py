@@ -83,6 +83,9 @@ class InkStyle:
     seven_crossed: bool = False  # `7` with a bar through the stem
     four_open: bool = False  # `4` written open at the top (synthesised strokes)
     variety: Variety | None = None  # training-only shape variation (see Variety)
+    # The digit image was drawn with this writer's pen already (officer_digits): keep its stroke width
+    # instead of eroding/dilating it to pen_mm (a felt-tip's filled loops must stay filled).
+    keep_pen: bool = False
 
 
 def random_style(rng: np.random.Generator, severity: Severity = "normal", variety: bool = False) -> InkStyle:
@@ -354,7 +357,7 @@ def draw_glyph(
     # is continuous, so erode to at most 40 % of the original width.
     delta = (max(pen_px, 0.4 * cur) - cur) / 2.0
     r = round(abs(delta))
-    if r >= 1:
+    if r >= 1 and not style.keep_pen:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         mask = cv2.dilate(mask, k) if delta > 0 else cv2.erode(mask, k)
     alpha = _soft_threshold(mask)
