@@ -363,12 +363,21 @@ class RawKit:
         assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10, wait=False).delivered
         assert self.link.publish(f"tps/{tps}/result", compact, 10, wait=False).delivered
 
+    def all_acks(self) -> list[Any]:
+        """Every ack so far, copied under the lock: the client thread adds acks while a test reads them
+        (iterating `acks` itself raced with it: 'dictionary changed size during iteration')."""
+        with self._lock:
+            return [a for acks in self.acks.values() for a in acks]
+
+    def acks_for(self, sid: str) -> list[Any]:
+        with self._lock:
+            return list(self.acks.get(sid, []))
+
     def wait_ack(self, sid: str, timeout: float = 15) -> Any:
-        return wait_for(lambda: self.acks.get(sid, [None])[-1], timeout, f"ack for {sid}")
+        return wait_for(lambda: (self.acks_for(sid) or [None])[-1], timeout, f"ack for {sid}")
 
     def wait_ack_all(self, sid: str, n: int, timeout: float = 15) -> list[Any]:
-        return wait_for(lambda: len(self.acks.get(sid, [])) >= n and list(self.acks[sid]), timeout,
-                        f"{n} acks for {sid}")
+        return wait_for(lambda: len(got := self.acks_for(sid)) >= n and got, timeout, f"{n} acks for {sid}")
 
     def close(self) -> None:
         self.link.stop()

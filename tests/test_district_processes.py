@@ -203,7 +203,7 @@ def test_two_service_processes_store_every_result_once_refuse_replays_and_die_wi
     stored = rig.stored()
     assert sorted(s["submission_id"] for s in stored) == sorted(sid for k in kits for sid, _, _ in signed[k])
     assert [r["reason"] for r in rig.rejections()] == ["replay"]
-    assert all(a[0].status == "accepted" for k in kits for sid, _, _ in signed[k] for a in [k.acks[sid]])
+    assert all(k.acks_for(sid)[0].status == "accepted" for k in kits for sid, _, _ in signed[k])
 
     # The second share's process ran, and it goes when its parent is SIGKILLed.
     assert '"share": "2/2"' in log.read_text()
