@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -54,8 +53,9 @@ def serve(config_path: Path) -> None:
     """Subscribe to every TPS, verify, store, acknowledge ([ingest] processes: in several processes, each
     serving a share of the TPS list). Runs until SIGTERM / Ctrl-C."""
     from tpskit.district.service import serve as run
+    from tpskit.events import setup_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logging()
     cfg = load_config(config_path)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

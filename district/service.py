@@ -9,7 +9,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import sys
 import threading
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ from tpskit.district.db import open_db
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
 from tpskit.envelope import Verifier
-from tpskit.events import Event, log_event, register
+from tpskit.events import Event, log_event, register, setup_logging
 from tpskit.forms import load_templates
 from tpskit.keys import load_key
 from tpskit.provisioning.district import read_tps_csv
@@ -170,7 +169,7 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
 
 def _serve_share(cfg: DistrictConfig, share: int, shares: int, parent: int) -> None:
     """A child process: its share until SIGTERM, or until the parent is gone (even SIGKILLed)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -5,7 +5,6 @@ config error's message, key path included)."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ def load_config(path: Path) -> KitConfig:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from tpskit.events import setup_logging
+
+    setup_logging()
 
 
 @click.group()
