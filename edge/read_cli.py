@@ -1,12 +1,14 @@
 """`tpskit read PHOTO...`: read photographed tally sheets, as a table or one JSON object per line.
 
-Exit status: 0 when every photo was read (ok or review), 3 when any was rejected, 2 for usage errors.
+Exit status: 0 when every photo was read (ok or review), 3 when any was rejected, 2 for usage errors
+(a photo path that does not exist or is a folder, a bad --model or --templates), with one line on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -47,7 +49,7 @@ def _print_table(r: ReadingResult) -> None:
 
 
 @click.command()
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of form templates (default: the official templates shipped with tpskit).")
 @click.option("--tps", help="The kit's TPS code: a sheet of another TPS is refused.")
@@ -55,22 +57,32 @@ def _print_table(r: ReadingResult) -> None:
               help="Registered voters of the TPS: tightens the fields that have a maximum.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Digit model (.tflite); default: the one shipped with tpskit.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per photo, one per line.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per photo, one per line (the default when stdout is not a terminal).")
+@click.option("--table", "as_table", is_flag=True,
+              help="A table a person reads (the default when stdout is a terminal).")
 @click.option("--debug-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write the rectified sheet with every reading drawn on it here.")
 def read(photos: tuple[Path, ...], templates_dir: Path | None, tps: str | None,
-         registered_voters: int | None, model_path: Path | None, as_json: bool,
+         registered_voters: int | None, model_path: Path | None, as_json: bool, as_table: bool,
          debug_dir: Path | None) -> int:
     """Read photographed C.Hasil sheets."""
+    if as_json and as_table:
+        raise click.UsageError("--json and --table exclude each other")
+    if not as_json and not as_table:
+        as_json = not sys.stdout.isatty()
     if tps is not None and not valid_tps(tps):
         raise click.BadParameter("a TPS code is 13 digits (village code + TPS number)", param_hint="--tps")
     try:
         templates = load_templates(templates_dir)
     except TemplateError as e:
         raise click.BadParameter(str(e), param_hint="--templates") from e
-    from .reader.digit_model import load_digit_model
+    from .reader.digit_model import DigitModelError, load_digit_model
 
-    model = load_digit_model(model_path)
+    try:
+        model = load_digit_model(model_path)
+    except DigitModelError as e:
+        raise click.BadParameter(str(e), param_hint="--model") from e
     rejected = 0
     for photo in photos:
         sink = None

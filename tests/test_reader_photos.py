@@ -144,14 +144,14 @@ def test_read_cli_json_prints_one_object_per_photo_with_the_contract_keys(good_p
     assert (debug / "sheet.sheet.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated", None],
-                         ids=["empty", "text", "truncated-jpeg", "missing-path"])
+@pytest.mark.parametrize("content", [b"", b"not an image at all", "truncated"],
+                         ids=["empty", "text", "truncated-jpeg"])
 def test_read_cli_turns_bad_files_into_rejected_results_with_exit_3(content, good_photo, tmp_path, capsys):
     path = tmp_path / "bad.jpg"
     if content == "truncated":
         data = good_photo[0].read_bytes()
         path.write_bytes(data[: len(data) // 2])
-    elif content is not None:
+    else:
         path.write_bytes(content)
     code = main(["read", "--json", str(path)])
     obj = json.loads(capsys.readouterr().out)
@@ -160,12 +160,55 @@ def test_read_cli_turns_bad_files_into_rejected_results_with_exit_3(content, goo
     assert obj["message"]["en"]
 
 
+@pytest.mark.parametrize("case", ["missing-path", "directory", "bad-model", "missing-model", "bad-templates"])
+def test_read_cli_usage_errors_exit_2_with_one_line_and_no_traceback(case, good_photo, tmp_path, capsys):
+    photo = str(good_photo[0])
+    (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer")
+    (tmp_path / "forms").mkdir()
+    (tmp_path / "forms" / "x.json").write_text("{not json")
+    argv = {"missing-path": ["read", str(tmp_path / "nope.jpg")],
+            "directory": ["read", str(tmp_path)],
+            "bad-model": ["read", "--model", str(tmp_path / "broken.tflite"), photo],
+            "missing-model": ["read", "--model", str(tmp_path / "none.tflite"), photo],
+            "bad-templates": ["read", "--templates", str(tmp_path / "forms"), photo]}[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tpskit read: "), captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_read_cli_prints_json_lines_when_stdout_is_not_a_terminal(good_photo, capsys):
+    assert main(["read", str(good_photo[0])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["status"] == "ok"
+
+
 def test_read_cli_refuses_a_malformed_tps_code_as_a_usage_error(good_photo, capsys):
     assert main(["read", "--tps", "12345", str(good_photo[0])]) == 2
     assert "13 digits" in capsys.readouterr().err
 
 
 def test_read_cli_table_names_each_field_and_the_checks(good_photo, capsys):
-    assert main(["read", str(good_photo[0])]) == 0
+    assert main(["read", "--table", str(good_photo[0])]) == 0
     out = capsys.readouterr().out
     assert "paslon_01" in out and "checks: 10/10 pass" in out
+
+
+def test_read_in_a_fresh_process_writes_nothing_but_json_on_stderr(good_photo):
+    """LiteRT's C++ side announces its CPU delegate ('INFO: Created TensorFlow Lite XNNPACK delegate')
+    once per process on file descriptor 2, which broke the one-JSON-object-per-line logs."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tpskit.cli", "read", "--json", str(good_photo[0]),
+                           str(good_photo[0].parent / "missing.jpg")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "missing.jpg" in done.stderr  # a usage error, before the model loads
+    done = subprocess.run([sys.executable, "-m", "tpskit.cli", "read", "--json", str(good_photo[0])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "ok"
+    assert "XNNPACK" not in done.stderr
+    for line in done.stderr.splitlines():
+        json.loads(line)

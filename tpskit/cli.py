@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         rv = cli.main(args=argv, prog_name="tpskit", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:
+        # One line, no usage block: scripts and people read the reason; --help is there for the rest.
+        where = e.ctx.command_path if e.ctx is not None else "tpskit"
+        click.echo(f"{where}: {e.format_message()} (see {where} --help)", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code

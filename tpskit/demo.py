@@ -58,8 +58,8 @@ def reader_demo(out: Path) -> None:
         path.write_bytes(jpeg)
         (out / f"{name}.truth.json").write_text(json.dumps(values, indent=1))
         paths.append(str(path))
-    print(f"$ tpskit read --tps {tps} --debug-dir {out / 'debug'} {out}/*.jpg\n")
-    code = tpskit(["read", "--tps", tps, "--debug-dir", str(out / "debug"), *paths])
+    print(f"$ tpskit read --table --tps {tps} --debug-dir {out / 'debug'} {out}/*.jpg\n")
+    code = tpskit(["read", "--table", "--tps", tps, "--debug-dir", str(out / "debug"), *paths])
     print(f"\n(exit status {code}: 3 means at least one photo was refused, as two of these should be;"
           f" debug images with every reading drawn are in {out / 'debug'})")
 

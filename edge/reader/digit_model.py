@@ -10,7 +10,12 @@ have that, imported on first use (Frigate's CPU detector does the same).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -60,8 +65,10 @@ class LiteRTDigitModel:
         self._content = self.path.read_bytes()
         interpreter_cls = _interpreter_class()
         try:
-            self._interp = interpreter_cls(model_content=self._content, num_threads=num_threads)
-        except ValueError as e:
+            with _without_runtime_banner():
+                self._interp = interpreter_cls(model_content=self._content, num_threads=num_threads)
+                self._interp.allocate_tensors()  # the runtime announces its delegate here, once per process
+        except (ValueError, RuntimeError) as e:
             raise DigitModelError(f"{self.path} is not a usable TFLite model: {e}") from e
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]
@@ -116,6 +123,37 @@ class LiteRTDigitModel:
             return softmax(y)
         y = np.maximum(y, 0)
         return (y / np.maximum(y.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+# What LiteRT's C++ side prints on stderr when it first creates its CPU delegate: not one of our JSON log
+# lines, and not news. Everything else it prints is passed on.
+_RUNTIME_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _without_runtime_banner() -> Iterator[None]:
+    """Hold file descriptor 2 in a temporary file while the runtime starts, then pass on every line but
+    its banner (lines other threads wrote meanwhile arrive a moment late, none is lost)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (captured by a test): nothing to filter
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), fd)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ValueError, OSError):
+                sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            held.seek(0)
+            rest = b"".join(line for line in held if line.rstrip(b"\r\n") != _RUNTIME_BANNER)
+            if rest:
+                os.write(fd, rest)
 
 
 # Runtimes by the `type` a configuration names (only one today; a Coral/NPU backend would go here).
