@@ -23,10 +23,15 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# pip shows its progress when a person watches (stdout a terminal, CI unset) and stays quiet otherwise.
+# setuptools announces every editable install with an information-only "Editable installation." warning
+# (whatever the layout); it is filtered out by its message, and any other warning still shows.
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[dev]'
+	@if [ -t 1 ] && [ -z "$$CI" ]; then q=""; echo "installing tpskit and its Python packages into $(VENV)/ (about a minute the first time)"; else q=-q; fi; \
+	set -x; \
+	$(BIN)/pip install $$q --upgrade pip setuptools wheel && \
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install $$q -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
