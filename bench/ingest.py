@@ -220,6 +220,7 @@ def main() -> int:
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
     from tpskit.keys import load_key
+    from tpskit.progress import progress
     from tpskit.provisioning.district import bench_kit, district_init
     from tpskit.provisioning.pki import load_certs
 
@@ -247,21 +248,22 @@ def main() -> int:
     db_url = dcfg.database.url
     kits, signed = [], {}
     t0 = time.perf_counter()
-    for i, tps in enumerate(tps_codes):
-        kid = f"kit-{i:04d}"
-        folder = bench_kit(d.root, kid, tps, work / "kits" / kid).folder
-        k = {"id": kid, "tps": tps, "ca": str(d.ca_cert_path), "cert": str(folder / "kit.pem"),
-             "key": str(folder / "kit.key")}
-        kits.append(k)
-        key, chain = load_key(folder / "kit.key"), load_certs(folder / "kit.pem")
-        rows = []
-        for seq in range(1, args.results + 1):
-            photo = os.urandom(args.evidence_kb * 1024)
-            sid = str(uuid.uuid4())
-            p = build_payload(reading_for(tps, seq), kit_id=kid, tps=tps, seq=seq, submission_id=sid,
-                              evidence_sha256=sha256_hex(photo))
-            rows.append((sid, sign_compact(payload_bytes(p), key, chain), photo))
-        signed[kid] = rows
+    with progress(enumerate(tps_codes), len(tps_codes), "kits provisioned, results signed") as todo:
+        for i, tps in todo:
+            kid = f"kit-{i:04d}"
+            folder = bench_kit(d.root, kid, tps, work / "kits" / kid).folder
+            k = {"id": kid, "tps": tps, "ca": str(d.ca_cert_path), "cert": str(folder / "kit.pem"),
+                 "key": str(folder / "kit.key")}
+            kits.append(k)
+            key, chain = load_key(folder / "kit.key"), load_certs(folder / "kit.pem")
+            rows = []
+            for seq in range(1, args.results + 1):
+                photo = os.urandom(args.evidence_kb * 1024)
+                sid = str(uuid.uuid4())
+                p = build_payload(reading_for(tps, seq), kit_id=kid, tps=tps, seq=seq, submission_id=sid,
+                                  evidence_sha256=sha256_hex(photo))
+                rows.append((sid, sign_compact(payload_bytes(p), key, chain), photo))
+            signed[kid] = rows
     sign_s = time.perf_counter() - t0
     n = args.kits * args.results
     envelope_bytes = len(signed[kits[0]["id"]][0][1])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tpskit.localhost import free_port, wait_for
+from tpskit.progress import progress
 
 TPS = "3201012001001"
 REGISTERED = 250
@@ -43,11 +44,12 @@ def make_photos(folder: Path, n: int) -> None:
     template = next(t for t in load_templates().values() if t.id == "c-hasil-ppwp-2024")
     digits = load_validation_digits()
     folder.mkdir(parents=True)
-    for i in range(n):
-        rng = np.random.default_rng(1000 + i)
-        values = random_result(template, rng, registered_voters=REGISTERED)
-        sheet = fill_sheet(template, TPS, values, rng, digits, severity="normal")
-        (folder / f"{i:03d}.jpg").write_bytes(photograph(sheet.page, rng, "normal"))
+    with progress(range(n), n, "photos") as items:
+        for i in items:
+            rng = np.random.default_rng(1000 + i)
+            values = random_result(template, rng, registered_voters=REGISTERED)
+            sheet = fill_sheet(template, TPS, values, rng, digits, severity="normal")
+            (folder / f"{i:03d}.jpg").write_bytes(photograph(sheet.page, rng, "normal"))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -116,18 +118,19 @@ auto_send_ok = true
                                       stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         wait_for(lambda: _status(control, base / "k.sock"), 60, "the kit daemon")
         confirms = refused = 0
-        for i in range(args.presses):
-            press(base / "b.sock", "capture")
-            state = wait_for(lambda i=i: len(events(log, "kit.read")) + len(events(log, "kit.refused")) > i
-                         and _status(control, base / "k.sock"), 60, "the reading")["state"]
-            if state == "rejected":
-                refused += 1
-                continue
-            if state == "review":  # not all-ok: the officer confirms (timed from that press)
-                confirms += 1
-                press(base / "b.sock", "confirm")
-            n = i + 1 - refused
-            wait_for(lambda n=n: len(events(log, "kit.receipt")) >= n, 60, f"receipt {n}")
+        with progress(range(args.presses), args.presses, "presses") as presses:
+            for i in presses:
+                press(base / "b.sock", "capture")
+                state = wait_for(lambda i=i: len(events(log, "kit.read")) + len(events(log, "kit.refused")) > i
+                                 and _status(control, base / "k.sock"), 60, "the reading")["state"]
+                if state == "rejected":
+                    refused += 1
+                    continue
+                if state == "review":  # not all-ok: the officer confirms (timed from that press)
+                    confirms += 1
+                    press(base / "b.sock", "confirm")
+                n = i + 1 - refused
+                wait_for(lambda n=n: len(events(log, "kit.receipt")) >= n, 60, f"receipt {n}")
         rss_mb = _vm_hwm_kb(daemon.pid) / 1024
         reads, signed, receipts = events(log, "kit.read"), events(log, "kit.signed"), events(log, "kit.receipt")
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 
 from tpskit.config import KitConfig
 from tpskit.events import Event, log_event, register
+from tpskit.progress import wait_visibly
 
 log = logging.getLogger("tpskit.kit.selftest")
 register(Event("kit.selftest", "info", "One technician self-test check: name, passed, detail."))
@@ -202,7 +203,8 @@ def check_broker(cfg: KitConfig) -> CheckResult:
         return CheckResult(name, False, f"{type(e).__name__}: {e}")
     link.start()
     try:
-        up = link.wait_connected(cfg.selftest.broker_timeout_s)
+        up = wait_visibly(f"connecting to the broker at {where}", cfg.selftest.broker_timeout_s,
+                          link.wait_connected)
         error = link.last_error
     finally:
         link.stop()
@@ -218,7 +220,7 @@ def check_buttons(controls: Any, echo: Echo, timeout: float) -> list[CheckResult
     for button in (Button.CAPTURE, Button.CONFIRM):
         _drain(controls)
         echo(PROMPT_PRESS.format(button=button.value.upper()))
-        ev = controls.wait_for_press(timeout)
+        ev = wait_visibly(f"waiting for {button.value.upper()}", timeout, controls.wait_for_press)
         name = f"button {button.value}"
         if ev is None:
             out.append(CheckResult(name, False, f"no press within {timeout:.0f} s: check the wiring and the pin"))
@@ -240,7 +242,7 @@ def check_lights(controls: Any, echo: Echo, timeout: float) -> CheckResult:
     controls.beep(Beep.LONG)
     _drain(controls)
     echo(PROMPT_LIGHTS.format(timeout=timeout))
-    ev = controls.wait_for_press(timeout)
+    ev = wait_visibly("waiting for CONFIRM", timeout, controls.wait_for_press)
     name = "lights and buzzer"
     if ev is None or ev.button != Button.CONFIRM:
         return CheckResult(name, False, "not confirmed by the technician")
