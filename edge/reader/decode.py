@@ -2,10 +2,16 @@
 
 A 12 MP JPEG decoded at half size by libjpeg's DCT scaling costs a fraction of a full decode and still
 gives ~4 px/mm on the sheet, enough for the digit boxes (read at 6 px/mm by interpolation).
+
+The dimensions are read from the file's header (Pillow parses only the header) before anything is
+decoded: a 436 KB JPEG can claim 30000 x 30000 pixels, which OpenCV would spend seconds and a gigabyte
+on; a header with a side of 1 pixel made OpenCV's resize assert later on.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -13,6 +19,11 @@ import numpy as np
 
 #: Below this long side a photo is decoded at full size.
 FULL_DECODE_BELOW_PX = 2400
+#: Largest photo decoded: 4x the kit camera's 12 MP, so any real camera's photo passes; a claimed
+#: 30000 x 30000 (900 MP) is refused from its header.
+MAX_PHOTO_PIXELS = 50_000_000
+#: Smallest side of a photo that can hold a sheet (the reader needs ~4 px/mm over a 210 mm page).
+MIN_PHOTO_SIDE_PX = 200
 
 
 class UnreadablePhoto(ValueError):
@@ -41,14 +52,42 @@ def _check_container(data: bytes) -> None:
         raise UnreadablePhoto("not a JPEG, PNG, TIFF or BMP image")
 
 
+def photo_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header alone, without decoding. Raises UnreadablePhoto."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own bomb warning: our limit is below it
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
+        raise UnreadablePhoto(f"the header claims a size above the limit of {MAX_PHOTO_PIXELS // 1_000_000} MP "
+                              f"({e})") from e
+    except Exception as e:  # Pillow raises many types on hostile headers; each is an unreadable photo
+        raise UnreadablePhoto(f"the image header could not be read ({type(e).__name__})") from e
+    return int(width), int(height)
+
+
+def _check_size(data: bytes) -> None:
+    width, height = photo_size(data)
+    if width * height > MAX_PHOTO_PIXELS:
+        raise UnreadablePhoto(f"the header claims {width} x {height} pixels, above the limit of "
+                              f"{MAX_PHOTO_PIXELS // 1_000_000} MP")
+    if min(width, height) < MIN_PHOTO_SIDE_PX:
+        raise UnreadablePhoto(f"{width} x {height} pixels is too small to hold a sheet")
+
+
 def decode_photo(data: bytes) -> Decoded:
     """Decode to grayscale; half size when the photo is large. Raises UnreadablePhoto."""
     _check_container(data)
+    _check_size(data)
     buf = np.frombuffer(data, np.uint8)
     gray = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_2)
     scale = 2
     if gray is not None and max(gray.shape) < FULL_DECODE_BELOW_PX // 2:
         gray, scale = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), 1
-    if gray is None or gray.size == 0:
+    if gray is None or gray.size == 0 or min(gray.shape) < MIN_PHOTO_SIDE_PX // scale:
+        # The decoder may disagree with the header (a second frame header, a corrupt stream).
         raise UnreadablePhoto("the image data could not be decoded")
     return Decoded(gray=gray, scale=scale)

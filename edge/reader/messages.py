@@ -19,6 +19,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "Foto tidak dapat dibaca. Tekan tombol foto sekali lagi.",
         "The photo could not be read. Press the capture button again.",
     ),
+    "reader_error": (
+        "Kit tidak dapat membaca foto ini. Foto lagi; jika terulang, hubungi teknisi.",
+        "The kit could not read this photo. Capture again; if it happens again, call the technician.",
+    ),
     "marker_missing": (
         "Tanda sudut {corner_id} tidak terlihat: mungkin tertutup tangan atau benda. Singkirkan, lalu foto lagi.",
         "The {corner} corner mark is not visible: a hand or an object may cover it. Clear it and capture again.",

@@ -225,7 +225,19 @@ def _rejected(photo: str | None, reason: str, clock: _Clock, params: Mapping[str
 
 def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitModel,
                options: ReadOptions | None = None, photo: str | None = None) -> ReadingResult:
-    """Read one photographed sheet. Never raises on bad input: a refusal is a `rejected` result."""
+    """Read one photographed sheet. Never raises on bad input: a refusal is a `rejected` result.
+
+    An error inside the reader itself (a defect that some photo triggers) is the refusal
+    `reader_error`, so that neither the kit's loop nor `tpskit read` over many photos stops on one
+    photo; the fuzzer (tests/fuzz) treats that reason as a crash to fix."""
+    try:
+        return _read_sheet(data, templates, model, options, photo)
+    except Exception:
+        return _rejected(photo, "reader_error", _Clock())
+
+
+def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitModel,
+                options: ReadOptions | None, photo: str | None) -> ReadingResult:
     opts = options or ReadOptions()
     clock = _Clock()
     try:
