@@ -261,7 +261,7 @@ def main() -> int:
                 photo = os.urandom(args.evidence_kb * 1024)
                 sid = str(uuid.uuid4())
                 p = build_payload(reading_for(tps, seq), kit_id=kid, tps=tps, seq=seq, submission_id=sid,
-                                  evidence_sha256=sha256_hex(photo))
+                                  evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
                 rows.append((sid, sign_compact(payload_bytes(p), key, chain), photo))
             signed[kid] = rows
     sign_s = time.perf_counter() - t0

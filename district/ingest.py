@@ -43,15 +43,15 @@ from tpskit.envelope import (
     VerificationError,
     Verifier,
     canonical_json,
-    parse_result,
+    load_revocations,
     recheck_arithmetic,
     sha256_hex,
     unverified_payload,
+    verify_result,
 )
 from tpskit.events import Event, log_event, register
 from tpskit.forms import Template
 from tpskit.provisioning.district import TpsInfo
-from tpskit.provisioning.pki import ROLE_KIT
 
 log = logging.getLogger("tpskit.district.ingest")
 
@@ -69,6 +69,9 @@ PER_BATCH_EVENTS = frozenset({"district.accepted", "district.duplicate", "distri
 
 # What ResultPayload.submission_id allows; the last level of an evidence topic must be one.
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
+
+#: Longest refusal reason an ack carries (a schema error can quote a long value).
+MAX_ACK_REASON = 1000
 
 # Fields that count people who voted; none may exceed the TPS's registered voters.
 TOTAL_FIELDS = ("pengguna_total", "suara_total")
@@ -126,28 +129,26 @@ class Checker:
             return
         if mtime == self._rev_mtime:
             return
-        data = json.loads(p.read_text() or "{}")
-        self.verifier.revoked_names = set(data)
-        self.verifier.revoked_serials = {int(v["serial"]) for v in data.values()}
+        self.verifier.revocations = load_revocations(p)
         self._rev_mtime = mtime
 
     def check_many(self, items: list[tuple[str, bytes]]) -> list[Checked]:
         """(topic TPS, payload) of result messages, in order."""
         self.reload_revocations()
-        return [self.check(topic_tps, payload) for topic_tps, payload in items]
+        now = dt.datetime.now(dt.UTC)
+        return [self.check(topic_tps, payload, now) for topic_tps, payload in items]
 
-    def check(self, topic_tps: str, payload: bytes) -> Checked:
+    def check(self, topic_tps: str, payload: bytes, arrived: dt.datetime | None = None) -> Checked:
         try:
-            return self._check(topic_tps, payload)
+            return self._check(topic_tps, payload, arrived or dt.datetime.now(dt.UTC))
         except Exception as e:  # one message must never fail the batch, and so the ingest of every TPS
             # Refused without an ack: were it our fault, the kit publishes again and is checked afresh.
             return Checked("malformed", f"could not be checked ({type(e).__name__})", None, None, 0,
                            sha256_hex(payload), None, None, None)
 
-    def _check(self, topic_tps: str, payload: bytes) -> Checked:
+    def _check(self, topic_tps: str, payload: bytes, arrived: dt.datetime) -> Checked:
         try:
-            verified = self.verifier.verify(payload, role=ROLE_KIT)
-            result = parse_result(verified)
+            verified, result = verify_result(self.verifier, payload, arrived=arrived)
             self._check_content(result, topic_tps, verified.payload)
         except VerificationError as e:
             raw = e.payload if e.payload is not None else unverified_payload(payload.decode("ascii", "replace"))
@@ -203,6 +204,8 @@ def ack_bytes(sid: str, kit: str | None, tps: str | None, status: str, envelope_
     if status not in ("accepted", "duplicate", "rejected"):
         raise ValueError(f"ack status {status!r}")
     when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    if reason is not None and len(reason) > MAX_ACK_REASON:  # the kit's AckPayload bounds it
+        reason = reason[:MAX_ACK_REASON - 3] + "..."
     return canonical_json({"district": district, "envelope_sha256": envelope_sha, "evidence_sha256": evidence_sha,
                            "kit_id": kit, "reason": reason, "received_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
                            "schema": ACK_SCHEMA, "status": status, "submission_id": sid, "tps": tps})

@@ -67,11 +67,16 @@ def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None) -> None:
 @config_option
 def submit(reading: Path, photo: Path, deliver: bool, timeout: float, config_path: Path) -> None:
     """Sign a confirmed reading (JSON of `tpskit read --json`) and queue it; optionally deliver it."""
-    from tpskit.edge.submit import SubmitError, sign_and_queue
+    from tpskit.edge.readiness import startup_problems
+    from tpskit.edge.submit import SubmitError, sign_and_queue, utcnow
     from tpskit.keys import KeyFileError
 
     _logging()
     cfg = load_config(config_path)
+    problems = startup_problems(cfg, utcnow())  # what check-config says, before anything is signed
+    if problems:
+        raise click.ClickException("this kit must not sign yet:\n" + "\n".join(f"  {p.key}: {p.message}"
+                                                                            for p in problems))
     data = json.loads(reading.read_text())
     try:
         row = sign_and_queue(cfg, data, photo.read_bytes())

@@ -15,9 +15,13 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from cryptography import x509
+from pydantic import ValidationError
+
 from tpskit.config import KitConfig
 from tpskit.edge.outbox import Outbox, OutboxRow, Signed
 from tpskit.envelope import (
+    MAX_EVIDENCE_BYTES,
     CheckEntry,
     FieldEntry,
     ResultPayload,
@@ -35,6 +39,11 @@ class SubmitError(ValueError):
     """A reading that must not be signed; the message is for the officer or technician."""
 
 
+def utcnow() -> dt.datetime:
+    """The kit's clock (tests put a simulated clock here)."""
+    return dt.datetime.now(dt.UTC)
+
+
 def tpskit_version() -> str:
     try:
         return version("tpskit")
@@ -43,7 +52,7 @@ def tpskit_version() -> str:
 
 
 def build_payload(reading: dict[str, Any], *, kit_id: str, tps: str, seq: int, submission_id: str,
-                  evidence_sha256: str, captured_at: dt.datetime | None = None,
+                  evidence_sha256: str, evidence_bytes: int, captured_at: dt.datetime | None = None,
                   model_version: str | None = None) -> ResultPayload:
     """The signed payload for one confirmed reading. Refuses what the district would refuse anyway."""
     status = reading.get("status")
@@ -60,20 +69,40 @@ def build_payload(reading: dict[str, Any], *, kit_id: str, tps: str, seq: int, s
     missing = [f.name for f in template.fields if f.name not in raw_fields]
     if missing:
         raise SubmitError(f"the reading lacks fields {missing} of template {template_id}")
-    fields: dict[str, FieldEntry] = {}
-    for spec in template.fields:
-        f = raw_fields[spec.name]
-        fields[spec.name] = FieldEntry(
-            value=f.get("value"), status=f.get("status", "review"),
-            confidence=float(f.get("confidence", 0.0)),
-            ocr_value=f.get("ocr_value", f.get("original")) if f.get("status") == "corrected" else None)
-    checks = [CheckEntry(id=c["id"], passed=bool(c["passed"])) for c in reading.get("checks", [])]
-    when = captured_at or dt.datetime.now(dt.UTC)
-    return ResultPayload(
-        submission_id=submission_id, kit_id=kit_id, tps=tps, template_id=template.id,
-        form_code=template.form_code, status=status, fields=fields, checks=checks,
-        evidence_sha256=evidence_sha256, captured_at=when.astimezone(dt.UTC).replace(microsecond=0), seq=seq,
-        software=Software(tpskit=tpskit_version(), model=model_version or reading.get("model")))
+    when = captured_at or utcnow()
+    try:
+        fields: dict[str, FieldEntry] = {}
+        for spec in template.fields:
+            f = raw_fields[spec.name]
+            fields[spec.name] = FieldEntry(
+                value=f.get("value"), status=f.get("status", "review"),
+                confidence=float(f.get("confidence", 0.0)),
+                ocr_value=f.get("ocr_value", f.get("original")) if f.get("status") == "corrected" else None)
+        checks = [CheckEntry(id=c["id"], passed=bool(c["passed"])) for c in reading.get("checks", [])]
+        return ResultPayload(
+            submission_id=submission_id, kit_id=kit_id, tps=tps, template_id=template.id,
+            form_code=template.form_code, status=status, fields=fields, checks=checks,
+            evidence_sha256=evidence_sha256, evidence_bytes=evidence_bytes,
+            captured_at=when.astimezone(dt.UTC).replace(microsecond=0), seq=seq,
+            software=Software(tpskit=tpskit_version(), model=model_version or reading.get("model")))
+    except ValidationError as e:  # what the district would refuse as `schema`: say which value, here
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SubmitError(f"this reading cannot be signed: {where}: {first['msg']}") from e
+
+
+def clock_refusal(chain: list[x509.Certificate], captured_at: dt.datetime, now: dt.datetime) -> str | None:
+    """Why this kit must not sign now, by the one rule for time (tpskit.envelope.check_result_time):
+    the kit certificate must be valid at the capture time and at the signing time, and the clock must
+    be plausible (edge.readiness). None when it may sign."""
+    from tpskit.edge.readiness import clock_problem
+
+    leaf = chain[0]
+    for when in (captured_at, now):
+        problem = clock_problem(when, leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+        if problem is not None:
+            return problem.message
+    return None
 
 
 def sign_and_queue(cfg: KitConfig, reading: dict[str, Any], evidence_jpeg: bytes, *,
@@ -82,17 +111,27 @@ def sign_and_queue(cfg: KitConfig, reading: dict[str, Any], evidence_jpeg: bytes
     """Sign the reading with the kit key and store envelope + photo in the outbox (before any I/O)."""
     if not evidence_jpeg:
         raise SubmitError("the evidence photo is empty; the district must be able to show the sheet")
+    if len(evidence_jpeg) > MAX_EVIDENCE_BYTES:
+        raise SubmitError(f"the evidence photo is {len(evidence_jpeg) / 2**20:.1f} MB, above the "
+                          f"{MAX_EVIDENCE_BYTES // 2**20} MB the district accepts; capture it again")
     # Refuse a bad reading before opening a transaction (the same checks run again inside it).
     build_payload(reading, kit_id=cfg.kit.id, tps=cfg.kit.tps, seq=1, submission_id="00000000-check",
-                  evidence_sha256="0" * 64, captured_at=captured_at, model_version=model_version)
+                  evidence_sha256="0" * 64, evidence_bytes=len(evidence_jpeg), captured_at=captured_at,
+                  model_version=model_version)
     key = load_key(cfg.identity.key)
     chain = load_certs(cfg.identity.certificate)
+    now = utcnow()
+    captured_at = captured_at or now
+    refusal = clock_refusal(chain, captured_at, now)
+    if refusal is not None:
+        raise SubmitError(f"this kit must not sign now: {refusal}")
     evidence_sha = sha256_hex(evidence_jpeg)
 
     def sign(seq: int) -> Signed:
         sid = str(uuid.uuid4())
         payload = build_payload(reading, kit_id=cfg.kit.id, tps=cfg.kit.tps, seq=seq, submission_id=sid,
-                                evidence_sha256=evidence_sha, captured_at=captured_at,
+                                evidence_sha256=evidence_sha, evidence_bytes=len(evidence_jpeg),
+                                captured_at=captured_at,
                                 model_version=model_version)
         compact = sign_compact(payload_bytes(payload), key, chain)
         return Signed(sid, cfg.kit.tps, compact, sha256_hex(compact), evidence_jpeg, evidence_sha)

@@ -346,7 +346,7 @@ class RawKit:
 
         sid = submission_id or str(uuid.uuid4())
         payload = build_payload(reading, kit_id=self.cfg.kit.id, tps=tps or self.cfg.kit.tps, seq=seq,
-                                submission_id=sid, evidence_sha256=sha256_hex(evidence))
+                                submission_id=sid, evidence_sha256=sha256_hex(evidence), evidence_bytes=len(evidence))
         return sid, sign_compact(payload_bytes(payload), load_key(self.cfg.identity.key),
                                  load_certs(self.cfg.identity.certificate))
 

@@ -24,7 +24,7 @@ def _messages(d, tmp_path, kit: str, tps: str, seqs: list[int], tag: str) -> lis
     for seq in seqs:
         sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}")
         payload = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
-                                evidence_sha256=sha256_hex(photo))
+                                evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         out += [(f"tps/{tps}/evidence/{sid}", photo),
                 (f"tps/{tps}/result", sign_compact(payload_bytes(payload), key, chain).encode())]
     return out

@@ -48,7 +48,7 @@ def rig(tmp_path):
 def _good(rig, seq: int, tag: str) -> tuple[str, list[tuple[str, bytes]]]:
     sid, photo = f"{tag}-{seq:04d}", fake_jpeg(tag)
     payload = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=seq, submission_id=sid,
-                            evidence_sha256=sha256_hex(photo))
+                            evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
     return sid, [(f"tps/{TPS}/evidence/{sid}", photo),
                  (f"tps/{TPS}/result", sign_compact(payload_bytes(payload), rig["key"], rig["chain"]).encode())]
 
@@ -115,8 +115,9 @@ def test_result_waiting_for_its_photo_is_refused_when_its_kit_is_revoked_before_
 
 def test_observer_verify_reports_a_capture_time_without_timezone_instead_of_crashing(rig):
     body = json.loads(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=1,
-                                                  submission_id="naive-0001", evidence_sha256="0" * 64)))
-    body["captured_at"] = "2024-02-14T09:30:00"  # the district takes it (it checks validity at arrival)
+                                                  submission_id="naive-0001", evidence_sha256="0" * 64,
+                                                  evidence_bytes=2048)))
+    body["captured_at"] = "2024-02-14T09:30:00"  # a capture time must say its time zone
     line = sign_compact(json.dumps(body).encode(), rig["key"], rig["chain"])
     [(_, ok, text)] = verify_lines([line], rig["district"].ca_cert_path)
-    assert (ok, text.split(":")[0]) == (False, "certificate_expired")  # issued long after that capture time
+    assert (ok, text.split(":")[0]) == (False, "schema")

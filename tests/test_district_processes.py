@@ -97,7 +97,7 @@ def _signed(d, base: Path, kit: str, tps: str, seqs: range, tag: str) -> list[tu
     for seq in seqs:
         sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}", 256)
         p = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
-                          evidence_sha256=sha256_hex(photo))
+                          evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         out.append((sid, sign_compact(payload_bytes(p), key, chain).encode(), photo, seq))
     return out
 

@@ -32,7 +32,7 @@ def filled(tmp_path):
         photo = fake_jpeg(f"r{i}")
         payload = build_payload(make_reading(TPS_CODES[i], votes, status=status), kit_id=f"kit-{i}",
                                 tps=TPS_CODES[i], seq=1, submission_id=f"sub-{i:04d}-xxxx",
-                                evidence_sha256=sha256_hex(photo))
+                                evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(k.folder / "kit.key"),
                                load_certs(k.folder / "kit.pem"))
         msgs += [(f"tps/{TPS_CODES[i]}/evidence/sub-{i:04d}-xxxx", photo),

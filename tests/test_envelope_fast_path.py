@@ -47,7 +47,7 @@ def _unb64(text: str) -> bytes:
 def _payload(kit_id: str = "kit-a", tps: str = TPS) -> bytes:
     return payload_bytes(build_payload(make_reading(tps), kit_id=kit_id, tps=tps, seq=1,
                                        submission_id="5d0e8b2a-0000-4000-8000-00000000fa57",
-                                       evidence_sha256="0" * 64))
+                                       evidence_sha256="0" * 64, evidence_bytes=2048))
 
 
 def _joserfc_accepts(token: str) -> bool:
@@ -113,7 +113,7 @@ def test_revoking_a_kit_whose_certificate_is_cached_refuses_its_next_result(kits
     key, chain = kits["kit-a"]
     verifier = Verifier(kits["ca"])
     first = verifier.verify(sign_compact(_payload(), key, chain), role="kit")
-    verifier.revoked_serials.add(first.signer.serial)
+    verifier.revocations.by_serial[first.signer.serial] = first.signer.not_before
     with pytest.raises(VerificationError) as e:
         verifier.verify(sign_compact(_payload(), key, chain), role="kit")
     assert e.value.reason == "revoked"

@@ -21,7 +21,8 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import OKPKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from tpskit.forms import TPS_RE, Check, Template
 
@@ -45,6 +46,21 @@ _REGISTRY.max_header_length = 16_384
 TPS_URI_PREFIX = "urn:tps:"
 ROLE_URI_PREFIX = "urn:tpskit:role:"
 
+# Bounds of what a signed payload may carry. Everything that reaches the district's database is bounded
+# here, in the schema, so that a value no column can hold (a sequence number of 2^63, a string longer
+# than its column) is refused as `schema` before any write.
+#: Largest sequence number: 2^53 - 1, the largest integer every JSON parser reads exactly (and far
+#: inside the database's 64-bit column).
+MAX_SEQ = 2**53 - 1
+#: Largest value of one field: the widest field on a form has 6 boxes.
+MAX_FIELD_VALUE = 999_999
+#: Largest evidence photo a result may announce (and the district accepts): 4x a 12 MP JPEG of a sheet.
+MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
+#: Largest signed result message: a result with its certificate is about 3.5 KB.
+MAX_RESULT_BYTES = 64 * 1024
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$"  # ids and names: printable ASCII, no spaces, 64 at most
+_TEXT = r"^[ -~]{0,128}$"  # short free text (versions): printable ASCII
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,37 +70,44 @@ FieldStatus = Literal["ok", "review", "resolved_by_checks", "corrected"]
 
 
 class FieldEntry(_Strict):
-    value: int | None = Field(ge=0, description="The number adopted for this field; null when unreadable.")
+    value: int | None = Field(ge=0, le=MAX_FIELD_VALUE, description="The number adopted for this field; null when "
+                                                                  "unreadable.")
     status: FieldStatus = Field(description="ok | review | resolved_by_checks | corrected (by the officer).")
-    confidence: float = Field(ge=0.0, le=1.0, description="The reader's confidence in the OCR value.")
-    ocr_value: int | None = Field(default=None, description="What the reader saw, kept when the officer corrected it.")
+    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False,
+                              description="The reader's confidence in the OCR value.")
+    ocr_value: int | None = Field(default=None, ge=0, le=MAX_FIELD_VALUE,
+                                  description="What the reader saw, kept when the officer corrected it.")
 
 
 class CheckEntry(_Strict):
-    id: str
+    id: str = Field(pattern=_NAME)
     passed: bool
 
 
 class Software(_Strict):
-    tpskit: str = Field(description="tpskit version that signed the result.")
-    model: str | None = Field(default=None, description="Digit model id/version used by the reader.")
+    tpskit: str = Field(pattern=_TEXT, description="tpskit version that signed the result.")
+    model: str | None = Field(default=None, pattern=_TEXT, description="Digit model id/version used by the reader.")
 
 
 class ResultPayload(_Strict):
-    """What a kit signs. Field names are the contract of DESIGN.md 'Envelope'."""
+    """What a kit signs. Field names are the contract of DESIGN.md 'Envelope'; every value is bounded."""
 
     schema_: Literal["tpskit-result/1"] = Field(alias="schema", default=RESULT_SCHEMA)
     submission_id: str = Field(pattern=r"^[A-Za-z0-9-]{8,64}$")
-    kit_id: str
+    kit_id: str = Field(pattern=_NAME)
     tps: str = Field(pattern=TPS_RE.pattern)
-    template_id: str
-    form_code: str
+    template_id: str = Field(pattern=_NAME)
+    form_code: str = Field(pattern=r"^[A-Za-z0-9._-]{1,16}$")
     status: Literal["ok", "review"]
-    fields: dict[str, FieldEntry]
-    checks: list[CheckEntry]
+    fields: dict[Annotated[str, Field(pattern=_NAME)], FieldEntry] = Field(max_length=200)
+    checks: list[CheckEntry] = Field(max_length=200)
     evidence_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    captured_at: dt.datetime
-    seq: int = Field(ge=1, description="Per-kit monotonic sequence number.")
+    evidence_bytes: int = Field(ge=1, le=MAX_EVIDENCE_BYTES,
+                                description="Size of the evidence photo: the district accepts exactly this photo "
+                                            "for the submission, and refuses a larger announcement at once.")
+    captured_at: AwareDatetime = Field(description="When the photo was taken, by the kit's clock (with its time "
+                                                   "zone): the kit's certificate must be valid then.")
+    seq: int = Field(ge=1, le=MAX_SEQ, description="Per-kit monotonic sequence number.")
     software: Software
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -97,15 +120,17 @@ class AckPayload(_Strict):
     """What the district signs back: the officer's receipt."""
 
     schema_: Literal["tpskit-ack/1"] = Field(alias="schema", default=ACK_SCHEMA)
-    submission_id: str
-    kit_id: str | None
-    tps: str | None
+    submission_id: str = Field(max_length=64)
+    kit_id: str | None = Field(max_length=64)
+    tps: str | None = Field(max_length=13)
     status: Literal["accepted", "duplicate", "rejected"]
-    reason: str | None = None
-    envelope_sha256: str = Field(description="SHA-256 of the compact JWS as received (and, unless rejected, stored).")
-    evidence_sha256: str | None = Field(default=None, description="SHA-256 of the evidence photo stored with it.")
-    district: str
-    received_at: dt.datetime
+    reason: str | None = Field(default=None, max_length=4096)
+    envelope_sha256: str = Field(pattern=r"^[0-9a-f]{64}$",
+                                 description="SHA-256 of the compact JWS as received (and, unless rejected, stored).")
+    evidence_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                        description="SHA-256 of the evidence photo stored with it.")
+    district: str = Field(max_length=64)
+    received_at: AwareDatetime
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -170,6 +195,48 @@ class VerificationError(Exception):
         self.payload = payload  # the unverified payload when it could be parsed (to route a rejection ack)
 
 
+# ------------------------------------------------------------------------------------------ strict JSON
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"the key {key!r} appears twice")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# \u escapes of a lone surrogate half (no UTF-8 encoder or database takes one) or of a control character
+# (NUL, which PostgreSQL refuses in text, and the rest): refused rather than stored. Our own payloads are
+# written as UTF-8 (ensure_ascii=False) and never contain either.
+_BAD_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|00[01][0-9a-fA-F])")
+
+
+def strict_json(data: bytes | str) -> Any:
+    """JSON as RFC 8259 means it, for everything signed (results, acks, headers), on both sides.
+
+    Refused (ValueError): a key twice in one object (parsers differ on which one wins, so a result could
+    be read as other votes by another parser), NaN and Infinity (not JSON), text that is not UTF-8,
+    escaped lone surrogates and control characters, integers of more than 4,300 digits (Python's own
+    limit) and nesting deep enough to exhaust the parser (RecursionError, turned into ValueError).
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError("the JSON text is not UTF-8") from e
+    if _BAD_ESCAPE.search(data):
+        raise ValueError("the JSON text escapes a lone surrogate or a control character")
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError as e:
+        raise ValueError("the JSON text is nested too deep") from e
+
+
+# ------------------------------------------------------------------------------------------ who signed
 @dataclass(frozen=True)
 class Signer:
     """Who signed: the identity in the verified leaf certificate."""
@@ -179,6 +246,10 @@ class Signer:
     tps: str | None
     serial: int
     not_after: dt.datetime
+    not_before: dt.datetime
+
+    def valid_at(self, when: dt.datetime) -> bool:
+        return self.not_before <= when <= self.not_after
 
 
 @dataclass(frozen=True)
@@ -189,27 +260,93 @@ class Verified:
 
 
 def signer_of(cert: x509.Certificate) -> Signer:
-    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    """The identity a certificate states. Raises ValueError when its name or extensions do not parse."""
     try:
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
-    roles = [u[len(ROLE_URI_PREFIX):] for u in uris if u.startswith(ROLE_URI_PREFIX)]
-    tpss = [u[len(TPS_URI_PREFIX):] for u in uris if u.startswith(TPS_URI_PREFIX)]
-    return Signer(common_name=str(cns[0].value) if cns else "", role=roles[0] if len(roles) == 1 else None,
-                  tps=tpss[0] if len(tpss) == 1 else None, serial=cert.serial_number,
-                  not_after=cert.not_valid_after_utc)
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        try:
+            uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.UniformResourceIdentifier)
+        except x509.ExtensionNotFound:
+            uris = []
+        roles = [u[len(ROLE_URI_PREFIX):] for u in uris if u.startswith(ROLE_URI_PREFIX)]
+        tpss = [u[len(TPS_URI_PREFIX):] for u in uris if u.startswith(TPS_URI_PREFIX)]
+        return Signer(common_name=str(cns[0].value) if cns else "", role=roles[0] if len(roles) == 1 else None,
+                      tps=tpss[0] if len(tpss) == 1 else None, serial=cert.serial_number,
+                      not_after=cert.not_valid_after_utc, not_before=cert.not_valid_before_utc)
+    except ValueError:
+        raise
+    except Exception as e:  # cryptography raises DuplicateExtension and others that are not ValueError
+        raise ValueError(f"the certificate does not parse ({type(e).__name__})") from e
+
+
+def _lenient_json(data: bytes) -> Any:
+    """Any JSON Python reads, or None: only ever to route a refusal, never to decide anything."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
 
 
 def unverified_payload(compact: str) -> dict[str, Any] | None:
     """The payload without any check, only to route a rejection; never trust it."""
     try:
         part = compact.split(".")[1]
-        obj = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        return obj if isinstance(obj, dict) else None
-    except (IndexError, ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        obj = _lenient_json(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError):
         return None
+    return obj if isinstance(obj, dict) else None
+
+
+# ------------------------------------------------------------------------------------------ revocation
+@dataclass
+class Revocations:
+    """Revoked certificates, by serial and by kit id, each with the instant of its revocation.
+
+    A revocation is not retroactive: a result that reached the district before it stays valid (and is
+    shown as from a later-revoked kit); one that reached it at or after that instant is refused.
+    """
+
+    by_serial: dict[int, dt.datetime] = field(default_factory=dict)
+    by_name: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def since(self, signer: Signer) -> dt.datetime | None:
+        """When the signer's certificate was revoked (the earlier of serial and name), or None."""
+        times = [t for t in (self.by_serial.get(signer.serial), self.by_name.get(signer.common_name)) if t]
+        return min(times) if times else None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Revocations:
+        """revoked.json as `tpskit provision revoke` writes it: {kit id or kit@serial: {serial, revoked_at, ...}}.
+        An entry without a time (older files) counts as revoked since always."""
+        out = cls()
+        for name, entry in data.items():
+            when = _revocation_time(entry.get("revoked_at"))
+            serial = int(entry["serial"])
+            out.by_serial[serial] = min(when, out.by_serial.get(serial, when))
+            if "@" not in name:  # "kit@serial" entries (a replaced certificate) revoke that serial only
+                out.by_name[name] = min(when, out.by_name.get(name, when))
+        return out
+
+
+_ALWAYS = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _revocation_time(text: object) -> dt.datetime:
+    if not isinstance(text, str):
+        return _ALWAYS
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def load_revocations(path: Path) -> Revocations:
+    """Read revoked.json. Raises ValueError naming the file when it is not one."""
+    try:
+        data = strict_json(Path(path).read_bytes() or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return Revocations.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path} is not a revocation list written by `tpskit provision revoke` ({e})") from e
 
 
 _B64URL_SIG = re.compile(r"[A-Za-z0-9_-]{86}")  # an Ed25519 signature: 64 bytes, no padding
@@ -221,14 +358,12 @@ class _Leaf:
     cert: x509.Certificate
     signer: Signer
     key: Ed25519PublicKey
-    not_before: dt.datetime
-    not_after: dt.datetime
 
 
 @dataclass
 class Verifier:
     """Verifies compact JWS (RFC 7515, EdDSA per RFC 8037) against the district CA certificate(s), with
-    a revocation set. The kit (acks), the district service and `tpskit verify` all use this one code.
+    a revocation list. The kit (acks), the district service and `tpskit verify` all use this one code.
 
     It reads the compact form itself and checks the signature with `cryptography` (the Ed25519 that
     joserfc calls too): a kit sends the same protected header (algorithm and certificate) with every
@@ -238,11 +373,13 @@ class Verifier:
     revocation takes effect on the next message) and role. joserfc, the library that makes the kits'
     envelopes, is the reference it is tested against (tests/test_envelope_fast_path.py): same
     verdict on good, tampered and malformed tokens.
+
+    It never raises anything but VerificationError, whatever the bytes (tests/fuzz drives it with
+    mutated tokens).
     """
 
     ca_certs: list[x509.Certificate]
-    revoked_serials: set[int] = field(default_factory=set)
-    revoked_names: set[str] = field(default_factory=set)
+    revocations: Revocations = field(default_factory=Revocations)
     _header_cache: dict[str, _Leaf] = field(default_factory=dict, repr=False)
 
     def _header(self, segment: str, raw: dict[str, Any] | None) -> _Leaf:
@@ -253,13 +390,13 @@ class Verifier:
         if len(segment) > _MAX_HEADER_SEGMENT:
             raise VerificationError("malformed", "the protected header is too long", raw)
         try:
-            header = json.loads(_unb64url(segment))
-        except (ValueError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
+            header = strict_json(_unb64url(segment))
+        except ValueError as e:
             raise VerificationError("malformed", "not a compact JWS", raw) from e
         if not isinstance(header, dict):
             raise VerificationError("malformed", "not a compact JWS", raw)
         if header.get("alg") != ALG:
-            raise VerificationError("malformed", f"algorithm {header.get('alg')!r} is not {ALG}", raw)
+            raise VerificationError("malformed", f"algorithm {str(header.get('alg'))[:20]!r} is not {ALG}", raw)
         if "crit" in header or "b64" in header:  # no extension is understood, so none may be required
             raise VerificationError("malformed", "the header asks for JWS extensions (crit/b64)", raw)
         x5c = header.get("x5c")
@@ -282,34 +419,54 @@ class Verifier:
             raise VerificationError("malformed", "x5c[0] is not base64") from e
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError as e:
-            raise VerificationError("malformed", "x5c[0] is not a DER certificate") from e
+        except Exception as e:  # ValueError, and InvalidVersion (not a ValueError) for a bad version field
+            raise VerificationError("malformed", "x5c[0] is not a DER X.509 v3 certificate") from e
         for ca in self.ca_certs:
-            try:  # ValueError too when the issuer name of a stranger's certificate does not parse
+            try:  # a stranger's certificate may not parse at all: any error means "not issued by this CA"
                 if cert.issuer != ca.subject:
                     continue
                 cert.verify_directly_issued_by(ca)
-            except (ValueError, TypeError, InvalidSignature):
+            except Exception:
                 continue
             break
         else:
             try:  # an untrusted certificate's name and extensions may not even parse
-                who = f"certificate of {signer_of(cert).common_name!r}"
+                who = f"certificate of {signer_of(cert).common_name[:64]!r}"
             except ValueError:
                 who = "the certificate"
             raise VerificationError("untrusted_certificate", f"{who} was not issued by the district CA")
+        # Issued by our CA, so well formed; still, a CA can be tricked or buggy: no parse error may escape.
         try:
-            if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                raise VerificationError("untrusted_certificate", "a CA certificate cannot sign results")
-        except x509.ExtensionNotFound:
-            pass
-        pub = cert.public_key()
+            signer = signer_of(cert)
+            try:
+                if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                    raise VerificationError("untrusted_certificate", "a CA certificate cannot sign results")
+            except x509.ExtensionNotFound:
+                pass
+            pub = cert.public_key()
+        except VerificationError:
+            raise
+        except Exception as e:
+            raise VerificationError("untrusted_certificate", f"the certificate does not parse ({type(e).__name__})"
+                                    ) from e
         if not isinstance(pub, Ed25519PublicKey):
             raise VerificationError("untrusted_certificate", "the signing certificate is not Ed25519")
-        return _Leaf(cert, signer_of(cert), pub, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return _Leaf(cert, signer, pub)
 
-    def verify(self, compact: str | bytes, *, role: str, at: dt.datetime | None = None) -> Verified:
-        """Signature, chain to the CA, validity at `at` (now by default), revocation and role."""
+    def verify(self, compact: str | bytes, *, role: str, at: dt.datetime | None = None,
+               arrived: dt.datetime | None = None, check_validity: bool = True) -> Verified:
+        """Signature, chain to the CA, validity at `at` (now by default; skipped with
+        check_validity=False, for results, whose rule is `check_result_time`), revocation as of
+        `arrived` (now by default) and role. Raises VerificationError and nothing else."""
+        try:
+            return self._verify(compact, role, at, arrived, check_validity)
+        except VerificationError:
+            raise
+        except Exception as e:  # a defect some token triggers must refuse that token, not stop the caller
+            raise VerificationError("malformed", f"could not be checked ({type(e).__name__})") from e
+
+    def _verify(self, compact: str | bytes, role: str, at: dt.datetime | None, arrived: dt.datetime | None,
+                check_validity: bool) -> Verified:
         if isinstance(compact, bytes):
             try:
                 compact = compact.decode("ascii")
@@ -323,9 +480,10 @@ class Verifier:
             raise VerificationError("malformed", "not a compact JWS", None)
         header_segment, payload_segment, sig_segment = parts
         try:
-            raw = json.loads(_unb64url(payload_segment))
-        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
-            raw = None
+            raw = strict_json(_unb64url(payload_segment))
+            bad_json = None
+        except ValueError as e:  # refused below; read leniently only to route the refusal to its kit
+            raw, bad_json = _lenient_json(_unb64url(payload_segment)), str(e)
         raw = raw if isinstance(raw, dict) else None
         leaf = self._header(header_segment, raw)
         if not _B64URL_SIG.fullmatch(sig_segment) or _b64url(sig := _unb64url(sig_segment)) != sig_segment:
@@ -335,16 +493,21 @@ class Verifier:
         except InvalidSignature as e:
             raise VerificationError("bad_signature", "the signature does not match the content", raw) from e
         signer = leaf.signer
-        when = at or dt.datetime.now(dt.UTC)
-        if not (leaf.not_before <= when <= leaf.not_after):
-            raise VerificationError(
-                "certificate_expired", f"certificate of {signer.common_name!r} is not valid at {when:%Y-%m-%d %H:%M}Z",
-                raw)
-        if signer.serial in self.revoked_serials or signer.common_name in self.revoked_names:
-            raise VerificationError("revoked", f"kit {signer.common_name!r} has been revoked", raw)
+        if check_validity:
+            when = at or dt.datetime.now(dt.UTC)
+            if not signer.valid_at(when):
+                raise VerificationError(
+                    "certificate_expired",
+                    f"certificate of {signer.common_name!r} is not valid at {when:%Y-%m-%d %H:%M}Z", raw)
+        revoked = self.revocations.since(signer)
+        if revoked is not None and (arrived or dt.datetime.now(dt.UTC)) >= revoked:
+            raise VerificationError("revoked", f"kit {signer.common_name!r} has been revoked"
+                                    + (f" (since {revoked:%Y-%m-%d %H:%M}Z)" if revoked != _ALWAYS else ""), raw)
         if signer.role != role:
             raise VerificationError("wrong_role", f"certificate of {signer.common_name!r} is not a {role} certificate",
                                     raw)
+        if bad_json is not None:
+            raise VerificationError("malformed", f"the payload is not strict JSON: {bad_json}", raw)
         if raw is None:
             raise VerificationError("malformed", "the payload is not a JSON object")
         return Verified(payload=raw, signer=signer, compact=compact)
@@ -365,6 +528,52 @@ def parse_result(verified: Verified) -> ResultPayload:
         raise VerificationError("tps_mismatch", f"payload TPS {result.tps} is not the certificate's TPS "
                                 f"{verified.signer.tps}", verified.payload)
     return result
+
+
+# ------------------------------------------------------------------------------------------ one notion of time
+#: How far a result's capture time may lie after its arrival at the district: a kit clock a little
+#: ahead is tolerated, a capture "tomorrow" is a wrong clock and refused (`clock_ahead`).
+MAX_CLOCK_AHEAD = dt.timedelta(hours=1)
+
+
+def check_result_time(signer: Signer, captured_at: dt.datetime, arrived: dt.datetime | None) -> None:
+    """The one rule for time, the same in the kit (before it signs), the district and `tpskit verify`.
+
+    The certificate must be valid at the capture time the result states (it is signed); where the arrival
+    at the district is known (the district itself; an export that carries it), the certificate must also
+    be valid at arrival, and the capture time may not lie more than MAX_CLOCK_AHEAD after the arrival.
+    Revocation is judged at arrival (`Verifier.verify(arrived=...)`), because a capture time is the
+    signer's word and a stolen key can back-date it.
+    """
+    if not signer.valid_at(captured_at):
+        raise VerificationError(
+            "certificate_expired",
+            f"certificate of {signer.common_name!r} (valid {signer.not_before:%Y-%m-%d %H:%M}Z to "
+            f"{signer.not_after:%Y-%m-%d %H:%M}Z) was not valid at the capture time "
+            f"{captured_at.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z; check the kit's clock")
+    if arrived is None:
+        return
+    if not signer.valid_at(arrived):
+        raise VerificationError("certificate_expired", f"certificate of {signer.common_name!r} expired on "
+                                f"{signer.not_after:%Y-%m-%d %H:%M}Z, before the result arrived")
+    if captured_at > arrived + MAX_CLOCK_AHEAD:
+        raise VerificationError(
+            "clock_ahead", f"the capture time {captured_at.astimezone(dt.UTC):%Y-%m-%d %H:%M}Z is after the "
+            f"arrival {arrived:%Y-%m-%d %H:%M}Z: the kit's clock is ahead; set it right and capture again")
+
+
+def verify_result(verifier: Verifier, compact: str | bytes, *, arrived: dt.datetime | None = None
+                  ) -> tuple[Verified, ResultPayload]:
+    """A kit's signed result, checked as the district and `tpskit verify` both check it: signature, chain,
+    revocation as of arrival, role, schema, kit and TPS binding, and the time rule."""
+    verified = verifier.verify(compact, role="kit", arrived=arrived, check_validity=False)
+    result = parse_result(verified)
+    try:
+        check_result_time(verified.signer, result.captured_at, arrived)
+    except VerificationError as e:
+        e.payload = verified.payload
+        raise
+    return verified, result
 
 
 @dataclass(frozen=True)
