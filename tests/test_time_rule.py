@@ -87,7 +87,7 @@ def _payload_of(jws: str) -> bytes:
 def test_kit_whose_clock_is_outside_its_certificate_refuses_to_sign_and_says_why(rig, skew, monkeypatch):
     cfg = load_kit_config(rig["kit"].folder / "kit.toml")
     monkeypatch.setattr(submit, "utcnow", lambda: NOW + SKEWS[skew])
-    with pytest.raises(SubmitError, match="must not sign now: .*(clock|certificate)"):
+    with pytest.raises(SubmitError, match=r"must not sign now: .*(clock|certificate)"):
         sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"))
     # A capture taken while the clock was wrong is refused too, though the clock is right again now.
     monkeypatch.setattr(submit, "utcnow", lambda: NOW)
