@@ -138,7 +138,7 @@ def test_read_cli_json_prints_one_object_per_photo_with_the_contract_keys(good_p
     assert code == 0 and len(lines) == 2
     obj = json.loads(lines[0])
     assert set(obj) == {"photo", "template", "form_code", "tps", "status", "reason", "message", "fields",
-                        "checks", "timings_ms"}
+                        "checks", "timings_ms", "gate"}
     assert {n: f["value"] for n, f in obj["fields"].items()} == values
     assert all(set(f) >= {"value", "confidence", "status", "boxes"} for f in obj["fields"].values())
     assert (debug / "sheet.sheet.png").stat().st_size > 10_000

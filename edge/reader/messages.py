@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .types import OfficerMessage
 
+SIDES_ID = {"left": "kiri", "right": "kanan", "top": "atas", "bottom": "bawah"}
+
 CORNERS_ID = {
     "top-left": "kiri atas",
     "top-right": "kanan atas",
@@ -38,6 +40,15 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "glare": (
         "Ada pantulan cahaya di atas kotak angka. Geser lampu atau lembar, lalu foto lagi.",
         "Light glare covers the number boxes. Move the lamp or the sheet, then capture again.",
+    ),
+    "sheet_out_of_frame": (
+        "Lembar keluar dari bingkai di sisi {side_id}: geser ke tengah, lalu foto lagi.",
+        "The sheet runs out of the frame on the {side} side: move it to the centre, then capture again.",
+    ),
+    "not_a_kit_form": (
+        "Ini bukan formulir kit ini (tidak ada tanda sudut dan kode QR kit). Gunakan formulir C.Hasil yang "
+        "dicetak untuk kit ini.",
+        "This is not this kit's form (no kit corner marks or QR code). Use the C.Hasil sheet printed for this kit.",
     ),
     "no_sheet": (
         "Tidak ada formulir di bawah kamera. Letakkan formulir C.Hasil di dalam bingkai alas.",
@@ -77,4 +88,6 @@ def officer_message(reason: str, **params: str) -> OfficerMessage:
     id_text, en_text = _MESSAGES[reason]
     if "corner" in params:
         params = {**params, "corner_id": CORNERS_ID.get(params["corner"], params["corner"])}
+    if "side" in params:
+        params = {**params, "side_id": SIDES_ID.get(params["side"], params["side"])}
     return OfficerMessage(id=id_text.format(**params), en=en_text.format(**params))

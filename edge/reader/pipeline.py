@@ -1,7 +1,8 @@
 """read_sheet: photo bytes in, a ReadingResult out. Pure: no files, no network, no globals.
 
-decode -> markers -> homography -> capture gate -> QR (form + TPS) -> digit boxes -> one batched int8
-inference -> bubbles -> field values -> checks as error correction -> statuses.
+decode -> markers -> homography -> QR (form + TPS) -> box grid (each box found by its printed lines; the
+homography refitted on them) -> capture gate (measured on the box lines) -> digit boxes -> one batched
+int8 inference -> bubbles -> field values -> checks as error correction -> statuses.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from . import quality
 from .bubbles import BUBBLE_PX_PER_MM, BubbleRow, bubble_region, read_bubbles
 from .decode import UnreadablePhoto, decode_photo
 from .digit_model import DigitModel
-from .geometry import PageGeometry, detect_markers, page_geometry, warp_region
+from .geometry import PageGeometry, geometry_from_points, marker_page_corners, warp_region
+from .grid import SEGMENTS, GridFit, fit_grid
+from .locate import Located, locate_sheet, markers_sharpness
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
 from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
+from .trace import Measure, Refused, Trace
 from .types import EMPTY, BoxReading, CheckResult, FieldReading, ReadingResult
 from .values import bubble_likelihoods, field_candidates, value_log_likelihood
 
@@ -59,13 +63,6 @@ class ReadOptions:
     debug: DebugSink | None = field(default=None, compare=False)
 
 
-class _Refused(Exception):
-    def __init__(self, reason: str, **params: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.params = params
-
-
 @dataclass
 class _Clock:
     timings: dict[str, float] = field(default_factory=dict)
@@ -77,103 +74,71 @@ class _Clock:
         self.t = now
 
 
-def _locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
-                  ) -> tuple[Template, PageGeometry]:
-    """Markers and homography for the first template layout whose four markers are all in view.
+def _gate(grid: GridFit, t: Template, trace: Trace) -> None:
+    """Refuse a capture whose boxes cannot be read, from the printed box lines where the digits are."""
+    boxes = [(f, k, b) for f in t.fields for k, b in enumerate(f.boxes)]
+    fits = grid.boxes()
 
-    When a marker is missing, say why in the officer's terms: no sheet at all, too dark, out of focus,
-    too far, or a corner covered.
-    """
-    layouts: dict[tuple, Template] = {}
-    for t in templates.values():
-        key = (t.markers.model_dump_json(), t.page.width_mm, t.page.height_mm)
-        layouts.setdefault(key, t)
-    best_missing: tuple[Template, list[str], dict[int, np.ndarray]] | None = None
-    for t in layouts.values():
-        found = detect_markers(gray, t.markers.dictionary)
-        ids = {m.id for m in t.markers.items}
-        if len(ids & found.keys()) < 4:
-            # Small markers (a sheet far away) can vanish on the downscaled copy: look once at full size.
-            found = {**detect_markers(gray, t.markers.dictionary, downscale=1), **found}
-        ours = {i: c for i, c in found.items() if i in ids}
-        if len(ours) == 4:
-            geom = page_geometry(t.markers, ours, t.page.width_mm, t.page.height_mm)
-            if geom is not None:
-                return t, geom
-        missing = [m.corner for m in t.markers.items if m.id not in ours]
-        if best_missing is None or len(missing) < len(best_missing[1]):
-            best_missing = (t, missing, ours)
-    assert best_missing is not None
-    t, missing, ours = best_missing
-    small = quality.small_copy(gray)
-    if ours:
-        if quality.frame_too_dark(small):
-            raise _Refused("too_dark")
-        # Blur makes markers vanish: say "out of focus" rather than "covered" when what is seen is soft.
-        if _markers_sharpness(gray, t, ours) < quality.MIN_SHARPNESS:
-            raise _Refused("out_of_focus")
-        geom = page_geometry(t.markers, ours, t.page.width_mm, t.page.height_mm)
-        if geom is not None and geom.px_per_mm * scale < quality.MIN_FULLRES_PX_PER_MM:
-            raise _Refused("sheet_too_small")
-        raise _Refused("marker_missing", corner=missing[0], corners=", ".join(missing))
-    if quality.frame_too_dark(small):
-        # In a very dark frame even paper is dark: ask for light first, it is the likelier fix.
-        raise _Refused("too_dark" if quality.page_in_view(small) or quality.frame_very_dark(small) else "no_sheet")
-    if not quality.page_in_view(small):
-        raise _Refused("no_sheet")
-    if quality.frame_sharpness(small) < quality.MIN_FRAME_SHARPNESS:
-        raise _Refused("out_of_focus")
-    raise _Refused("no_sheet")
+    def flag(i: int, label: str) -> None:
+        _f, _k, b = boxes[i]
+        fit = fits[i]
+        trace.bad_boxes.append(((b.x_mm + fit.dx_mm, b.y_mm + fit.dy_mm, b.w_mm, b.h_mm), label))
+
+    faded = quality.glare_stretches(grid)
+    glare = trace.measure(Measure("faded line stretches", float(faded.max()), quality.GLARE_MAX_FADED, "above"))
+    if glare.failed:
+        for j in np.flatnonzero(faded > quality.GLARE_MAX_FADED):
+            flag(int(j), f"{int(faded[j])}/{4 * SEGMENTS}")
+        raise Refused("glare", glare)
+    contrast, i = quality.darkest_box_contrast(grid)
+    dark = trace.measure(Measure("line contrast", contrast, quality.MIN_LINE_CONTRAST, "below", " grey"))
+    if dark.failed:
+        flag(i, f"{contrast:.0f}")
+        raise Refused("too_dark", dark)
+    width = trace.measure(Measure("line width", quality.blurriest_line_width(grid), quality.MAX_LINE_WIDTH_MM,
+                                  "above", " mm"))
+    if width.failed:
+        for j, fit in enumerate(fits):
+            if fit.width_mm > quality.MAX_LINE_WIDTH_MM:
+                flag(j, f"{fit.width_mm:.2f}")
+        raise Refused("out_of_focus", width)
+    flat = trace.measure(Measure("unfound box offset", quality.unfound_offset_mm(grid),
+                                 quality.MAX_UNFOUND_OFFSET_MM, "above", " mm"))
+    if flat.failed:
+        for j, fit in enumerate(fits):
+            if not fit.found:
+                flag(j, "?")
+        raise Refused("sheet_not_flat", flat)
 
 
-def _markers_sharpness(gray: np.ndarray, t: Template, found: Mapping[int, np.ndarray]) -> float:
-    """Median edge sharpness over the markers found, each rectified from its own four corners."""
-    ppm = quality.GATE_PX_PER_MM
-    s = t.markers.size_mm
-    n = round((s + 2) * ppm)
-    dst = np.array([[ppm, ppm], [n - ppm, ppm], [n - ppm, n - ppm], [ppm, n - ppm]], np.float32)
-    values = []
-    for corners in found.values():
-        M = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
-        patch = cv2.warpPerspective(gray, M, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        values.append(quality.edge_sharpness(patch))
-    return float(np.median(values)) if values else 0.0
-
-
-def _gate(gray: np.ndarray, scale: int, t: Template, geom: PageGeometry) -> np.ndarray:
-    """Refuse a capture that cannot be read well; returns the page rectified at GATE_PX_PER_MM."""
-    if geom.px_per_mm * scale < quality.MIN_FULLRES_PX_PER_MM:
-        raise _Refused("sheet_too_small")
-    m = t.markers
-    found = {}
-    for item in m.items:
-        pts = np.array([[item.x_mm, item.y_mm], [item.x_mm + m.size_mm, item.y_mm],
-                        [item.x_mm + m.size_mm, item.y_mm + m.size_mm], [item.x_mm, item.y_mm + m.size_mm]])
-        found[item.id] = geom.to_image(pts).astype(np.float32)
-    if geom.error_mm > 1.5:
-        raise _Refused("sheet_not_flat")
-    ppm = quality.GATE_PX_PER_MM
-    page = warp_region(gray, geom, 0, 0, t.page.width_mm, t.page.height_mm, ppm)
-    if float(np.median(page[::3, ::3])) < quality.DARK_PAPER:
-        raise _Refused("too_dark")
-    if _markers_sharpness(gray, t, found) < quality.MIN_SHARPNESS:
-        raise _Refused("out_of_focus")
-    return page
-
-
-def _glare_over_boxes(page: np.ndarray, t: Template) -> bool:
-    """Specular glare over any digit box of the template the QR named (page at GATE_PX_PER_MM)."""
-    glare = quality.glare_mask(page)
-    if not glare.any():
-        return False
-    ppm = quality.GATE_PX_PER_MM
+def _grid_error(located: Located, grid: GridFit, t: Template) -> tuple[float, float]:
+    """Reprojection error of the printed box grid (mm, largest over the boxes found): under the markers'
+    homography, and under one refitted on the markers and the grid together. A flat sheet has both small;
+    a curled one keeps the second large (no homography fits it), which does not matter to the reading:
+    every box is cut where its own lines are."""
+    geom = located.geom
+    src, dst = [], []
+    for i, c in located.markers.items():
+        src.append(marker_page_corners(t.markers, i))
+        dst.append(c)
+    centres, seen = [], []
     for f in t.fields:
-        for b in f.boxes:
-            x0, y0 = int(b.x_mm * ppm), int(b.y_mm * ppm)
-            x1, y1 = math.ceil((b.x_mm + b.w_mm) * ppm), math.ceil((b.y_mm + b.h_mm) * ppm)
-            if glare[y0:y1, x0:x1].mean() > quality.GLARE_BOX_FRACTION:
-                return True
-    return False
+        for b, fit in zip(f.boxes, grid.fields[f.name].boxes, strict=True):
+            if fit.found:
+                centres.append((b.x_mm + b.w_mm / 2, b.y_mm + b.h_mm / 2))
+                seen.append((b.x_mm + b.w_mm / 2 + fit.dx_mm, b.y_mm + b.h_mm / 2 + fit.dy_mm))
+    if len(centres) < 4:
+        return float("nan"), float("nan")
+    c, s = np.array(centres), np.array(seen)
+    before = float(np.max(np.hypot(*(s - c).T)))
+    src.append(c)
+    dst.append(geom.to_image(s))
+    refit = geometry_from_points(np.concatenate(src), np.concatenate(dst), t.page.width_mm, t.page.height_mm)
+    if refit is None:
+        return before, before
+    back = cv2.perspectiveTransform(geom.to_image(s).reshape(-1, 1, 2), np.linalg.inv(refit.H)).reshape(-1, 2)
+    after = float(np.max(np.hypot(*(back - c).T)))
+    return before, after
 
 
 def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeometry, t: Template
@@ -189,38 +154,72 @@ def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeom
                 payload = parse_qr_payload(text) if text else None
                 if payload is not None:
                     return payload.form_code, payload.tps
-    raise _Refused("qr_unreadable")
+    raise Refused("qr_unreadable")
 
 
-def _box_crops(gray: np.ndarray, geom: PageGeometry, t: Template,
-               shifts_mm: Sequence[tuple[float, float]]) -> list[np.ndarray]:
-    """Every digit box at every shift, rectified at BOX_PX_PER_MM; one warp per field, crops cut from it.
+def _crop(strip: np.ndarray, u: int, v: int, w: int, h: int) -> np.ndarray:
+    """strip[v:v+h, u:u+w], edge-replicated where it would leave the strip."""
+    H, W = strip.shape
+    if u >= 0 and v >= 0 and u + w <= W and v + h <= H:
+        return strip[v : v + h, u : u + w]
+    ys = np.clip(np.arange(v, v + h), 0, H - 1)
+    xs = np.clip(np.arange(u, u + w), 0, W - 1)
+    return strip[np.ix_(ys, xs)]
+
+
+def _box_crops(grid: GridFit, t: Template, shifts_mm: Sequence[tuple[float, float]]) -> list[np.ndarray]:
+    """Every digit box at every shift, cut from its field's strip where its printed lines were found.
 
     Ordered shift-major: all boxes at the first shift, then all at the second...
     """
     ppm = BOX_PX_PER_MM
-    pad = max((max(abs(dx), abs(dy)) for dx, dy in shifts_mm), default=0.0)
     per_shift: list[list[np.ndarray]] = [[] for _ in shifts_mm]
     for f in t.fields:
-        x0 = min(b.x_mm for b in f.boxes) - pad
-        y0 = min(b.y_mm for b in f.boxes) - pad
-        x1 = max(b.x_mm + b.w_mm for b in f.boxes) + pad
-        y1 = max(b.y_mm + b.h_mm for b in f.boxes) + pad
-        strip = warp_region(gray, geom, x0, y0, x1 - x0, y1 - y0, ppm)
-        for b in f.boxes:
+        fit = grid.fields[f.name]
+        for k, b in enumerate(f.boxes):
             w, h = round(b.w_mm * ppm), round(b.h_mm * ppm)
-            for k, (dx, dy) in enumerate(shifts_mm):
-                u0, v0 = round((b.x_mm + dx - x0) * ppm), round((b.y_mm + dy - y0) * ppm)
-                per_shift[k].append(strip[v0 : v0 + h, u0 : u0 + w])
+            for j, shift in enumerate(shifts_mm):
+                u, v = fit.box_origin_px(f, k, shift)
+                per_shift[j].append(_crop(fit.strip, u, v, w, h))
     return [c for crops in per_shift for c in crops]
 
 
+def _bubble_rows(gray: np.ndarray, geom: PageGeometry, t: Template, grid: GridFit) -> dict[str, list[BubbleRow]]:
+    """Answer bubbles per field, warped where the field's own boxes were found (a curled sheet moves both)."""
+    rows: dict[str, list[BubbleRow]] = {}
+    for f in t.fields:
+        if f.bubbles is None:
+            continue
+        fit = grid.fields[f.name]
+        found = [b for b in fit.boxes if b.found]
+        dx = float(np.mean([b.dx_mm for b in found])) if found else 0.0
+        dy = float(np.mean([b.dy_mm for b in found])) if found else 0.0
+        x, y, w, h = bubble_region(f.bubbles)
+        region = warp_region(gray, geom, x + dx, y + dy, w, h, BUBBLE_PX_PER_MM)
+        rows[f.name] = read_bubbles(region, f.bubbles, (x, y))
+    return rows
+
+
 def _rejected(photo: str | None, reason: str, clock: _Clock, params: Mapping[str, str] | None = None,
-              template: Template | None = None, tps: str | None = None) -> ReadingResult:
+              template: Template | None = None, tps: str | None = None,
+              gate: Mapping[str, float] | None = None) -> ReadingResult:
     return ReadingResult(photo=photo, template=template.id if template else None,
                          form_code=template.form_code if template else None, tps=tps, status="rejected",
                          reason=reason, message=officer_message(reason, **(params or {})),
-                         timings_ms=clock.timings)
+                         timings_ms=clock.timings, gate=dict(gate or {}))
+
+
+def _gate_summary(trace: Trace, located: Located | None, grid_error: tuple[float, float] | None
+                  ) -> dict[str, float]:
+    """The gate's measurements for the result (a technician tells a real fault from a gate fault)."""
+    out = {m.name.replace(" ", "_"): round(m.value, 4) for m in trace.measures}
+    if located is not None:
+        out["markers_confirmed"] = len(trace.markers_confirmed)
+        out["markers_outside"] = len(located.outside)
+    if grid_error is not None:
+        out["grid_error_markers_mm"] = round(grid_error[0], 3)
+        out["grid_error_mm"] = round(grid_error[1], 3)
+    return out
 
 
 def read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitModel,
@@ -240,31 +239,53 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
                 options: ReadOptions | None, photo: str | None) -> ReadingResult:
     opts = options or ReadOptions()
     clock = _Clock()
+    trace = Trace()
     try:
         decoded = decode_photo(data)
     except UnreadablePhoto:
         return _rejected(photo, "unreadable_file", clock)
     clock.lap("decode")
     gray = decoded.gray
+    located: Located | None = None
+    grid_error: tuple[float, float] | None = None
+    t: Template | None = None
+    tps: str | None = None
     try:
-        t, geom = _locate_sheet(gray, decoded.scale, templates)
+        located = locate_sheet(gray, decoded.scale, templates, trace)
         clock.lap("markers")
-        page = _gate(gray, decoded.scale, t, geom)
-        clock.lap("gate")
-        form_code, tps = _read_qr(gray, templates, geom, t)
+        small = trace.measure(Measure("px/mm", located.geom.px_per_mm * decoded.scale,
+                                      quality.MIN_FULLRES_PX_PER_MM, "below"))
+        if small.failed:
+            raise Refused("sheet_too_small", small)
+        try:
+            form_code, tps = _read_qr(gray, templates, located.geom, located.template)
+        except Refused:
+            # A QR that will not decode on a soft or dark photo: say that, not "QR unreadable".
+            sharp = trace.measure(Measure("marker sharpness",
+                                          markers_sharpness(gray, located.template, located.markers),
+                                          quality.MIN_SHARPNESS, "below"))
+            raise Refused("out_of_focus", sharp) if sharp.failed else Refused("qr_unreadable") from None
         clock.lap("qr")
-    except _Refused as r:
-        return _rejected(photo, r.reason, clock, r.params)
-    if form_code not in templates:
-        return _rejected(photo, "unknown_form", clock, {"form": form_code}, tps=tps)
-    t = templates[form_code]
-    if _glare_over_boxes(page, t):
-        return _rejected(photo, "glare", clock, template=t, tps=tps)
-    if opts.expected_tps is not None and tps != opts.expected_tps:
-        return _rejected(photo, "wrong_tps", clock, {"tps": tps, "expected": opts.expected_tps}, t, tps)
+        if form_code not in templates:
+            raise Refused("unknown_form", form=form_code)
+        t = templates[form_code]
+        geom = located.geom
+        grid = fit_grid(gray, geom, t)
+        grid_error = _grid_error(located, grid, t)
+        clock.lap("grid")
+        _gate(grid, t, trace)
+        if opts.expected_tps is not None and tps != opts.expected_tps:
+            raise Refused("wrong_tps", tps=tps, expected=opts.expected_tps)
+        clock.lap("gate")
+    except Refused as r:
+        if opts.debug is not None:
+            from .debug import draw_refusal
+
+            opts.debug("refused", draw_refusal(gray, trace, r, templates.get(r.params.get("form", "")) or t))
+        return _rejected(photo, r.reason, clock, r.params, t, tps, _gate_summary(trace, located, grid_error))
 
     shifts = opts.shifts_mm or ((0.0, 0.0),)
-    crops = _box_crops(gray, geom, t, shifts)
+    crops = _box_crops(grid, t, shifts)
     n_boxes = len(crops) // len(shifts)
     # Normalised one shift at a time: the float work arrays stay small (the kit has little memory).
     batch = np.concatenate([batch_to_model_input(crops[k : k + n_boxes]) for k in range(0, len(crops), n_boxes)])
@@ -272,20 +293,15 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
     clock.lap("boxes")
     probs = np.asarray(model.predict(batch), np.float64).reshape(len(shifts), n_boxes, -1).mean(axis=0)
     clock.lap("infer")
-
-    bubble_rows: dict[str, list[BubbleRow]] = {}
-    for f in t.fields:
-        if f.bubbles is not None:
-            x, y, w, h = bubble_region(f.bubbles)
-            region = warp_region(gray, geom, x, y, w, h, BUBBLE_PX_PER_MM)
-            bubble_rows[f.name] = read_bubbles(region, f.bubbles, (x, y))
+    bubble_rows = _bubble_rows(gray, geom, t, grid)
     clock.lap("bubbles")
 
     result = _interpret(t, tps, probs, bubble_rows, opts, clock, photo)
+    result.gate = _gate_summary(trace, located, grid_error)
     if opts.debug is not None:
         from .debug import draw_reading
 
-        opts.debug("sheet", draw_reading(gray, geom, t, result))
+        opts.debug("sheet", draw_reading(gray, geom, t, result, grid, trace))
     return result
 
 

@@ -1,7 +1,20 @@
-"""Capture-quality measurements for the gate that runs before any digit is read.
+"""The capture gate's measurements and thresholds.
 
-Each is a number with a threshold, calibrated on generated captures (clean/normal/hard photos must pass,
-the bad captures of `tpskit.sheets.bad_captures` must fail); `bench/read.py` reports both sides.
+Once the sheet is found, every decision is taken on the regions that matter, after rectification: the
+printed lines of the digit boxes (see `grid.py`), never whole-photo statistics. Bright paper, even paper
+clipped at 255, is not glare; a lamp gradient is not darkness; a sharp desk does not make a blurred sheet
+sharp.
+
+- too dark: the box with the least light between paper and printed black (`line contrast`, grey levels);
+- out of focus: the printed box lines' effective width (`line width`, mm; a crisp 0.35 mm line measures
+  about 0.4 mm through the camera), over the blurriest tenth of the boxes;
+- glare: a stretch of a box's line that fades against the paper beside it (`visibility` well below the
+  sheet's own typical line) where that paper is near saturation, on enough of the box to hide a digit.
+
+Each threshold is set from a measured curve, the boxes' reading accuracy as the condition worsens
+(`bench/gate.py`, figures in BENCHMARKS.md), at the severity where reading starts to fail, with a margin.
+
+When no sheet is found, the frame-level measurements below say why in the officer's terms.
 """
 
 from __future__ import annotations
@@ -9,25 +22,41 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Brightest 5 % of the frame below this (of 255) means the lamp is off or the lens is covered.
-DARK_FRAME_P95 = 70.0
-#: Paper (median of the sheet) below this means the sheet is too dark to read.
-DARK_PAPER = 75.0
-#: Edge sharpness of the corner markers (see `edge_sharpness`) below this is out of focus.
-MIN_SHARPNESS = 0.30
+from .grid import SEGMENTS, GridFit
+
+# ------------------------------------------------------------------ on the box grid (bench/gate.py curves)
+#: Grey levels between paper and printed black, in the darkest box, below which boxes cannot be read.
+MIN_LINE_CONTRAST = 28.0
+#: Effective width (mm) of the printed box lines, over the blurriest tenth of the boxes, above which the
+#: digits blur beyond reading.
+MAX_LINE_WIDTH_MM = 0.95
+#: A stretch of box line fades (glare) when its darkness is below this fraction of the sheet's typical
+#: line (the 75th percentile over every stretch) ...
+GLARE_FADED = 0.45
+#: ... and the paper beside it is at least this bright (specular light is near saturation).
+GLARE_PAPER = 225.0
+#: A box is under glare when more than this many of its 4 x SEGMENTS line stretches faded.
+GLARE_MAX_FADED = 2
+#: A box the grid search could not find may be cut this far (mm) from where its neighbours say it is
+#: and still be read; beyond it, the crop would fall off the box: the sheet is not flat enough.
+MAX_UNFOUND_OFFSET_MM = 0.7
 #: Full-resolution pixels per mm below this leave too few pixels per digit stroke.
 MIN_FULLRES_PX_PER_MM = 6.0
-#: A frame whose 5th-95th percentile spread is below this is one uniform surface: no sheet in view.
-MIN_FRAME_CONTRAST = 40.0
-#: Sharpness of the whole (downscaled) frame below this, with a sheet in view but no marker: out of focus.
-MIN_FRAME_SHARPNESS = 0.2
-#: Sampling density for the focus and glare measurements.
+
+# --------------------------------------------------------------------------- markers (when one is missing)
+#: Edge sharpness of the corner markers (see `edge_sharpness`) below this is out of focus.
+MIN_SHARPNESS = 0.30
+#: Sampling density for the marker sharpness measurement.
 GATE_PX_PER_MM = 3.0
-#: A pixel brighter than the paper by this much, and near saturation, is specular glare.
-GLARE_ABOVE_PAPER = 18.0
-GLARE_MIN_LEVEL = 245.0
-#: Fraction of one digit box covered by glare that makes it unreadable.
-GLARE_BOX_FRACTION = 0.12
+
+# ------------------------------------------------------------------------- the frame (when no sheet found)
+#: Brightest 5 % of the frame below this (of 255) means the lamp is off or the lens is covered.
+DARK_FRAME_P95 = 70.0
+#: Sharpness of the frame's sharpest structure (see `frame_sharpness`) below this: out of focus.
+MIN_FRAME_SHARPNESS = 0.2
+#: Fraction of the frame's tiles holding thin dark strokes (text, ruled lines) above which the frame
+#: shows a printed page (see `document_structure`).
+MIN_DOCUMENT_TILES = 0.08
 
 
 def small_copy(gray: np.ndarray, long_side: int = 512) -> np.ndarray:
@@ -37,15 +66,53 @@ def small_copy(gray: np.ndarray, long_side: int = 512) -> np.ndarray:
     return cv2.resize(gray, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
 
 
-def frame_too_dark(small: np.ndarray) -> bool:
-    return float(np.percentile(small, 95)) < DARK_FRAME_P95
+# --------------------------------------------------------------------------------------------- box grid
+def _faded(grid: GridFit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(visibility, paper, faded) per box and line stretch, (boxes, 4 * SEGMENTS)."""
+    vis = np.array([b.visibility for b in grid.boxes()])
+    paper = np.array([b.paper for b in grid.boxes()])
+    assert vis.shape[1] == 4 * SEGMENTS
+    ref = float(np.percentile(vis, 75))
+    return vis, paper, (vis < GLARE_FADED * ref) & (paper >= GLARE_PAPER)
 
 
-def frame_very_dark(small: np.ndarray) -> bool:
-    """So dark that paper cannot be told from desk (the lamp is off, the lens is covered)."""
-    return float(np.percentile(small, 95)) < DARK_FRAME_P95 / 2
+def glare_stretches(grid: GridFit) -> np.ndarray:
+    """Per box (in template order), how many of its line stretches faded under near-saturated light."""
+    return _faded(grid)[2].sum(axis=1)
 
 
+def darkest_box_contrast(grid: GridFit) -> tuple[float, int]:
+    """The lowest line contrast over the boxes (grey levels between paper and printed line, median over
+    the box's line stretches that glare did not fade), and the index of that box."""
+    vis, paper, faded = _faded(grid)
+    c = np.where(faded, np.nan, vis * paper)
+    with np.errstate(all="ignore"):
+        per_box = np.where(faded.all(axis=1), np.inf, np.nanmedian(np.where(faded.all(axis=1)[:, None], 0.0, c),
+                                                                   axis=1))
+    i = int(np.argmin(per_box))
+    return float(per_box[i]), i
+
+
+def blurriest_line_width(grid: GridFit) -> float:
+    """Line width (mm) of the blurriest tenth of the boxes (90th percentile over boxes)."""
+    w = np.array([b.width_mm for b in grid.boxes()])
+    w = w[np.isfinite(w)]
+    return float(np.percentile(w, 90)) if len(w) else float("inf")
+
+
+def unfound_offset_mm(grid: GridFit) -> float:
+    """How far a box whose lines were not found may be from where it is cut: the spread of the offsets
+    of the boxes that were found (0 on a flat sheet, where they all agree)."""
+    boxes = grid.boxes()
+    if all(b.found for b in boxes):
+        return 0.0
+    off = grid.offsets_mm()
+    if len(off) < 3:
+        return float("inf")
+    return float(np.max(np.hypot(*(off - np.median(off, axis=0)).T)))
+
+
+# -------------------------------------------------------------------------------------------- markers
 def edge_sharpness(patch: np.ndarray) -> float:
     """Steepest edges relative to the contrast, on a patch rectified at GATE_PX_PER_MM.
 
@@ -61,6 +128,16 @@ def edge_sharpness(patch: np.ndarray) -> float:
     gy = cv2.Sobel(p, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     mag = cv2.magnitude(gx, gy)
     return float(np.percentile(mag, 98)) / contrast
+
+
+# ---------------------------------------------------------------------------------------------- frame
+def frame_too_dark(small: np.ndarray) -> bool:
+    return float(np.percentile(small, 95)) < DARK_FRAME_P95
+
+
+def frame_very_dark(small: np.ndarray) -> bool:
+    """So dark that paper cannot be told from desk (the lamp is off, the lens is covered)."""
+    return float(np.percentile(small, 95)) < DARK_FRAME_P95 / 2
 
 
 #: A bright region at least this fraction of the frame, clearly brighter than the rest, looks like a page.
@@ -92,17 +169,43 @@ def page_in_view(small: np.ndarray) -> bool:
     return inside - outside >= MIN_PAGE_CONTRAST or inside >= 1.4 * max(outside, 1.0)
 
 
-def frame_contrast(small: np.ndarray) -> float:
-    lo, hi = np.percentile(small, [5, 95])
-    return float(hi - lo)
+def _strokes(gray: np.ndarray) -> np.ndarray:
+    """Thin dark strokes (print, handwriting, ruled lines): black-hat response above a contrast floor."""
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (7, 7))
+    hat = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, k)
+    return hat >= 28
 
 
-def frame_sharpness(small: np.ndarray) -> float:
-    """The same measure over the whole (downscaled) frame: used when no marker was found."""
-    return edge_sharpness(small)
+def document_structure(gray: np.ndarray, long_side: int = 1024) -> float:
+    """Fraction of the frame's tiles (32 px at `long_side`) holding thin dark strokes: text and ruled lines
+    make a page; a desk, a pen and a phone do not."""
+    small = small_copy(gray, long_side)
+    strokes = _strokes(small)
+    t = 32
+    h, w = (strokes.shape[0] // t) * t, (strokes.shape[1] // t) * t
+    if h == 0 or w == 0:
+        return 0.0
+    tiles = strokes[:h, :w].reshape(h // t, t, w // t, t).mean(axis=(1, 3))
+    return float((tiles > 0.01).mean())
 
 
-def glare_mask(page: np.ndarray) -> np.ndarray:
-    """Specular highlights on a page rectified at GATE_PX_PER_MM: near-saturated and above the paper."""
-    paper = float(np.median(page[::3, ::3]))
-    return (page >= max(GLARE_MIN_LEVEL, paper + GLARE_ABOVE_PAPER)).astype(np.uint8)
+def frame_sharpness(gray: np.ndarray, long_side: int = 1024) -> float:
+    """Sharpness of the frame's sharpest structure: `edge_sharpness` per tile, the 90th percentile over the
+    tiles that hold strokes or edges (used when no marker was found)."""
+    small = small_copy(gray, long_side).astype(np.float32)
+    gx = cv2.Sobel(small, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(small, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    mag = cv2.magnitude(gx, gy)
+    t = 64
+    h, w = (small.shape[0] // t) * t, (small.shape[1] // t) * t
+    if h == 0 or w == 0:
+        return 0.0
+    tiles = small[:h, :w].reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
+    grads = mag[:h, :w].reshape(h // t, t, w // t, t).transpose(0, 2, 1, 3).reshape(-1, t * t)
+    lo, hi = np.percentile(tiles, [5, 95], axis=1)
+    contrast = hi - lo
+    keep = contrast >= 30.0
+    if not keep.any():
+        return 0.0
+    ratio = np.percentile(grads[keep], 99, axis=1) / contrast[keep]
+    return float(np.percentile(ratio, 90))

@@ -83,6 +83,9 @@ class ReadingResult:
     fields: dict[str, FieldReading] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: The capture gate's measurements (line contrast, line width, glare, the box grid's reprojection
+    #: error in mm under the markers' homography and under the one refitted on the grid, ...).
+    gate: dict[str, float] = field(default_factory=dict)
 
     def values(self) -> dict[str, int | None]:
         return {name: f.value for name, f in self.fields.items()}
@@ -99,4 +102,5 @@ class ReadingResult:
             "fields": {name: f.to_dict() for name, f in self.fields.items()},
             "checks": [c.to_dict() for c in self.checks],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "gate": dict(self.gate),
         }

@@ -1,0 +1,299 @@
+"""The printed box grid: where each digit box really is in the photo, and what its printed lines say about
+the capture.
+
+The corner markers give a homography, but a curled or folded sheet, or a sheet tilted towards the lens,
+moves the boxes by up to a few millimetres from where it puts them. The box lines are printed at a known
+place and width, so each field's strip is searched for them: first the whole field (all its vertical
+lines, then its top and bottom lines, within `SEARCH_MM`), then each box on its own (within
+`BOX_SEARCH_MM`). Every box is then cut where its lines are, and the distance between where the
+homography put it and where it is found is the homography's reprojection error on the box grid.
+
+The same lines are the gate's evidence, measured where the digits are (not over the whole photo):
+- `contrast`: grey levels between the paper and the printed black in the box, the light the ink gets;
+- `width_mm`: the effective width of the printed lines (area / peak of their darkness profile), which
+  defocus and motion blur widen: the sharpness where it matters;
+- `visibility`: per stretch of line, its darkness against the paper beside it. Specular glare adds light
+  on top of paper and ink alike, so the lines fade where it lies; bright or even clipped paper does not
+  fade them (printed black stays dark), and a shadow darkens both and leaves the ratio alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from tpskit.forms import FieldSpec, Template
+
+from .geometry import PageGeometry, warp_region
+from .normalise import BOX_PX_PER_MM
+
+#: Printed width of a box line (tpskit.sheets.render.BOX_LINE_MM; the authority's forms print 0.3-0.4 mm).
+LINE_MM = 0.35
+#: How far a field's lines are searched for around where the homography puts them (a curled sheet's
+#: boxes move up to about this much); a field's neighbours sit 1.5 mm above and below, so the vertical
+#: search scores the field's own top and bottom lines together, which only the true position aligns.
+SEARCH_MM = 3.0
+#: Then each box on its own, around its field's position (a fold between two boxes of one field).
+BOX_SEARCH_MM = 0.8
+#: Darkness is measured against the brightest pixel within this distance: paper, since no stroke is as wide.
+_PAPER_MM = 2.2
+#: A line's profile is measured over this half-width around its centre.
+_PROFILE_MM = 1.0
+#: Each of a box's four lines is cut into this many stretches for the visibility measurement.
+SEGMENTS = 3
+#: Inner rows/columns kept clear of the box corners when profiling a line (mm).
+_CORNER_MM = 1.5
+#: A line is "found" when its darkness peak stands this far above the profile's median.
+_FOUND = 0.12
+
+
+@dataclass(frozen=True)
+class BoxFit:
+    """One box, measured."""
+
+    #: Offset (mm, page axes) of the box from where the homography puts it.
+    dx_mm: float
+    dy_mm: float
+    #: Whether the box's own lines located it (otherwise it keeps its field's offset).
+    found: bool
+    #: Darkness (0..1, against the local paper) of each stretch of its four lines: left, right, top, bottom
+    #: x SEGMENTS.
+    visibility: tuple[float, ...]
+    #: Local paper grey level at each of those stretches.
+    paper: tuple[float, ...]
+    #: Grey levels between paper and printed line (median over the box's lines).
+    contrast: float
+    #: Effective width (mm) of its vertical lines: area / peak of the darkness profile.
+    width_mm: float
+
+
+@dataclass
+class FieldFit:
+    name: str
+    #: Page position (mm) of the strip's top-left pixel, and the strip (grey, BOX_PX_PER_MM) itself.
+    x0_mm: float
+    y0_mm: float
+    strip: np.ndarray
+    boxes: list[BoxFit]
+    #: Offset of the field as a whole (mm), and whether its lines were found.
+    dx_mm: float
+    dy_mm: float
+    found: bool
+
+    def box_origin_px(self, spec: FieldSpec, k: int, shift_mm: tuple[float, float] = (0.0, 0.0)) -> tuple[int, int]:
+        """Top-left pixel in `strip` of box `k` where it was found, moved by `shift_mm`."""
+        b, fit = spec.boxes[k], self.boxes[k]
+        u = (b.x_mm + fit.dx_mm + shift_mm[0] - self.x0_mm) * BOX_PX_PER_MM
+        v = (b.y_mm + fit.dy_mm + shift_mm[1] - self.y0_mm) * BOX_PX_PER_MM
+        return round(u), round(v)
+
+
+@dataclass
+class GridFit:
+    fields: dict[str, FieldFit]
+
+    def boxes(self) -> list[BoxFit]:
+        return [b for f in self.fields.values() for b in f.boxes]
+
+    def offsets_mm(self) -> np.ndarray:
+        """(N, 2) offsets of the boxes that were found."""
+        pts = [(b.dx_mm, b.dy_mm) for b in self.boxes() if b.found]
+        return np.array(pts, np.float64).reshape(-1, 2)
+
+    @property
+    def found_fraction(self) -> float:
+        boxes = self.boxes()
+        return sum(b.found for b in boxes) / len(boxes) if boxes else 0.0
+
+
+def _darkness(strip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relative darkness 1 - I / paper, and the paper level, of a grey (uint8) strip."""
+    k = max(3, round(_PAPER_MM * BOX_PX_PER_MM) | 1)
+    paper = cv2.dilate(strip, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)), borderType=cv2.BORDER_REPLICATE)
+    paper_f = np.maximum(paper, 1).astype(np.float32)
+    ratio = cv2.divide(strip.astype(np.float32), paper_f)
+    return np.subtract(1.0, ratio, out=ratio), paper_f
+
+
+def _shifts(profiles: np.ndarray, centres_px: np.ndarray, reach_px: float, around_px: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """For each profile (rows of `profiles`), the shift of its comb of line centres (`centres_px`, one row
+    per profile) that best matches it, sub-pixel, within `reach_px` of `around_px`; and how clearly the
+    lines stand out there (mean profile value on the comb minus the profile's median)."""
+    n, length = profiles.shape
+    p = cv2.GaussianBlur(profiles.astype(np.float32), (0, 0), sigmaX=0.8, sigmaY=0.01)
+    steps = np.arange(-round(reach_px), round(reach_px) + 1, dtype=np.float64)
+    shifts = np.round(around_px)[:, None] + steps[None, :]  # (n, S)
+    pos = centres_px[:, None, :] + shifts[:, :, None]  # (n, S, L)
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, length - 2)
+    t = np.clip(pos - i0, 0.0, 1.0)
+    rows = np.arange(n)[:, None, None]
+    val = p[rows, i0] * (1 - t) + p[rows, i0 + 1] * t
+    val[(pos < 0) | (pos > length - 1)] = 0.0
+    score = val.sum(axis=2)  # (n, S)
+    k = np.argmax(score, axis=1)
+    best = shifts[np.arange(n), k]
+    inner = (k > 0) & (k < score.shape[1] - 1)
+    a = score[np.arange(n), np.maximum(k - 1, 0)]
+    b = score[np.arange(n), k]
+    c = score[np.arange(n), np.minimum(k + 1, score.shape[1] - 1)]
+    den = a - 2 * b + c
+    frac = np.where(inner & (den < 0), np.clip(0.5 * (a - c) / np.where(den < 0, den, -1.0), -0.5, 0.5), 0.0)
+    height = b / centres_px.shape[1] - np.median(p, axis=1)
+    return best + frac, height
+
+
+def _line_centres(starts_mm: list[float], ends_mm: list[float], origin_mm: float) -> np.ndarray:
+    """Centres (strip px) of the lines whose outer edges are at `starts` (left/top) and `ends` (right/bottom)."""
+    c = [s + LINE_MM / 2 for s in starts_mm] + [e - LINE_MM / 2 for e in ends_mm]
+    return (np.array(c) - origin_mm) * BOX_PX_PER_MM - 0.5
+
+
+def _span(lo_mm: float, hi_mm: float, origin_mm: float, n: int) -> slice:
+    a = max(0, round((lo_mm - origin_mm) * BOX_PX_PER_MM))
+    b = min(n, round((hi_mm - origin_mm) * BOX_PX_PER_MM))
+    return slice(a, max(a + 1, b))
+
+
+def _line_widths_mm(profiles: np.ndarray, centres_px: np.ndarray) -> np.ndarray:
+    """Area / peak of each darkness profile (rows) around its line centre, in mm (wider = blurrier); nan
+    where there is no line."""
+    r = round(_PROFILE_MM * BOX_PX_PER_MM)
+    length = profiles.shape[1]
+    idx = np.round(centres_px).astype(np.int64)[:, None] + np.arange(-r, r + 1)[None, :]
+    ok = (idx[:, 0] >= 0) & (idx[:, -1] < length)
+    p = np.take_along_axis(profiles, np.clip(idx, 0, length - 1), axis=1)
+    base = np.minimum(p[:, 0], p[:, -1])[:, None]
+    above = np.clip(p - base, 0.0, None)
+    peak = above.max(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = above.sum(axis=1) / peak / BOX_PX_PER_MM
+    return np.where(ok & (peak > 1e-3), w, np.nan)
+
+
+def _segment_means(cum: np.ndarray, cols: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Means between consecutive `edges` (one row of edges per column in `cols`) of the columns of the
+    cumulative sum `cum` (first row zero)."""
+    j = cols[:, None]
+    n = np.maximum(np.diff(edges, axis=1), 1)
+    return (cum[edges[:, 1:], j] - cum[edges[:, :-1], j]) / n
+
+
+def _layout(f: FieldSpec) -> tuple:
+    """Fields with the same layout relative to their first box are measured together."""
+    b0 = f.boxes[0]
+    return tuple((round(b.x_mm - b0.x_mm, 3), round(b.y_mm - b0.y_mm, 3), b.w_mm, b.h_mm) for b in f.boxes)
+
+
+def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec]) -> list[FieldFit]:
+    """Fields of one layout, warped and measured together (one array operation for all of them)."""
+    ppm = BOX_PX_PER_MM
+    pad = SEARCH_MM + BOX_SEARCH_MM + 1.0
+    g = len(fields)
+    ref = fields[0]
+    # Box geometry relative to the field's top-left box corner (same for every field of the group).
+    rx = np.array([b.x_mm - ref.boxes[0].x_mm for b in ref.boxes])
+    ry = np.array([b.y_mm - ref.boxes[0].y_mm for b in ref.boxes])
+    bw = np.array([b.w_mm for b in ref.boxes])
+    bh = np.array([b.h_mm for b in ref.boxes])
+    n = len(rx)
+    fx0, fy0, fx1, fy1 = rx.min(), ry.min(), (rx + bw).max(), (ry + bh).max()
+    origins = [(f.boxes[0].x_mm + fx0 - pad, f.boxes[0].y_mm + fy0 - pad) for f in fields]
+    bx, by = rx - fx0 + pad, ry - fy0 + pad  # box corners in strip mm
+    sw, sh = fx1 - fx0 + 2 * pad, fy1 - fy0 + 2 * pad
+    strips = [warp_region(gray, geom, x, y, sw, sh, ppm) for x, y in origins]
+    H, W = strips[0].shape
+    # Stacked vertically, the max filter runs once; it reaches ~1 mm into a neighbour, well inside the pad.
+    dark2, paper2 = _darkness(np.vstack(strips))
+    dark, paper = dark2.reshape(g, H, W), paper2.reshape(g, H, W)
+
+    # Whole field: its vertical lines over the rows inside the boxes, then its top and bottom lines over
+    # the boxes' columns. Medians: a digit crossing a line does not move it.
+    rows = _span(pad + _CORNER_MM, pad + fy1 - fy0 - _CORNER_MM, 0.0, H)
+    xprof = np.median(dark[:, rows][:, ::2], axis=1)  # (g, W); every other row is plenty
+    xs = _line_centres(list(bx), list(bx + bw), 0.0)
+    dx, hx = _shifts(xprof, np.repeat(xs[None], g, axis=0), SEARCH_MM * ppm, np.zeros(g))
+    csum = np.concatenate([np.zeros((g, H, 1), np.float32), np.cumsum(dark, axis=2, dtype=np.float32)], axis=2)
+    c0 = np.clip(np.round((pad + _CORNER_MM) * ppm + dx).astype(int), 0, W)
+    c1 = np.clip(np.round((pad + fx1 - fx0 - _CORNER_MM) * ppm + dx).astype(int), 0, W)
+    gi = np.arange(g)
+    yprof = (csum[gi, :, c1] - csum[gi, :, c0]) / np.maximum(c1 - c0, 1)[:, None]  # (g, H)
+    ys = _line_centres([pad], [pad + fy1 - fy0], 0.0)
+    dy, hy = _shifts(yprof, np.repeat(ys[None], g, axis=0), SEARCH_MM * ppm, np.zeros(g))
+    field_found = np.minimum(hx, hy) >= _FOUND
+    dx, dy = np.where(field_found, dx, 0.0), np.where(field_found, dy, 0.0)
+    moved = np.abs(dy) >= ppm  # rows used for the x profile were off: profile those fields again
+    for k in np.flatnonzero(moved):
+        r = _span(pad + _CORNER_MM + dy[k] / ppm, pad + fy1 - fy0 - _CORNER_MM + dy[k] / ppm, 0.0, H)
+        xprof[k] = np.median(dark[k, r][::2], axis=0)
+
+    # Each box on its own, near its field's position: (g * n) profiles.
+    reach = BOX_SEARCH_MM * ppm
+    bxs = np.stack([(bx + LINE_MM / 2) * ppm - 0.5, (bx + bw - LINE_MM / 2) * ppm - 0.5], axis=1)  # (n, 2)
+    ddx, hbx = _shifts(np.repeat(xprof, n, axis=0), np.tile(bxs, (g, 1)), reach, np.repeat(dx, n))
+    ddx, hbx = ddx.reshape(g, n), hbx.reshape(g, n)
+    c0 = np.clip(np.round((bx + _CORNER_MM) * ppm + ddx).astype(int), 0, W)  # (g, n)
+    c1 = np.clip(np.round((bx + bw - _CORNER_MM) * ppm + ddx).astype(int), 0, W)
+    yprofs = (csum[gi[:, None], :, c1] - csum[gi[:, None], :, c0]) / np.maximum(c1 - c0, 1)[..., None]  # (g, n, H)
+    bys = np.stack([(by + LINE_MM / 2) * ppm - 0.5, (by + bh - LINE_MM / 2) * ppm - 0.5], axis=1)
+    ddy, hby = _shifts(yprofs.reshape(g * n, H), np.tile(bys, (g, 1)), reach, np.repeat(dy, n))
+    ddy, hby = ddy.reshape(g, n), hby.reshape(g, n)
+    found = field_found[:, None] & (np.minimum(hbx, hby) >= _FOUND)
+    ddx = np.where(found, ddx, dx[:, None])
+    ddy = np.where(found, ddy, dy[:, None])
+
+    # Measurements along each box's four lines, where it was found.
+    lw, cm = LINE_MM * ppm, _CORNER_MM * ppm
+    u, v = bx * ppm + ddx, by * ppm + ddy  # (g, n)
+    w, h = bw * ppm, bh * ppm
+    lin = np.linspace(0.0, 1.0, SEGMENTS + 1)
+    ev = np.clip(np.round((v + cm)[..., None] + (h - 2 * cm)[:, None] * lin).astype(int), 0, H)  # (g, n, S+1)
+    eh = np.clip(np.round((u + cm)[..., None] + (w - 2 * cm)[:, None] * lin).astype(int), 0, W)
+    across = round(lw) + 3  # a line and a pixel of slack either side
+    peak_x = cv2.dilate(dark2, np.ones((1, across), np.uint8)).reshape(g, H, W)  # darkest across a vertical line
+    peak_y = cv2.dilate(dark2, np.ones((across, 1), np.uint8)).reshape(g, H, W)
+    vx = np.stack([u + lw / 2 - 0.5, u + w - lw / 2 - 0.5], axis=2)  # (g, n, 2): left, right
+    hy_ = np.stack([v + lw / 2 - 0.5, v + h - lw / 2 - 0.5], axis=2)  # top, bottom
+    ci = np.clip(np.round(vx).astype(int), 0, W - 1)
+    ri = np.clip(np.round(hy_).astype(int), 0, H - 1)
+    G = gi[:, None, None]
+    # Cumulative sums along each line (columns for vertical lines, rows for horizontal ones).
+    col_v = np.stack([peak_x[G, :, ci], paper[G, :, ci]])  # (2, g, n, 2, H)
+    col_h = np.stack([peak_y[G, ri, :], paper[G, ri, :]])  # (2, g, n, 2, W)
+    cum_v = np.concatenate([np.zeros((*col_v.shape[:-1], 1), np.float32), np.cumsum(col_v, axis=-1)], axis=-1)
+    cum_h = np.concatenate([np.zeros((*col_h.shape[:-1], 1), np.float32), np.cumsum(col_h, axis=-1)], axis=-1)
+    ev4 = np.broadcast_to(ev[None, :, :, None, :], (2, g, n, 2, SEGMENTS + 1))
+    eh4 = np.broadcast_to(eh[None, :, :, None, :], (2, g, n, 2, SEGMENTS + 1))
+    seg_v = np.diff(np.take_along_axis(cum_v, ev4, axis=-1), axis=-1) / np.maximum(np.diff(ev4, axis=-1), 1)
+    seg_h = np.diff(np.take_along_axis(cum_h, eh4, axis=-1), axis=-1) / np.maximum(np.diff(eh4, axis=-1), 1)
+    # per box: left, right, top, bottom x SEGMENTS
+    vis = np.concatenate([seg_v[0].reshape(g, n, -1), seg_h[0].reshape(g, n, -1)], axis=2)
+    pap = np.concatenate([seg_v[1].reshape(g, n, -1), seg_h[1].reshape(g, n, -1)], axis=2)
+    contrast = np.median(vis * pap, axis=2)
+    widths = _line_widths_mm(np.repeat(xprof, 2 * n, axis=0), vx.reshape(-1)).reshape(g, n, 2)
+    valid = ~np.isnan(widths)
+    width = np.where(valid.any(axis=2), np.where(valid, widths, 0.0).sum(axis=2) / np.maximum(valid.sum(axis=2), 1),
+                     np.nan)
+
+    out = []
+    for k, f in enumerate(fields):
+        boxes = [BoxFit(dx_mm=float(ddx[k, j] / ppm), dy_mm=float(ddy[k, j] / ppm), found=bool(found[k, j]),
+                        visibility=tuple(vis[k, j].tolist()), paper=tuple(pap[k, j].tolist()),
+                        contrast=float(contrast[k, j]), width_mm=float(width[k, j])) for j in range(n)]
+        out.append(FieldFit(name=f.name, x0_mm=origins[k][0], y0_mm=origins[k][1], strip=strips[k], boxes=boxes,
+                            dx_mm=float(dx[k] / ppm), dy_mm=float(dy[k] / ppm), found=bool(field_found[k])))
+    return out
+
+
+def fit_grid(gray: np.ndarray, geom: PageGeometry, t: Template) -> GridFit:
+    """Every field of the template, located and measured (see the module's docstring)."""
+    groups: dict[tuple, list[FieldSpec]] = {}
+    for f in t.fields:
+        groups.setdefault(_layout(f), []).append(f)
+    fits: dict[str, FieldFit] = {}
+    for fields in groups.values():
+        for fit in _fit_group(gray, geom, fields):
+            fits[fit.name] = fit
+    return GridFit(fields={f.name: fits[f.name] for f in t.fields})

@@ -1,0 +1,228 @@
+"""Find the kit's sheet in a photo, or say in the officer's terms why it cannot be found.
+
+The four corner markers are searched (`geometry.detect_markers`). A marker the search misses is looked
+for where the others put it, by its own bit pattern: a marker in a shadow, slightly blurred or seen at a
+strong tilt is confirmed there. What is still missing is then either outside the frame (the sheet runs
+out of it on a side we can name) or in view and not visible: something covers it. A sheet with one
+marker outside the frame is still read when every region that matters (digit boxes, bubbles, QR) is in
+the frame with room to spare; the homography then rests on the other three and the box grid.
+
+With no marker at all, the frame is judged as a whole: too dark, no sheet, out of focus, or a page that
+is not the kit's form (text and lines, but no kit markers: another form, a photocopy, a book).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from tpskit.forms import Template
+
+from . import quality
+from .geometry import (
+    VERIFY_MATCH,
+    PageGeometry,
+    detect_markers,
+    marker_page_corners,
+    page_geometry,
+    verify_marker,
+)
+from .trace import Measure, Refused, Trace
+
+#: Regions that matter must lie at least this far (mm) inside the frame for a sheet with a marker
+#: outside it to be read.
+FRAME_MARGIN_MM = 2.0
+SIDES_ORDER = ("left", "right", "top", "bottom")
+
+
+@dataclass(frozen=True)
+class Located:
+    #: The first template of the marker layout found (the QR names the one to read).
+    template: Template
+    geom: PageGeometry
+    #: Marker id -> corners (working-image px), found or confirmed.
+    markers: dict[int, np.ndarray]
+    #: Ids of markers outside the frame (the sheet is read without them).
+    outside: tuple[int, ...] = ()
+
+
+def _layouts(templates: Mapping[str, Template]) -> list[Template]:
+    layouts: dict[tuple, Template] = {}
+    for t in templates.values():
+        layouts.setdefault((t.markers.model_dump_json(), t.page.width_mm, t.page.height_mm), t)
+    return list(layouts.values())
+
+
+def _inside(pts: np.ndarray, shape: tuple[int, int], margin_px: float = 0.0) -> bool:
+    h, w = shape
+    return bool((pts[:, 0] >= margin_px - 0.5).all() and (pts[:, 0] <= w - 0.5 - margin_px).all()
+                and (pts[:, 1] >= margin_px - 0.5).all() and (pts[:, 1] <= h - 0.5 - margin_px).all())
+
+
+def _overshoot(pts: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
+    """How far (px) the points reach beyond each side of the frame."""
+    h, w = shape
+    return {"left": float(max(0.0, -pts[:, 0].min())), "right": float(max(0.0, pts[:, 0].max() - (w - 1))),
+            "top": float(max(0.0, -pts[:, 1].min())), "bottom": float(max(0.0, pts[:, 1].max() - (h - 1)))}
+
+
+def _regions_mm(templates: Mapping[str, Template], layout: Template) -> np.ndarray:
+    """Corners (mm) of every region that matters, over the templates sharing this marker layout."""
+    pts = []
+    for t in templates.values():
+        if t.markers != layout.markers or t.page != layout.page:
+            continue
+        for f in t.fields:
+            for b in f.boxes:
+                pts += [(b.x_mm, b.y_mm), (b.x_mm + b.w_mm, b.y_mm), (b.x_mm, b.y_mm + b.h_mm),
+                        (b.x_mm + b.w_mm, b.y_mm + b.h_mm)]
+            if f.bubbles is not None:
+                r = f.bubbles.d_mm / 2
+                for row in f.bubbles.rows:
+                    for cx, cy in row:
+                        pts += [(cx - r, cy - r), (cx + r, cy + r)]
+        q = t.qr
+        pts += [(q.x_mm, q.y_mm), (q.x_mm + q.size_mm, q.y_mm), (q.x_mm, q.y_mm + q.size_mm),
+                (q.x_mm + q.size_mm, q.y_mm + q.size_mm)]
+    return np.array(pts, np.float64)
+
+
+def _confirm(gray: np.ndarray, geom: PageGeometry, t: Template, marker_id: int) -> tuple[np.ndarray, float]:
+    """Predicted corners of a marker and the fraction of its cells that match there."""
+    pred = geom.to_image(marker_page_corners(t.markers, marker_id)).astype(np.float32)
+    if not _inside(pred, gray.shape):
+        return pred, 0.0
+    return pred, verify_marker(gray, geom, t.markers, marker_id)
+
+
+def _refine_corners(gray: np.ndarray, pts: np.ndarray, px_per_mm: float) -> np.ndarray:
+    win = max(2, round(0.8 * px_per_mm))
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
+    refined = cv2.cornerSubPix(gray, pts.reshape(-1, 1, 2).astype(np.float32).copy(), (win, win), (-1, -1), crit)
+    refined = refined.reshape(4, 2)
+    # A corner that wandered more than a millimetre found something else: keep the prediction.
+    far = np.linalg.norm(refined - pts, axis=1) > px_per_mm
+    refined[far] = pts[far]
+    return refined
+
+
+def markers_sharpness(gray: np.ndarray, t: Template, found: Mapping[int, np.ndarray]) -> float:
+    """Median edge sharpness over the markers found, each rectified from its own four corners."""
+    ppm = quality.GATE_PX_PER_MM
+    s = t.markers.size_mm
+    n = round((s + 2) * ppm)
+    dst = np.array([[ppm, ppm], [n - ppm, ppm], [n - ppm, n - ppm], [ppm, n - ppm]], np.float32)
+    values = []
+    for corners in found.values():
+        M = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
+        patch = cv2.warpPerspective(gray, M, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        values.append(quality.edge_sharpness(patch))
+    return float(np.median(values)) if values else 0.0
+
+
+def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template], trace: Trace) -> Located:
+    """Markers and homography of the sheet in view; raises `Refused` saying why there is none."""
+    trace.shape = gray.shape
+    best: tuple[Template, dict[int, np.ndarray]] | None = None
+    for t in _layouts(templates):
+        found = detect_markers(gray, t.markers.dictionary)
+        ids = {m.id for m in t.markers.items}
+        if len(ids & found.keys()) < 4:
+            # Small markers (a sheet far away) can vanish on the downscaled copy: look once at full size.
+            found = {**detect_markers(gray, t.markers.dictionary, downscale=1), **found}
+        ours = {i: c for i, c in found.items() if i in ids}
+        if best is None or len(ours) > len(best[1]):
+            best = (t, ours)
+        if len(ours) == 4:
+            break
+    assert best is not None
+    t, ours = best
+    trace.corner_names = {m.id: m.corner for m in t.markers.items}
+    trace.markers_found = dict(ours)
+    W, H = t.page.width_mm, t.page.height_mm
+    if not ours:
+        raise _no_marker(gray, trace)
+
+    geom = page_geometry(t.markers, ours, W, H, min_markers=1)
+    if geom is not None and len(ours) < 4:
+        # Look for each missing marker where the others put it (two or more markers predict well).
+        if len(ours) >= 2:
+            for m in t.markers.items:
+                if m.id in ours:
+                    continue
+                pred, match = _confirm(gray, geom, t, m.id)
+                if match >= VERIFY_MATCH:
+                    ours[m.id] = _refine_corners(gray, pred, geom.px_per_mm)
+                    trace.markers_confirmed[m.id] = ours[m.id]
+            geom = page_geometry(t.markers, ours, W, H, min_markers=1) or geom
+        for m in t.markers.items:
+            if m.id not in ours:
+                pred = geom.to_image(marker_page_corners(t.markers, m.id)).astype(np.float32)
+                match = verify_marker(gray, geom, t.markers, m.id) if _inside(pred, gray.shape) else 0.0
+                trace.markers_missing[m.id] = (pred, match)
+    if geom is not None:
+        trace.homography, trace.page_mm = geom.H, (W, H)
+    if len(ours) == 4 and geom is not None:
+        return Located(template=t, geom=geom, markers=ours)
+
+    small = quality.small_copy(gray)
+    if quality.frame_too_dark(small):
+        raise Refused("too_dark", trace.measure(Measure("frame p95", float(np.percentile(small, 95)),
+                                                        quality.DARK_FRAME_P95, "below")))
+    sharp = trace.measure(Measure("marker sharpness", markers_sharpness(gray, t, ours), quality.MIN_SHARPNESS,
+                                  "below"))
+    if sharp.failed:
+        raise Refused("out_of_focus", sharp)
+    if geom is not None and len(ours) >= 2:
+        small_sheet = trace.measure(Measure("px/mm", geom.px_per_mm * scale, quality.MIN_FULLRES_PX_PER_MM,
+                                            "below"))
+        if small_sheet.failed:
+            raise Refused("sheet_too_small", small_sheet)
+    # What is missing: outside the frame, or in view and covered.
+    outside: dict[int, dict[str, float]] = {}
+    covered: list[int] = []
+    if geom is not None:
+        margin = 0.5 * geom.px_per_mm
+        for m in t.markers.items:
+            if m.id in ours:
+                continue
+            pred = geom.to_image(marker_page_corners(t.markers, m.id))
+            if _inside(pred, gray.shape, margin):
+                covered.append(m.id)
+            else:
+                outside[m.id] = _overshoot(pred, gray.shape)
+    else:
+        covered = [m.id for m in t.markers.items if m.id not in ours]
+    if covered and (len(ours) >= 2 or not outside):
+        names = [trace.corner_names[i] for i in covered]
+        raise Refused("marker_missing", corner=names[0], corners=", ".join(names))
+    assert geom is not None
+    regions = geom.to_image(_regions_mm(templates, t))
+    if len(ours) >= 3 and _inside(regions, gray.shape, FRAME_MARGIN_MM * geom.px_per_mm):
+        return Located(template=t, geom=geom, markers=ours, outside=tuple(outside))
+    reach = _overshoot(np.vstack([regions] + [geom.to_image(marker_page_corners(t.markers, i)) for i in outside]),
+                       gray.shape)
+    side = max(SIDES_ORDER, key=lambda s: reach[s])
+    raise Refused("sheet_out_of_frame", side=side)
+
+
+def _no_marker(gray: np.ndarray, trace: Trace) -> Refused:
+    """No kit marker in view: dark, no sheet, out of focus, or a page that is not the kit's form."""
+    small = quality.small_copy(gray)
+    p95 = trace.measure(Measure("frame p95", float(np.percentile(small, 95)), quality.DARK_FRAME_P95, "below"))
+    if p95.failed:
+        # In a very dark frame even paper is dark: ask for light first, it is the likelier fix.
+        dark = quality.page_in_view(small) or quality.frame_very_dark(small)
+        return Refused("too_dark" if dark else "no_sheet", p95)
+    doc = trace.measure(Measure("document tiles", quality.document_structure(gray), quality.MIN_DOCUMENT_TILES,
+                                "below"))
+    if doc.failed and not quality.page_in_view(small):
+        return Refused("no_sheet", doc)
+    sharp = trace.measure(Measure("frame sharpness", quality.frame_sharpness(gray), quality.MIN_FRAME_SHARPNESS,
+                                  "below"))
+    if sharp.failed:
+        return Refused("out_of_focus", sharp)
+    return Refused("not_a_kit_form", doc)
