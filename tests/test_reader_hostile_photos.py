@@ -64,7 +64,7 @@ def test_a_defect_inside_the_reader_is_the_refusal_reader_error_not_an_exception
     def broken(*_a, **_k):
         raise ZeroDivisionError("a defect some photo triggers")
 
-    monkeypatch.setattr(pipeline, "_locate_sheet", broken)
+    monkeypatch.setattr(pipeline, "locate_sheet", broken)
     r = read_sheet(REFERENCE.read_bytes(), *reader)
     assert (r.status, r.reason) == ("rejected", "reader_error")
     assert "technician" in r.message.en
