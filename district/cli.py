@@ -68,8 +68,12 @@ def serve(config_path: Path) -> None:
 @config_option
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write CSV here.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
-def tally(config_path: Path, csv_path: Path | None, json_path: Path | None) -> None:
+@click.option("--table/--no-table", "as_table", default=None,
+              help="Print the table (default: only when stdout is a terminal; otherwise the JSON).")
+def tally(config_path: Path, csv_path: Path | None, json_path: Path | None, as_table: bool | None) -> None:
     """Per-candidate totals per TPS, village, kecamatan and regency; reported and in-review counts."""
+    import json
+
     from tpskit.district import tally as t
     from tpskit.district.db import open_db
     from tpskit.provisioning.district import read_tps_csv
@@ -77,7 +81,10 @@ def tally(config_path: Path, csv_path: Path | None, json_path: Path | None) -> N
     cfg = load_config(config_path)
     engine = open_db(cfg.database.url)
     tallies = t.compute(engine, read_tps_csv(cfg.district.tps_list))
-    click.echo(t.render_text(tallies), nl=False)
+    if as_table if as_table is not None else sys.stdout.isatty():
+        click.echo(t.render_text(tallies), nl=False)
+    else:
+        click.echo(json.dumps([x.to_json() for x in tallies], ensure_ascii=False))
     if csv_path:
         t.write_csv(tallies, csv_path)
     if json_path:
@@ -87,12 +94,16 @@ def tally(config_path: Path, csv_path: Path | None, json_path: Path | None) -> N
 @district.command()
 @config_option
 @click.option("--signed", "signed_path", type=click.Path(path_type=Path), required=True,
-              help="Write every accepted envelope exactly as received, one compact JWS per line.")
+              help="Write the observers' export: a first line listing the TPS, then every accepted result as "
+                   "received (compact JWS), with its arrival time and whether it is current or superseded.")
 def export(config_path: Path, signed_path: Path) -> None:
-    """Export the signed results for observers (re-verify with `tpskit verify FILE --ca ca.pem`)."""
+    """Export the signed results for observers (re-verify and recount with
+    `tpskit verify FILE --ca ca.pem --tally`)."""
     from tpskit.district.db import open_db
     from tpskit.district.tally import export_signed
+    from tpskit.provisioning.district import read_tps_csv
 
     cfg = load_config(config_path)
-    n = export_signed(open_db(cfg.database.url), signed_path)
+    n = export_signed(open_db(cfg.database.url), signed_path, district=cfg.district.id,
+                      tps=read_tps_csv(cfg.district.tps_list))
     click.echo(f"{n} signed results written to {signed_path}")

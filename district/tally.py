@@ -1,16 +1,27 @@
-"""Tally and exports from the district database.
+"""Tally and exports from the district database, and the observer's recount from an export.
 
-For each (TPS, template) the latest accepted result counts (a later submission from the TPS is a
-correction). Results with status `ok` go into the totals; `review` results count as reported and as
-in review, and stay out of the totals until a corrected `ok` result arrives.
+The rule, one for the district and the observer: for each (TPS, form template) the result received last
+counts (a later submission from the TPS is a correction); received last means the latest `received_at`
+(the district's clock, to the microsecond as the export writes it), then the higher sequence number, then
+the greater submission id. Results with status `ok` go into the totals; `review` results count as
+reported and as in review, and stay out of the totals until a corrected `ok` result arrives.
+
+The signed export (`district export --signed`) is JSON lines: a first line describing the export (the
+district, its TPS list with registered voters and area names, the rule), then one line per accepted
+result in arrival order: the kit's compact JWS exactly as received, when the district received it, and
+whether it is the TPS's `current` result or `superseded` (by which submission). `recount` rebuilds the
+tally from such a file alone, and checks every `current`/`superseded` mark against the rule.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import itertools
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +30,12 @@ from sqlalchemy import Engine, select
 
 from tpskit.district.db import results
 from tpskit.provisioning.district import TpsInfo
+
+EXPORT_FORMAT = "tpskit/signed-results"
+EXPORT_VERSION = 1
+RULE = ("for each TPS and form template the result received last counts (latest received_at, then the higher "
+        "seq, then the greater submission_id); status ok results are summed, review results are counted as "
+        "reported and in review")
 
 VOTE_FIELDS_EXTRA = ("suara_sah", "suara_tidak_sah", "suara_total")
 
@@ -49,25 +66,83 @@ class Tally:
                 "areas": [a.__dict__ for a in self.areas]}
 
 
-def latest_results(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    with engine.connect() as conn:
-        rows = conn.execute(select(results.c.tps, results.c.template_id, results.c.status, results.c.values_json,
-                                   results.c.received_at).order_by(results.c.received_at)).all()
-    for r in rows:
-        out[(r.tps, r.template_id)] = {"status": r.status, "values": json.loads(r.values_json)}
+def received_iso(at: float) -> str:
+    """The district's arrival time as the export writes it: ISO 8601 UTC to the microsecond."""
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One accepted result, as the tally and the export see it."""
+
+    submission_id: str
+    kit_id: str
+    tps: str
+    template_id: str
+    status: str
+    seq: int
+    received_at: str  # received_iso(...)
+    values: dict[str, int | None]
+    envelope: str = ""
+
+    @property
+    def order(self) -> tuple[str, int, str]:
+        return (self.received_at, self.seq, self.submission_id)
+
+
+def successors(items: Iterable[Stored]) -> dict[str, str | None]:
+    """The rule: submission id -> the submission that superseded it (the next one received for the same
+    TPS and template), or None for the current one."""
+    by_key: dict[tuple[str, str], list[Stored]] = defaultdict(list)
+    for r in items:
+        by_key[(r.tps, r.template_id)].append(r)
+    out: dict[str, str | None] = {}
+    for group in by_key.values():
+        group.sort(key=lambda r: r.order)
+        for a, b in itertools.pairwise(group):
+            out[a.submission_id] = b.submission_id
+        out[group[-1].submission_id] = None
     return out
 
 
+def stored_results(engine: Engine, *, envelopes: bool = False) -> list[Stored]:
+    """Every accepted result in the rule's order (arrival)."""
+    cols = [results.c.submission_id, results.c.kit_id, results.c.tps, results.c.template_id, results.c.status,
+            results.c.seq, results.c.received_at, results.c.values_json]
+    if envelopes:
+        cols.append(results.c.envelope)
+    with engine.connect() as conn:
+        rows = conn.execute(select(*cols)).all()
+    out = [Stored(r.submission_id, r.kit_id, r.tps, r.template_id, r.status, int(r.seq), received_iso(r.received_at),
+                  json.loads(r.values_json), r.envelope if envelopes else "") for r in rows]
+    out.sort(key=lambda r: r.order)
+    return out
+
+
+def current_results(items: Iterable[Stored]) -> dict[tuple[str, str], Stored]:
+    """(TPS, template) -> the result that counts."""
+    items = list(items)
+    nxt = successors(items)
+    return {(r.tps, r.template_id): r for r in items if nxt[r.submission_id] is None}
+
+
+def latest_results(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
+    return {k: {"status": r.status, "values": r.values} for k, r in current_results(stored_results(engine)).items()}
+
+
 def compute(engine: Engine, tps: dict[str, TpsInfo]) -> list[Tally]:
-    latest = latest_results(engine)
-    by_template: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for (code, template), res in latest.items():
+    return tally_of(current_results(stored_results(engine)), tps)
+
+
+def tally_of(current: Mapping[tuple[str, str], Stored], tps: Mapping[str, TpsInfo]) -> list[Tally]:
+    """Totals per TPS, village, kecamatan and regency of the current results, one Tally per template."""
+    by_template: dict[str, dict[str, Stored]] = defaultdict(dict)
+    for (code, template), res in current.items():
         by_template[template][code] = res
     tallies = []
     for template, per_tps in sorted(by_template.items()):
-        names = list(next(iter(per_tps.values()))["values"])
-        fields = _vote_fields(names)
+        first = min(per_tps.values(), key=lambda r: r.order)  # every result of a template has its fields
+        fields = _vote_fields(list(first.values))
         areas: dict[tuple[str, str], Area] = {}
 
         def area(level: str, code: str, name: str, areas=areas, fields=fields) -> Area:  # type: ignore[no-untyped-def]
@@ -85,11 +160,11 @@ def compute(engine: Engine, tps: dict[str, TpsInfo]) -> list[Tally]:
                 if res is None:
                     continue
                 u.reported += 1
-                if res["status"] == "review":
+                if res.status == "review":
                     u.in_review += 1
                     continue
                 for f in fields:
-                    u.totals[f] += int(res["values"].get(f) or 0)
+                    u.totals[f] += int(res.values.get(f) or 0)
         order = {"regency": 0, "kecamatan": 1, "village": 2, "tps": 3}
         tallies.append(Tally(template, fields, sorted(areas.values(), key=lambda a: (order[a.level], a.code))))
     return tallies
@@ -126,12 +201,87 @@ def write_json(tallies: list[Tally], path: Path) -> None:
     Path(path).write_text(json.dumps([t.to_json() for t in tallies], indent=2, ensure_ascii=False))
 
 
-def export_signed(engine: Engine, path: Path) -> int:
-    """Every accepted envelope exactly as received, one compact JWS per line, in arrival order."""
-    n = 0
-    with engine.connect() as conn, open(path, "w", encoding="ascii") as f:
-        for (env,) in conn.execute(select(results.c.envelope).order_by(results.c.received_at,
-                                                                       results.c.submission_id)):
-            f.write(env + "\n")
-            n += 1
-    return n
+def export_signed(engine: Engine, path: Path, *, district: str, tps: Mapping[str, TpsInfo]) -> int:
+    """The observer's export (see the module's docstring); returns the number of results written."""
+    items = stored_results(engine, envelopes=True)
+    nxt = successors(items)
+    header = {"export": EXPORT_FORMAT, "version": EXPORT_VERSION, "district": district,
+              "exported_at": received_iso(dt.datetime.now(dt.UTC).timestamp()), "results": len(items),
+              "rule": RULE,
+              "tps": [{"tps": t.tps, "registered_voters": t.registered_voters, "village": t.village,
+                       "kecamatan": t.kecamatan, "regency": t.regency} for t in tps.values()]}
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(json.dumps(header, ensure_ascii=True, separators=(",", ":")) + "\n")
+        for r in items:
+            f.write(json.dumps(export_line(r, nxt[r.submission_id]), separators=(",", ":")) + "\n")
+    tmp.replace(path)
+    return len(items)
+
+
+def export_line(r: Stored, superseded_by: str | None) -> dict[str, Any]:
+    return {"tps": r.tps, "template": r.template_id, "submission_id": r.submission_id,
+            "received_at": r.received_at, "state": "superseded" if superseded_by else "current",
+            "superseded_by": superseded_by, "envelope": r.envelope}
+
+
+# ------------------------------------------------------------------------------------------ observer side
+class ExportError(ValueError):
+    """The file is not a signed-results export (its first line does not describe one)."""
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    district: str
+    exported_at: str
+    results: int
+    tps: dict[str, TpsInfo]
+
+
+def read_header(line: str) -> ExportHeader:
+    """The export's first line. Raises ExportError naming what is wrong."""
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        raise ExportError(f"the first line is not JSON ({e})") from None
+    if not isinstance(obj, dict) or obj.get("export") != EXPORT_FORMAT:
+        raise ExportError(f"the first line does not describe a {EXPORT_FORMAT} export "
+                          "(made by `tpskit district export --signed`)")
+    if obj.get("version") != EXPORT_VERSION:
+        raise ExportError(f"export version {obj.get('version')!r}; this tpskit reads version {EXPORT_VERSION}")
+    try:
+        tps = {}
+        for t in obj["tps"]:
+            info = TpsInfo(str(t["tps"]), int(t["registered_voters"]), str(t["village"]), str(t["kecamatan"]),
+                           str(t["regency"]))
+            tps[info.tps] = info
+        return ExportHeader(str(obj["district"]), str(obj["exported_at"]), int(obj["results"]), tps)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"the first line lacks or misstates {e}") from None
+
+
+@dataclass(frozen=True)
+class Recount:
+    tallies: list[Tally]
+    # Marks that disagree with the rule, e.g. "line 4: marked current, but submission X superseded it".
+    problems: list[str]
+
+
+def recount(header: ExportHeader, lines: Iterable[tuple[int, Mapping[str, Any], Stored]]) -> Recount:
+    """The tally from verified export lines alone: (line number, the line's JSON, the result as its signed
+    payload says, with the line's received_at). Every mark is checked against the rule."""
+    lines = list(lines)
+    nxt = successors(r for _, _, r in lines)
+    problems = []
+    for n, obj, r in lines:
+        want = nxt[r.submission_id]
+        state, by = obj.get("state"), obj.get("superseded_by")
+        if want is None and (state, by) != ("current", None):
+            problems.append(f"line {n}: marked {state} (by {by}), but it is the current result of TPS {r.tps}")
+        elif want is not None and (state, by) != ("superseded", want):
+            problems.append(f"line {n}: marked {state}" + (f" by {by}" if by else "")
+                            + f", but submission {want} superseded it")
+        if r.tps not in header.tps:
+            problems.append(f"line {n}: TPS {r.tps} is not in the export's TPS list")
+    current = {(r.tps, r.template_id): r for _, _, r in lines if nxt[r.submission_id] is None}
+    return Recount(tally_of(current, header.tps), problems)

@@ -21,4 +21,5 @@ def test_trust_demo_delivers_every_reading_and_leaves_a_verifiable_export(tmp_pa
     assert summary["skipped_rejected"] == 1 and summary["verified"] == 2
     signed = (tmp_path / "district" / "signed-results.jsonl").read_text().splitlines()
     assert [ok for _, ok, _ in verify_lines(signed, tmp_path / "district" / "ca.pem")] == [True, True]
+    assert summary["recount_equal"] and summary["superseded"] == 0
     assert "paslon_01" in summary["tally"]

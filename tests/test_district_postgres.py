@@ -33,7 +33,7 @@ def test_district_on_postgresql_stores_each_result_once_and_tallies(rig_factory,
     regency = next(a for a in t.areas if a.level == "regency")
     assert regency.reported == 2 and regency.totals["paslon_01"] == 141 and regency.in_review == 0
     out = tmp_path / "signed.jsonl"
-    assert tally.export_signed(engine, out) == 2
+    assert tally.export_signed(engine, out, district="kab-test", tps=read_tps_csv(rig.root / "tps.csv")) == 2
     engine.dispose()
 
 

@@ -46,9 +46,11 @@ def filled(tmp_path):
 def test_tally_sums_ok_results_per_area_and_counts_reported_and_review(filled, tmp_path, capsys):
     out_csv, out_json = tmp_path / "t.csv", tmp_path / "t.json"
     assert main(["district", "tally", "--config", str(filled.config_path), "--csv", str(out_csv),
-                 "--json", str(out_json)]) == 0
+                 "--json", str(out_json), "--table"]) == 0
     text = capsys.readouterr().out
     assert "regency" in text and "3/4" in text
+    assert main(["district", "tally", "--config", str(filled.config_path)]) == 0  # piped: JSON, not the table
+    assert json.loads(capsys.readouterr().out) == json.loads(out_json.read_text())
     [t] = json.loads(out_json.read_text())
     regency = next(a for a in t["areas"] if a["level"] == "regency")
     assert (regency["reported"], regency["in_review"], regency["tps_total"]) == (3, 1, 4)
@@ -56,19 +58,139 @@ def test_tally_sums_ok_results_per_area_and_counts_reported_and_review(filled, t
     assert "Kab Uji" in out_csv.read_text()
 
 
+def _export(d, path) -> list[dict]:
+    assert main(["district", "export", "--config", str(d.config_path), "--signed", str(path)]) == 0
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path, objs: list[dict]) -> None:
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+
+
 def test_signed_export_reverifies_line_by_line_and_names_a_tampered_line(filled, tmp_path, capsys):
     out = tmp_path / "signed.jsonl"
-    assert main(["district", "export", "--config", str(filled.config_path), "--signed", str(out)]) == 0
+    objs = _export(filled, out)
+    capsys.readouterr()
     ca = str(filled.ca_cert_path)
-    assert main(["verify", str(out), "--ca", ca]) == 0
+    assert main(["verify", str(out), "--ca", ca, "--table"]) == 0
     assert "3 verified, 0 failed" in capsys.readouterr().out
-    lines = out.read_text().splitlines()
-    h, p, s = lines[1].split(".")
-    lines[1] = f"{h}.{p[:-4]}AAAA.{s}"
-    out.write_text("\n".join(lines) + "\n")
-    assert main(["verify", str(out), "--ca", ca]) == 1
+    h, p, s = objs[2]["envelope"].split(".")
+    objs[2]["envelope"] = f"{h}.{p[:-4]}AAAA.{s}"
+    _write(out, objs)
+    assert main(["verify", str(out), "--ca", ca, "--table"]) == 1
     report = capsys.readouterr().out
-    assert "line 2: FAIL" in report and "line 1: OK" in report and "2 verified, 1 failed" in report
+    assert "line 3: FAIL" in report and "line 2: OK" in report and "2 verified, 1 failed" in report
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "header-only", "all-fail"])
+def test_verify_exits_1_when_the_file_holds_no_verified_result(content, filled, tmp_path, capsys):
+    out = tmp_path / "signed.jsonl"
+    objs = _export(filled, out)
+    if content == "header-only":
+        _write(out, objs[:1])
+    elif content == "all-fail":
+        for o in objs[1:]:
+            o["envelope"] = o["envelope"][:-8] + "AAAAAAAA"
+        _write(out, objs)
+    else:
+        out.write_text(content)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--ca", str(filled.ca_cert_path), "--table"]) == 1
+    text = capsys.readouterr().out
+    assert "0 verified" in text
+    if content != "all-fail":
+        assert "holds no signed result" in text
+
+
+def test_verify_prints_a_summary_per_tps_and_json_lines_when_piped(filled, tmp_path, capsys):
+    out = tmp_path / "signed.jsonl"
+    _export(filled, out)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--ca", str(filled.ca_cert_path), "--table"]) == 0
+    text = capsys.readouterr().out
+    assert "per TPS:" in text and f"{TPS_CODES[2]}  c-hasil-ppwp-2024  1         0       0           sub-0002-xxxx" \
+        "  review" in text
+    assert main(["verify", str(out), "--ca", str(filled.ca_cert_path)]) == 0  # stdout is not a terminal here
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["line"] for r in rows if "line" in r] == [2, 3, 4]
+    assert {r["per_tps"]["tps"] for r in rows if "per_tps" in r} == set(TPS_CODES[:3])
+    assert rows[-1]["summary"] == {"verified": 3, "failed": 0, "problems": []}
+
+
+@pytest.fixture
+def corrected(filled, tmp_path):
+    """`filled`, plus a TPS that sent sequence 1, 2 and 4 (2 and 4 corrections) and another TPS whose
+    kit was replaced (a second kit's result supersedes the first kit's)."""
+    cfg = load_district_config(filled.config_path)
+    ingest = build_ingest(cfg)
+    k = bench_kit(filled.root, "kit-c", TPS_CODES[3], tmp_path / "kitc")
+    k2 = bench_kit(filled.root, "kit-0b", TPS_CODES[0], tmp_path / "kit0b")
+    for kit, tps, seq, votes in [(k, TPS_CODES[3], 1, (5, 5, 5)), (k, TPS_CODES[3], 2, (6, 6, 6)),
+                                 (k, TPS_CODES[3], 4, (7, 8, 9)), (k2, TPS_CODES[0], 1, (61, 50, 40))]:
+        photo = fake_jpeg(f"c{seq}{tps}")
+        sid = f"sub-{tps[-4:]}-seq{seq}"
+        payload = build_payload(make_reading(tps, votes), kit_id=kit.kit_id, tps=tps, seq=seq, submission_id=sid,
+                                evidence_sha256=sha256_hex(photo))
+        compact = sign_compact(payload_bytes(payload), load_key(kit.folder / "kit.key"),
+                               load_certs(kit.folder / "kit.pem"))
+        acks = ingest.process([(f"tps/{tps}/evidence/{sid}", photo), (f"tps/{tps}/result", compact.encode())])
+        assert len(acks) == 1
+    ingest.engine.dispose()
+    return filled
+
+
+def test_export_marks_each_result_current_or_superseded_and_the_recount_equals_the_district_tally(
+        corrected, tmp_path, capsys):
+    out = tmp_path / "signed.jsonl"
+    objs = _export(corrected, out)
+    header, lines = objs[0], objs[1:]
+    assert header["export"] == "tpskit/signed-results" and len(header["tps"]) == 4 and header["results"] == 7
+    by_sid = {o["submission_id"]: o for o in lines}
+    tps3 = [o for o in lines if o["tps"] == TPS_CODES[3]]
+    assert [(o["submission_id"], o["state"], o["superseded_by"]) for o in tps3] == [
+        (f"sub-{TPS_CODES[3][-4:]}-seq1", "superseded", f"sub-{TPS_CODES[3][-4:]}-seq2"),
+        (f"sub-{TPS_CODES[3][-4:]}-seq2", "superseded", f"sub-{TPS_CODES[3][-4:]}-seq4"),
+        (f"sub-{TPS_CODES[3][-4:]}-seq4", "current", None)]
+    assert by_sid["sub-0000-xxxx"]["superseded_by"] == f"sub-{TPS_CODES[0][-4:]}-seq1"  # the replacement kit's
+    assert sum(o["state"] == "current" for o in lines) == 4
+
+    district_json, observer_json = tmp_path / "district.json", tmp_path / "observer.json"
+    assert main(["district", "tally", "--config", str(corrected.config_path), "--json", str(district_json)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--ca", str(corrected.ca_cert_path), "--tally-json", str(observer_json),
+                 "--table"]) == 0
+    text = capsys.readouterr().out
+    assert "7 verified, 0 failed" in text and "recount from the export" in text
+    assert json.loads(observer_json.read_text()) == json.loads(district_json.read_text())
+    [t] = json.loads(observer_json.read_text())
+    regency = next(a for a in t["areas"] if a["level"] == "regency")
+    # paslon_01: 61 (TPS 0's replacement) + 10 (TPS 1) + 7 (TPS 3's seq 4); TPS 2 is in review
+    assert (regency["reported"], regency["in_review"], regency["totals"]["paslon_01"]) == (4, 1, 78)
+
+
+@pytest.mark.parametrize("change", ["superseded-marked-current", "current-marked-superseded", "wrong-successor",
+                                    "dropped-current", "tps-not-listed"])
+def test_verify_tally_fails_when_a_mark_disagrees_with_the_rule(change, corrected, tmp_path, capsys):
+    out = tmp_path / "signed.jsonl"
+    objs = _export(corrected, out)
+    lines = objs[1:]
+    seq1, seq2, seq4 = (next(o for o in lines if o["submission_id"] == f"sub-{TPS_CODES[3][-4:]}-seq{n}")
+                        for n in (1, 2, 4))
+    if change == "superseded-marked-current":
+        seq1.update(state="current", superseded_by=None)
+    elif change == "current-marked-superseded":
+        seq4.update(state="superseded", superseded_by=seq1["submission_id"])
+    elif change == "wrong-successor":
+        seq1["superseded_by"] = seq4["submission_id"]
+    elif change == "dropped-current":  # hiding a correction: the older result would then count
+        objs.remove(seq4)
+        seq2.update(state="current", superseded_by=None)
+    else:
+        objs[0]["tps"] = [t for t in objs[0]["tps"] if t["tps"] != TPS_CODES[3]]
+    _write(out, objs)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--ca", str(corrected.ca_cert_path), "--tally", "--table"]) == 1
+    assert "PROBLEM" in capsys.readouterr().out
 
 
 def test_fails_on_kit_config_with_bad_value_naming_key_value_and_fix(tmp_path):

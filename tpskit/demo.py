@@ -106,9 +106,9 @@ def main() -> int:
     reader_demo(RUN / "reader")
     summary = trust_demo(RUN)
     print(f"\nFor observers: {RUN / 'district' / 'ca.pem'} and {RUN / 'district' / 'signed-results.jsonl'}"
-          f"\n  re-verify with: .venv/bin/tpskit verify {RUN / 'district' / 'signed-results.jsonl'} "
-          f"--ca {RUN / 'district' / 'ca.pem'}")
-    return 0 if summary else 1
+          f"\n  re-verify and recount with: .venv/bin/tpskit verify {RUN / 'district' / 'signed-results.jsonl'} "
+          f"--ca {RUN / 'district' / 'ca.pem'} --tally")
+    return 0 if summary and summary["recount_equal"] and summary["verified"] == summary["exported"] else 1
 
 
 if __name__ == "__main__":

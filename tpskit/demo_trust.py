@@ -34,7 +34,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     from tpskit.config import load_district_config, load_kit_config
     from tpskit.district import tally
     from tpskit.district.db import open_db
-    from tpskit.district.verify_cli import verify_lines
+    from tpskit.district.verify_cli import recount_export, verify_export
     from tpskit.edge.deliver import Delivery
     from tpskit.edge.submit import sign_and_queue
     from tpskit.envelope import Verifier, parse_ack
@@ -118,8 +118,9 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
         cfg_d = load_district_config(d.config_path)
         engine = open_db(cfg_d.database.url)
         signed_path = d.root / "signed-results.jsonl"
-        n_export = tally.export_signed(engine, signed_path)
-        tallies = tally.compute(engine, read_tps_csv(d.root / "tps.csv"))
+        tps_list = read_tps_csv(d.root / "tps.csv")
+        n_export = tally.export_signed(engine, signed_path, district=cfg_d.district.id, tps=tps_list)
+        tallies = tally.compute(engine, tps_list)
         tally.write_csv(tallies, d.root / "tally.csv")
         tally.write_json(tallies, d.root / "tally.json")
         engine.dispose()
@@ -131,13 +132,20 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
                  + (f" ({rec['reason']})" if rec.get("reason") else "")
                  + (f", district stored sha256 {rec['stored_sha256'][:16]}... = what the kit signed"
                     if rec.get("receipt_matches") else ""))
-        report = verify_lines(signed_path.read_text().splitlines(), d.ca_cert_path)
-        verified = sum(1 for _, ok, _ in report if ok)
-        echo(f"\nObserver check: tpskit verify {signed_path} --ca {d.ca_cert_path}"
-             f" -> {verified} of {len(report)} verified")
+        # The observer: every line re-verified, then the tally recounted from the export alone.
+        report = verify_export(signed_path.read_text().splitlines(), d.ca_cert_path)
+        verified = report.results - report.failed
+        superseded = sum(1 for r in report.lines if r.line and r.line.get("state") == "superseded")
+        counted = recount_export(report)
+        equal = [x.to_json() for x in counted.tallies] == [x.to_json() for x in tallies] and not counted.problems
+        echo(f"\nObserver check: tpskit verify {signed_path} --ca {d.ca_cert_path} --tally"
+             f"\n  {verified} of {report.results} results verified ({superseded} superseded by a later result of "
+             f"their TPS, not counted); the recount from the export "
+             + ("equals the district tally" if equal else "DIFFERS from the district tally: "
+                + "; ".join(counted.problems)))
         return {"district_dir": str(d.root), "ca": str(d.ca_cert_path), "signed_results": str(signed_path),
-                "exported": n_export, "verified": verified, "receipts": receipts, "tally": tally_text,
-                "skipped_rejected": skipped, "broker_port": port}
+                "exported": n_export, "verified": verified, "superseded": superseded, "recount_equal": equal,
+                "receipts": receipts, "tally": tally_text, "skipped_rejected": skipped, "broker_port": port}
     finally:
         for delivery in deliveries:
             with contextlib.suppress(Exception):  # keep stopping the rest
