@@ -113,9 +113,10 @@ def verify_export(lines: list[str], ca: Path, revoked: Path | None = None) -> Ex
             compact, rep.line, arrived = _split(line)
             result, revoked_on = _verify(compact, arrived, verifier, templates, seen)
             if rep.line is not None:
-                said = {k: rep.line.get(k) for k in ("tps", "template", "submission_id")}
+                # what the line states beside the envelope (the district's export states all three)
                 signed = {"tps": result.tps, "template": result.template_id, "submission_id": result.submission_id}
-                if said != signed:
+                said = {k: rep.line[k] for k in signed if k in rep.line}
+                if said != {k: signed[k] for k in said}:
                     raise VerificationError("line_mismatch", f"the line says {said}, the signed result {signed}")
             rep.ok, rep.result = True, result
             rep.text = (f"kit {result.kit_id} TPS {result.tps} {result.template_id} seq {result.seq} "

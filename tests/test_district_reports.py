@@ -130,7 +130,7 @@ def corrected(filled, tmp_path):
         photo = fake_jpeg(f"c{seq}{tps}")
         sid = f"sub-{tps[-4:]}-seq{seq}"
         payload = build_payload(make_reading(tps, votes), kit_id=kit.kit_id, tps=tps, seq=seq, submission_id=sid,
-                                evidence_sha256=sha256_hex(photo))
+                                evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(kit.folder / "kit.key"),
                                load_certs(kit.folder / "kit.pem"))
         acks = ingest.process([(f"tps/{tps}/evidence/{sid}", photo), (f"tps/{tps}/result", compact.encode())])
@@ -210,3 +210,13 @@ def test_district_check_config_exits_0_on_generated_config_and_1_on_bad_one(fill
     bad.write_text('[district]\nid = "kab-test"\n[database]\nurl = "mysql://x"\n')
     assert main(["district", "check-config", "--config", str(bad)]) == 1
     assert "database.url = 'mysql://x'" in capsys.readouterr().err
+
+
+def test_verify_fails_a_line_whose_words_contradict_its_signed_result(filled, tmp_path, capsys):
+    out = tmp_path / "signed.jsonl"
+    objs = _export(filled, out)
+    objs[1]["tps"] = TPS_CODES[3]  # the district's words say another TPS than the kit signed
+    _write(out, objs)
+    capsys.readouterr()
+    assert main(["verify", str(out), "--ca", str(filled.ca_cert_path), "--table"]) == 1
+    assert "line 2: FAIL line_mismatch" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_openssl_recipe_exits_non_zero_on_a_bad_line(bad, export, filled, tmp_pa
     elif bad == "tps-not-the-certificates":  # kit-0 signs a result for another TPS: a valid signature
         folder = tmp_path / "kit0"
         payload = build_payload(make_reading(TPS_CODES[1]), kit_id="kit-0", tps=TPS_CODES[1], seq=9,
-                                submission_id="sub-forged-0001", evidence_sha256="0" * 64)
+                                submission_id="sub-forged-0001", evidence_sha256="0" * 64, evidence_bytes=2048)
         objs[1]["envelope"] = sign_compact(payload_bytes(payload), load_key(folder / "kit.key"),
                                            load_certs(folder / "kit.pem"))
     elif bad == "no-envelope":
