@@ -216,12 +216,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from tpskit.config import load_district_config
-    from tpskit.district.service import client_ids
+    from tpskit.district.service import client_ids, share_config
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
     from tpskit.keys import load_key
     from tpskit.progress import progress
-    from tpskit.provisioning.district import bench_kit, district_init
+    from tpskit.provisioning.district import bench_kit, district_init, service_shares
     from tpskit.provisioning.pki import load_certs
 
     work = Path(tempfile.mkdtemp(prefix="tpskit-bench-ingest-"))
@@ -239,6 +239,9 @@ def main() -> int:
     ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max}
     text += "\n[ingest]\n" + "".join(f"{k} = {v}\n" for k, v in ingest.items() if v is not None)
     base_config = text
+
+    for n in sorted(set(args.processes) - {1}):  # one broker identity per service process
+        service_shares(d.root, n)
 
     def configure(processes: int):  # type: ignore[no-untyped-def]
         d.config_path.write_text(base_config + f"processes = {processes}\n")
@@ -329,8 +332,11 @@ def main() -> int:
             finally:
                 service.terminate()
                 service.wait(20)
-            for client_id in client_ids(dcfg):  # or it queues the next raw phase
-                forget_session(svc_id, client_id)
+            # Or it queues the next raw phase. The broker binds a session to a certificate: each process's own.
+            for share, client_id in enumerate(client_ids(dcfg)):
+                cfg_share = share_config(dcfg, share, len(client_ids(dcfg)))
+                forget_session({**svc_id, "cert": str(cfg_share.identity.certificate),
+                                "key": str(cfg_share.identity.key)}, client_id)
             return {"ingest_s": end - start, "lost": n - distinct, "dup": rows - distinct,
                     "cpu": list(zip(before, after, strict=True))}
 

@@ -44,6 +44,14 @@ def check_config(config_path: Path) -> None:
         n = len(read_tps_csv(cfg.district.tps_list))
     except ProvisioningError as e:
         raise click.ClickException(str(e)) from e
+    from tpskit.district.service import missing_share_identities
+
+    shares = max(1, min(cfg.ingest.processes, n))
+    lacking = missing_share_identities(cfg, shares)
+    if lacking:
+        raise click.ClickException(f"{config_path}: [ingest] processes = {shares} needs one certificate per process; "
+                                   f"missing {', '.join(lacking)}. Fix: tpskit provision service-shares --dir "
+                                   f"DISTRICT --processes {shares}")
     click.echo(f"{config_path}: ok (district {cfg.district.id}, {n} TPS, database {cfg.database.url.split(':')[0]})")
 
 

@@ -20,7 +20,7 @@ from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register, setup_logging
 from tpskit.forms import load_templates
 from tpskit.keys import load_key
-from tpskit.provisioning.district import read_tps_csv
+from tpskit.provisioning.district import read_tps_csv, share_identity
 from tpskit.provisioning.pki import load_certs
 
 log = logging.getLogger("tpskit.district.service")
@@ -31,6 +31,8 @@ register(
     Event("district.batch_failed", "error", "A batch could not be committed; the broker will redeliver it."),
     Event("district.stopped", "info", "The district service stopped."),
     Event("district.share_died", "error", "A service process of a share of the TPS list exited; all stop."),
+    Event("district.share_identity_missing", "error", "[ingest] processes = N needs one certificate per process "
+          "(tpskit provision service-shares); the service does not start without them."),
 )
 
 
@@ -54,10 +56,30 @@ def client_ids(cfg: DistrictConfig, shares: int | None = None) -> list[str]:
     return [base] if n == 1 else [f"{base}-{i + 1}of{n}" for i in range(n)]
 
 
+def share_config(cfg: DistrictConfig, share: int, shares: int) -> DistrictConfig:
+    """The configuration of one service process: with several, each has its own certificate (the broker
+    binds one session to one certificate), issued by `tpskit provision service-shares`."""
+    if shares == 1:
+        return cfg
+    cert, key = share_identity(cfg.identity.certificate, cfg.identity.key, share, shares)
+    return cfg.model_copy(update={"identity": cfg.identity.model_copy(update={"certificate": cert, "key": key})})
+
+
+def missing_share_identities(cfg: DistrictConfig, shares: int) -> list[str]:
+    if shares == 1:
+        return []
+    out = []
+    for i in range(shares):
+        cert, key = share_identity(cfg.identity.certificate, cfg.identity.key, i, shares)
+        out += [str(p) for p in (cert, key) if not p.exists()]
+    return out
+
+
 class DistrictService:
     """One service process: every TPS (share 0 of 1), or the TPS whose code modulo `shares` is `share`."""
 
     def __init__(self, cfg: DistrictConfig, share: int = 0, shares: int = 1):
+        cfg = share_config(cfg, share, shares)
         self.cfg = cfg
         self.share = f"{share + 1}/{shares}"
         self.ingest = build_ingest(cfg)
@@ -143,6 +165,11 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
     """Run the service until `stop`: one process, or `[ingest] processes` of them, this one serving
     the first share of the TPS list and spawned children the others. Returns the exit status."""
     shares = max(1, min(cfg.ingest.processes, len(read_tps_csv(cfg.district.tps_list))))
+    missing = missing_share_identities(cfg, shares)
+    if missing:
+        log_event(log, "district.share_identity_missing", shares=shares, missing=missing,
+                  fix=f"tpskit provision service-shares --dir DISTRICT --processes {shares}")
+        return 1
     _tune_gc()
     ctx = mp.get_context("spawn")
     children = [ctx.Process(target=_serve_share, args=(cfg, i, shares, os.getpid()), daemon=True,

@@ -58,7 +58,7 @@ def sign_csr_cmd(csr: Path, root: Path, out_dir: Path | None, replace: bool) -> 
     k = _run(sign_csr, root, csr, out_dir=out_dir, replace=replace)
     click.echo(f"kit {k.kit_id} for TPS {k.tps}: copy {k.folder}/kit.pem and ca.pem to /etc/tpskit/ and "
                f"kit.toml to /etc/tpskit/kit.toml on the kit")
-    click.echo("then reload the broker so its ACL knows the kit: systemctl reload mosquitto")
+    click.echo(f"broker: {k.broker}")
 
 
 @provision.command("revoke")
@@ -66,12 +66,36 @@ def sign_csr_cmd(csr: Path, root: Path, out_dir: Path | None, replace: bool) -> 
 @click.option("--dir", "root", type=click.Path(path_type=Path), required=True, help="The district folder.")
 @click.option("--reason", default="unspecified", show_default=True)
 def revoke_cmd(kit_id: str, root: Path, reason: str) -> None:
-    """Revoke a kit: the district service refuses it at once; the broker after a reload."""
+    """Revoke a kit: the district service refuses its results and the broker disconnects it, at once."""
     from tpskit.provisioning.district import revoke
 
     e = _run(revoke, root, kit_id, reason)
-    click.echo(f"revoked {kit_id} (serial {e['serial']}, TPS {e['tps']})")
-    click.echo("reload the broker so its CRL and ACL refuse the kit too: systemctl reload mosquitto")
+    click.echo(f"revoked {kit_id} (serial {e['serial']}, TPS {e['tps']}): the district service refuses its "
+               "results from now on")
+    click.echo(f"broker: {e['broker']}")
+
+
+@provision.command("broker-sync")
+@click.option("--dir", "root", type=click.Path(path_type=Path), required=True, help="The district folder.")
+def broker_sync_cmd(root: Path) -> None:
+    """Make the running broker's users match kits.json, revoked.json and the service identities (after a
+    change made while the broker could not be reached). Never reloads the broker."""
+    from tpskit.provisioning.district import broker_sync
+
+    click.echo(f"broker: {_run(broker_sync, root)}")
+
+
+@provision.command("service-shares")
+@click.option("--dir", "root", type=click.Path(path_type=Path), required=True, help="The district folder.")
+@click.option("--processes", type=click.IntRange(2, 32), required=True,
+              help="The `[ingest] processes` value: one broker identity is issued per service process.")
+def service_shares_cmd(root: Path, processes: int) -> None:
+    """Issue the district service's per-process certificates for `[ingest] processes = N` (the broker
+    gives every certificate exactly one session)."""
+    from tpskit.provisioning.district import service_shares
+
+    for path in _run(service_shares, root, processes):
+        click.echo(f"issued {path}")
 
 
 @provision.command("bench-kit")

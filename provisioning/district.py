@@ -7,8 +7,9 @@ Layout of a district folder (everything a technician needs, nothing secret outsi
     private/ca.key              the CA key (0600); keep this folder offline when not issuing
     tps.csv                     the TPS list with registered voters (normalised copy of the input)
     district.toml               the district service configuration
-    broker/mosquitto.conf acl crl.pem server.pem server.key ca.pem data/
-    service/district.pem district.key      the service's client certificate (also signs acks)
+    broker/mosquitto.conf dynamic-security.json crl.pem server.pem server.key ca.pem data/
+    service/district.pem district.key      the service's client certificate (also signs acks);
+                                service/district-<i>of<n>.pem/.key for `[ingest] processes = n`
     kits.json                   every certificate issued: kit id -> TPS, serial, fingerprint
     revoked.json                revoked kits (the service refuses them; the broker via crl.pem)
     kits/<kit-id>/kit.pem ca.pem kit.toml  what to copy onto each kit
@@ -47,6 +48,7 @@ from tpskit.provisioning.pki import (
     load_cert,
     make_crl,
     make_csr,
+    mqtt_username,
     utcnow,
 )
 
@@ -108,6 +110,27 @@ def write_tps_csv(path: Path, tps: dict[str, TpsInfo]) -> None:
 
 def service_user(district_id: str) -> str:
     return f"district-{district_id}"
+
+
+def admin_user(district_id: str) -> str:
+    """The CN of the provisioning tools' short-lived broker identity (starts with 'district': no kit can
+    be issued it)."""
+    return f"district-{district_id}-provisioning"
+
+
+#: The serialNumber of every provisioning certificate: one fixed broker user, whichever certificate.
+ADMIN_SUBJECT_SERIAL = "provisioning"
+
+
+def share_identity(certificate: Path, key: Path, share: int, shares: int) -> tuple[Path, Path]:
+    """The certificate and key of service process `share` (0-based) out of `shares`: the configured ones
+    for a single process, `<name>-<i>of<n>` next to them otherwise (the broker gives every certificate one
+    session, so each process needs its own; `tpskit provision service-shares` issues them)."""
+    if shares == 1:
+        return certificate, key
+    tag = f"-{share + 1}of{shares}"
+    return (certificate.with_name(certificate.stem + tag + certificate.suffix),
+            key.with_name(key.stem + tag + key.suffix))
 
 
 @dataclass(frozen=True)
@@ -190,6 +213,7 @@ def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: s
     svc_key = create_key(root / "service" / "district.key")
     svc = issue_role_cert(ca_key, ca, svc_key.public_key(), service_user(district_id), ROLE_DISTRICT)
     _write(root / "service" / "district.pem", cert_pem(svc))
+    _write(root / "service" / "broker-users.json", json.dumps({mqtt_username(svc): "district.pem"}, indent=2))
 
     write_tps_csv(root / "tps.csv", tps)
     _write(root / "settings.json", json.dumps({
@@ -199,6 +223,7 @@ def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: s
     _write(root / "revoked.json", "{}\n")
     _write(bdir / "mosquitto.conf", broker_files.mosquitto_conf(bdir, port=broker_port, bind=bind, run_as=run_as))
     _refresh_broker_lists(d)
+    _write_dynsec_file(d)
     _write(d.config_path, toml_dumps({
         "district": {"id": district_id, "tps_list": "tps.csv", "revocations": "revoked.json"},
         "identity": {"key": "service/district.key", "certificate": "service/district.pem", "ca": "ca.pem"},
@@ -211,14 +236,121 @@ def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: s
 
 
 def _refresh_broker_lists(d: District) -> None:
-    """Rewrite the ACL and the CRL from kits.json and revoked.json."""
+    """Rewrite the CRL from revoked.json (the broker reads it at its next start)."""
     revoked = d.revoked()
-    kits = [broker_files.KitAcl(k, v["tps"]) for k, v in d.issued().items() if k not in revoked]
-    _write(d.broker_dir / "acl", broker_files.acl_text(service_user(d.settings()["district_id"]), kits))
     ca_key = load_key(d.ca_key_path)
     ca = load_cert(d.ca_cert_path)
-    crl = make_crl(ca_key, ca, [int(v["serial"]) for v in revoked.values()])
+    entries = [(int(v["serial"]), dt.datetime.fromisoformat(v["revoked_at"]) if v.get("revoked_at") else utcnow())
+               for v in revoked.values()]
+    crl = make_crl(ca_key, ca, entries)
     _write(d.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+
+
+# ------------------------------------------------------------------------------------------ the broker's users
+def _service_clients(d: District) -> list[broker_files.BrokerClient]:
+    users = d.root / "service" / "broker-users.json"
+    names = json.loads(users.read_text()) if users.exists() else {}
+    return [broker_files.BrokerClient(u, broker_files.ROLE_DISTRICT, f"district service ({f})")
+            for u, f in names.items()]
+
+
+def _admin_client(d: District) -> broker_files.BrokerClient:
+    user = f"serialNumber={ADMIN_SUBJECT_SERIAL},CN={admin_user(d.settings()['district_id'])}"
+    return broker_files.BrokerClient(user, broker_files.ROLE_ADMIN, "tpskit provision (short-lived certificates)")
+
+
+def _kit_client(kit_id: str, entry: dict) -> broker_files.BrokerClient:
+    user = entry.get("mqtt_user") or f"serialNumber={int(entry['serial']):x},CN={kit_id}"
+    return broker_files.BrokerClient(user, broker_files.tps_role(entry["tps"]), f"kit {kit_id}, TPS {entry['tps']}")
+
+
+def _desired_clients(d: District) -> list[broker_files.BrokerClient]:
+    revoked = d.revoked()
+    kits = [_kit_client(k, v) for k, v in d.issued().items() if k not in revoked]
+    return [*_service_clients(d), _admin_client(d), *kits]
+
+
+def _write_dynsec_file(d: District) -> None:
+    """The plugin's file from kits.json, revoked.json and the service identities (broker stopped)."""
+    cfg = broker_files.dynsec_config(_desired_clients(d), d.tps())
+    _write(d.broker_dir / "dynamic-security.json", json.dumps(cfg, indent=2), mode=0o640)
+
+
+def _broker_admin(d: District) -> broker_files.BrokerAdmin:
+    """A connection to this district's broker as the provisioning user, with a certificate the CA issues
+    for 15 minutes (its key never touches the disk but for the TLS library's temporary file)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    s = d.settings()
+    ca = load_cert(d.ca_cert_path)
+    key = Ed25519PrivateKey.generate()
+    cert = issue_role_cert(load_key(d.ca_key_path), ca, key.public_key(), admin_user(s["district_id"]),
+                           "provisioning", minutes=15, subject_serial=ADMIN_SUBJECT_SERIAL)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    host = s.get("bind") if s.get("bind") not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+    return broker_files.BrokerAdmin(host, int(s["broker_port"]), d.ca_cert_path, cert_pem(cert), pem)
+
+
+def _apply_to_broker(d: District, commands: list[dict], ignore: tuple[str, ...]) -> str:
+    """Apply a change to the running broker (no reload), or to the plugin's file when it is stopped.
+    Returns what happened, for the technician."""
+    admin = _broker_admin(d)
+    try:
+        if not admin.reachable():
+            _write_dynsec_file(d)
+            return "the broker is not running: it will read the change when it starts"
+        admin.run(commands, ignore=ignore)
+    except broker_files.BrokerError as e:
+        raise ProvisioningError(f"{e}. The district's files are updated; once the broker runs, apply them with "
+                                f"`tpskit provision broker-sync --dir {d.root}`") from e
+    return "the running broker applied the change (no reload needed)"
+
+
+def broker_sync(root: Path) -> str:
+    """Make the running broker (or its file, when stopped) match kits.json, revoked.json and the service
+    identities: every current client created, every revoked certificate's client deleted."""
+    d = open_district(root)
+    commands = [{"command": "createRole", "rolename": broker_files.tps_role(t), "acls": broker_files.kit_role_acls(t)}
+                for t in d.tps()]
+    commands += [c for client in _desired_clients(d) for c in broker_files.create_commands(client)]
+    issued = d.issued()
+    for name, entry in d.revoked().items():
+        kit = name.split("@")[0]
+        commands.append({"command": "deleteClient", "username": _kit_client(kit, entry).username})
+        if name in issued:
+            commands.append({"command": "deleteClient", "username": _kit_client(kit, issued[name]).username})
+    return _apply_to_broker(d, commands, broker_files.ALREADY + broker_files.GONE)
+
+
+def service_shares(root: Path, processes: int) -> list[Path]:
+    """Issue one service certificate per process for `[ingest] processes = N` (N > 1) and tell the broker."""
+    if not 2 <= processes <= 32:
+        raise ProvisioningError(f"{processes} processes: give 2 to 32 (one process needs no extra identity)")
+    d = open_district(root)
+    s = d.settings()
+    ca, ca_key = load_cert(d.ca_cert_path), load_key(d.ca_key_path)
+    check_ca_usable(ca)
+    users_path = d.root / "service" / "broker-users.json"
+    users = json.loads(users_path.read_text()) if users_path.exists() else {}
+    made, commands = [], []
+    for i in range(processes):
+        cert_path, key_path = share_identity(d.root / "service" / "district.pem", d.root / "service" / "district.key",
+                                             i, processes)
+        if cert_path.exists():
+            continue
+        key = create_key(key_path)
+        cert = issue_role_cert(ca_key, ca, key.public_key(), f"{service_user(s['district_id'])}-{i + 1}of{processes}",
+                               ROLE_DISTRICT)
+        _write(cert_path, cert_pem(cert))
+        users[mqtt_username(cert)] = cert_path.name
+        commands += broker_files.create_commands(broker_files.BrokerClient(
+            mqtt_username(cert), broker_files.ROLE_DISTRICT, f"district service ({cert_path.name})"))
+        made.append(cert_path)
+    _write(users_path, json.dumps(users, indent=2))
+    _apply_to_broker(d, commands, broker_files.ALREADY)
+    return made
 
 
 @dataclass(frozen=True)
@@ -226,6 +358,7 @@ class IssuedKit:
     kit_id: str
     tps: str
     folder: Path  # holds kit.pem, ca.pem, kit.toml for the kit
+    broker: str = ""  # what the broker did with the change, for the technician
 
 
 def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_paths: str = "system",
@@ -287,7 +420,7 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
         "broker": {"host": s["broker_host"], "port": s["broker_port"]},
     }, header=f"# Kit settings issued by district {s['district_id']} on {utcnow():%Y-%m-%d}.\n"
               "# Check them with: tpskit kit check-config --config kit.toml"))
-    issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number),
+    issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),
                                  "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
     _write(d.root / "kits.json", json.dumps(issued, indent=2))
     if previous is not None:
@@ -297,10 +430,14 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
         revoked = d.revoked()
         revoked[f"{ident.common_name}@{previous['serial']}"] = {
             "serial": previous["serial"], "tps": previous["tps"], "reason": "superseded",
-            "revoked_at": utcnow().isoformat()}
+            "revoked_at": utcnow().isoformat(), "mqtt_user": _kit_client(ident.common_name, previous).username}
         _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
-    return IssuedKit(ident.common_name, ident.tps, folder)
+    commands = broker_files.create_commands(_kit_client(ident.common_name, issued[ident.common_name]), ident.tps)
+    if previous is not None:  # the replaced certificate loses its broker user at once: disconnected, powerless
+        commands.append({"command": "deleteClient", "username": _kit_client(ident.common_name, previous).username})
+    broker = _apply_to_broker(d, commands, broker_files.ALREADY + broker_files.GONE)
+    return IssuedKit(ident.common_name, ident.tps, folder, broker)
 
 
 def revoke(root: Path, kit_id: str, reason: str = "unspecified") -> dict:
@@ -310,11 +447,15 @@ def revoke(root: Path, kit_id: str, reason: str = "unspecified") -> dict:
         raise ProvisioningError(f"no certificate was issued to {kit_id!r} by this district "
                                 f"(known kits: {', '.join(sorted(issued)) or 'none'})")
     revoked = d.revoked()
+    user = _kit_client(kit_id, issued[kit_id]).username
     entry = {"serial": issued[kit_id]["serial"], "tps": issued[kit_id]["tps"], "reason": reason,
-             "revoked_at": utcnow().isoformat()}
+             "revoked_at": utcnow().isoformat(), "mqtt_user": user}
     revoked[kit_id] = entry
     _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
+    # Deleting its broker user disconnects the kit at once and leaves it no topic (no reload).
+    entry = {**entry, "broker": _apply_to_broker(d, [{"command": "deleteClient", "username": user}],
+                                                 broker_files.GONE)}
     return entry
 
 

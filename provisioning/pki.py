@@ -6,7 +6,11 @@ JWS over each result), so the kit holds exactly one secret. mosquitto 2.0 on Ope
 for TLS 1.2 and 1.3 (the tests prove it with a real handshake).
 
 Identity inside a certificate:
-- subject CN: the kit id (mosquitto's `use_identity_as_username` makes it the MQTT username);
+- subject CN: the kit id (the signed results' kit_id);
+- subject serialNumber: the certificate's own serial number in hex, so that the subject is unique per
+  certificate: the broker takes the whole subject as the MQTT user name and client id
+  (`use_subject_as_username`, `use_username_as_clientid`), so a replaced or revoked certificate of a kit
+  is a different, powerless user, and no certificate can take another one's session;
 - SAN URI `urn:tps:<13 digits>`: the TPS the kit serves;
 - SAN URI `urn:tpskit:role:kit` or `urn:tpskit:role:district`: what the key may sign.
 """
@@ -107,15 +111,16 @@ def check_ca_usable(ca_cert: x509.Certificate) -> None:
 
 def _issue(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate, subject: x509.Name,
            public_key: Ed25519PublicKey, san: list[x509.GeneralName], eku: list[x509.ObjectIdentifier],
-           days: int) -> x509.Certificate:
+           days: int, serial: int | None = None, minutes: int | None = None) -> x509.Certificate:
     check_ca_usable(ca_cert)
     start = utcnow() - dt.timedelta(minutes=5)
-    end = min(start + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+    span = dt.timedelta(minutes=minutes) if minutes is not None else dt.timedelta(days=days)
+    end = min(start + span, ca_cert.not_valid_after_utc)
     return (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(ca_cert.subject)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(start).not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -144,11 +149,31 @@ def issue_server_cert(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate, serv
 
 
 def issue_role_cert(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate, public_key: Ed25519PublicKey,
-                    common_name: str, role: str, tps: str | None = None, *, days: int = 730) -> x509.Certificate:
+                    common_name: str, role: str, tps: str | None = None, *, days: int = 730,
+                    minutes: int | None = None, subject_serial: str | None = None) -> x509.Certificate:
+    """A client certificate whose subject is unique: CN plus serialNumber (the certificate's serial in hex,
+    or `subject_serial` for the broker's fixed admin identity)."""
     san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(ROLE_URI_PREFIX + role)]
     if tps is not None:
         san.append(x509.UniformResourceIdentifier(TPS_URI_PREFIX + tps))
-    return _issue(ca_key, ca_cert, _name(common_name), public_key, san, [ExtendedKeyUsageOID.CLIENT_AUTH], days)
+    serial = x509.random_serial_number()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                         x509.NameAttribute(NameOID.SERIAL_NUMBER, subject_serial or f"{serial:x}")])
+    return _issue(ca_key, ca_cert, subject, public_key, san, [ExtendedKeyUsageOID.CLIENT_AUTH], days,
+                  serial=serial, minutes=minutes)
+
+
+def mqtt_username(cert: x509.Certificate) -> str:
+    """The MQTT user name (and client id) mosquitto gives this certificate with `use_subject_as_username`:
+    the subject as OpenSSL prints it in RFC 2253 form (last attribute first). Our client certificates
+    hold a CN and a serialNumber, both plain ASCII that needs no escaping."""
+    names = {NameOID.COMMON_NAME: "CN", NameOID.SERIAL_NUMBER: "serialNumber", NameOID.ORGANIZATION_NAME: "O"}
+    parts = []
+    for attr in reversed(list(cert.subject)):
+        if attr.oid not in names:
+            raise ProvisioningError(f"certificate subject attribute {attr.oid.dotted_string} is not one of ours")
+        parts.append(f"{names[attr.oid]}={attr.value}")
+    return ",".join(parts)
 
 
 def make_csr(key: Ed25519PrivateKey, kit_id: str, tps: str) -> x509.CertificateSigningRequest:
@@ -177,16 +202,17 @@ def check_tps(tps: str) -> None:
 
 
 def make_crl(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate,
-             revoked_serials: list[int]) -> x509.CertificateRevocationList:
+             revoked: list[tuple[int, dt.datetime]]) -> x509.CertificateRevocationList:
+    """The CRL of (serial, when revoked) pairs; the broker checks it at each TLS handshake (read at start)."""
     now = utcnow()
     builder = (x509.CertificateRevocationListBuilder()
                .issuer_name(ca_cert.subject)
                .last_update(now - dt.timedelta(minutes=5))
                # OpenSSL refuses every client once next_update has passed, so it lasts as long as the CA.
                .next_update(ca_cert.not_valid_after_utc))
-    for serial in revoked_serials:
+    for serial, when in revoked:
         builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build())
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
     return builder.sign(ca_key, None)
 
 

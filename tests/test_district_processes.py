@@ -167,6 +167,11 @@ def test_two_service_processes_store_every_result_once_refuse_replays_and_die_wi
     rig = rig_factory(3)
     with rig.district_config.open("a") as f:
         f.write("\n[ingest]\nprocesses = 2\n")
+    from tpskit.cli import main
+
+    assert main(["district", "check-config", "--config", str(rig.district_config)]) == 1  # no share identities
+    # One certificate per service process (the broker gives each certificate one session), while it runs.
+    assert main(["provision", "service-shares", "--dir", str(rig.root), "--processes", "2"]) == 0
     service = rig.serve_subprocess()
     log = rig.root / "district.log"
     wait_for(lambda: log.read_text().count('"event": "district.ready"') >= 2, 30, "both service processes ready")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import stat
 
 import pytest
@@ -11,8 +12,9 @@ from cryptography import x509
 
 from tpskit.cli import main
 from tpskit.keys import KeyFileError, create_key, load_key
+from tpskit.localhost import free_port
 from tpskit.provisioning.district import bench_kit, district_init, keygen, revoke, sign_csr
-from tpskit.provisioning.pki import ProvisioningError, identity_of, load_cert
+from tpskit.provisioning.pki import ProvisioningError, identity_of, load_cert, mqtt_username
 
 
 @pytest.fixture
@@ -25,7 +27,13 @@ def tps_csv(tmp_path):
 
 @pytest.fixture
 def district(tmp_path, tps_csv):
-    return district_init(tmp_path / "district", tps_csv, district_id="kab-test", broker_port=18883)
+    return district_init(tmp_path / "district", tps_csv, district_id="kab-test", broker_port=free_port())
+
+
+def _broker_users(district) -> dict[str, str]:
+    """user name -> role, from the dynamic security plugin's file (written while the broker is stopped)."""
+    cfg = json.loads((district.broker_dir / "dynamic-security.json").read_text())
+    return {c["username"]: c["roles"][0]["rolename"] for c in cfg["clients"]}
 
 
 def test_keygen_creates_a_0600_key_and_refuses_to_overwrite_it(tmp_path):
@@ -93,23 +101,29 @@ def test_fails_on_tps_csv_with_bad_rows(tmp_path):
         district_init(tmp_path / "d2", bad, district_id="kab-test")
 
 
-def test_sign_csr_issues_certificate_with_tps_and_writes_acl_and_kit_settings(tmp_path, district):
+def test_sign_csr_issues_certificate_with_tps_and_gives_the_broker_its_user_and_the_kit_settings(tmp_path, district):
     kit = bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
     cert = load_cert(kit.folder / "kit.pem")
     ident = identity_of(cert)
     assert (ident.common_name, ident.tps, ident.role) == ("kit-a", TPS_CODES[0], "kit")
-    acl = (district.broker_dir / "acl").read_text()
-    assert f"user kit-a\ntopic write tps/{TPS_CODES[0]}/result\n" in acl
+    # The broker's user is the certificate's subject, unique to this certificate, with its TPS's role.
+    assert mqtt_username(cert) == f"serialNumber={cert.serial_number:x},CN=kit-a"
+    assert _broker_users(district)[mqtt_username(cert)] == f"tps-{TPS_CODES[0]}"
+    roles = json.loads((district.broker_dir / "dynamic-security.json").read_text())["roles"]
+    kit_role = next(r for r in roles if r["rolename"] == f"tps-{TPS_CODES[0]}")
+    assert {(a["acltype"], a["topic"]) for a in kit_role["acls"]} == {
+        ("publishClientSend", f"tps/{TPS_CODES[0]}/result"), ("publishClientSend", f"tps/{TPS_CODES[0]}/evidence/+"),
+        ("subscribeLiteral", f"tps/{TPS_CODES[0]}/ack"), ("publishClientReceive", f"tps/{TPS_CODES[0]}/ack")}
     assert "registered_voters = 250" in (kit.folder / "kit.toml").read_text()
     _, csr2 = keygen(tmp_path / "kit2", "kit-a", TPS_CODES[0])
     with pytest.raises(ProvisioningError, match="already has a certificate"):
         sign_csr(district.root, csr2)
 
 
-def test_revoke_removes_kit_from_acl_and_lists_its_serial_in_the_crl(tmp_path, district):
-    bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
+def test_revoke_removes_the_kit_from_the_broker_and_lists_its_serial_in_the_crl(tmp_path, district):
+    kit = bench_kit(district.root, "kit-a", TPS_CODES[0], tmp_path / "kit")
     entry = revoke(district.root, "kit-a", "stolen")
-    assert "user kit-a" not in (district.broker_dir / "acl").read_text()
+    assert mqtt_username(load_cert(kit.folder / "kit.pem")) not in _broker_users(district)
     crl = x509.load_pem_x509_crl((district.broker_dir / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(int(entry["serial"])) is not None
     with pytest.raises(ProvisioningError, match="was revoked"):
@@ -125,7 +139,9 @@ def test_replacing_a_kit_certificate_revokes_the_old_one_but_not_the_kit(tmp_pat
     crl = x509.load_pem_x509_crl((district.broker_dir / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(old_serial) is not None
     assert crl.get_revoked_certificate_by_serial_number(new_serial) is None
-    assert "user kit-a" in (district.broker_dir / "acl").read_text()
+    users = _broker_users(district)
+    assert mqtt_username(load_cert(new.folder / "kit.pem")) in users
+    assert mqtt_username(load_cert(old.folder / "kit.pem")) not in users
     # The district service and `tpskit verify` load revoked.json the same way: serials and kit names.
     data = district.revoked()
     assert old_serial in {int(v["serial"]) for v in data.values()}
@@ -163,4 +179,4 @@ def test_sign_csr_refuses_a_kit_id_ending_in_a_newline_that_would_split_its_acl_
     (tmp_path / "kit.csr").write_bytes(csr.public_bytes(Encoding.PEM))
     with pytest.raises(ProvisioningError, match="not usable"):
         sign_csr(district.root, tmp_path / "kit.csr")
-    assert "kit-a" not in (district.broker_dir / "acl").read_text()
+    assert not any("kit-a" in u for u in _broker_users(district))
