@@ -10,6 +10,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from tpskit.config import DistrictConfig
@@ -18,6 +19,7 @@ from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register, setup_logging
+from tpskit.firmware.watchdog import SystemdNotifier
 from tpskit.forms import load_templates
 from tpskit.keys import load_key
 from tpskit.provisioning.district import read_tps_csv, share_identity
@@ -106,6 +108,10 @@ class DistrictService:
     def wait_ready(self, timeout: float) -> bool:
         return self.link.subscribed.wait(timeout)
 
+    def alive(self) -> bool:
+        """The ingest thread runs (systemd's watchdog is fed only while it does)."""
+        return self._worker is not None and self._worker.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._worker is not None:
@@ -177,6 +183,10 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
     for p in children:
         p.start()
     status = 0
+    # systemd (Type=notify, WatchdogSec=): READY once subscribed, WATCHDOG while the ingest thread lives.
+    notifier = SystemdNotifier()
+    ready = False
+    fed = 0.0
     svc = DistrictService(cfg, 0, shares).start()
     try:
         while not stop.wait(0.5):
@@ -185,7 +195,15 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
                 log_event(log, "district.share_died", share=dead[0].name, exitcode=dead[0].exitcode)
                 status = 1
                 break
+            if not ready and svc.link.subscribed.is_set():
+                notifier.ready(f"district {cfg.district.id}: subscribed, {shares} process(es)")
+                ready = True
+            interval = notifier.watchdog_interval_s
+            if interval and svc.alive() and time.monotonic() - fed >= interval / 2:
+                notifier.watchdog()
+                fed = time.monotonic()
     finally:
+        notifier.stopping()
         svc.stop()
         for p in children:
             p.terminate()

@@ -43,14 +43,27 @@ def kit() -> None:
               show_default=True, help="Where the private key lives (created 0600, never overwritten).")
 @click.option("--csr", "csr_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for kit.csr (default: next to the key).")
-def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None) -> None:
+@click.option("--user", "service_user", default="tpskit", show_default=True,
+              help="Run as root: the kit service's user, who then owns the key (0600) and its folder (0750).")
+def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None, service_user: str) -> None:
     """Create the kit's Ed25519 key and a certificate request naming the kit id and TPS."""
+    import os
+
     from tpskit.keys import KeyFileError
     from tpskit.provisioning.district import keygen as make
+    from tpskit.provisioning.layout import Owner, set_owner
     from tpskit.provisioning.pki import ProvisioningError
 
+    owner = Owner(service_user=service_user)
     try:
+        if os.geteuid() == 0:
+            owner.ids(service_user)  # before anything is written
+            if not key_path.parent.exists():
+                key_path.parent.mkdir(parents=True)
+                set_owner(key_path.parent, 0o750, owner, user=service_user)
         key, csr = make(csr_dir or key_path.parent, kit_id, tps, key_path=key_path)
+        set_owner(key, 0o600, owner, user=service_user)
+        set_owner(csr, 0o644, owner, user=service_user)
     except (ProvisioningError, KeyFileError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"key: {key} (mode 0600; it never leaves this kit)")

@@ -1,7 +1,10 @@
 """District provisioning: the CA, the broker's files, the service identity, kit certificates, revocation.
 
-Layout of a district folder (everything a technician needs, nothing secret outside `private/`,
-`broker/server.key` and `service/district.key`):
+Two layouts. An installed district (`district-init` without `--dir`) follows the FHS layout of
+`tpskit.provisioning.layout`: the CA's workspace in /var/lib/tpskit-ca, what the service reads in
+/etc/tpskit, the broker's files in /etc/mosquitto/tpskit, owners and modes set for the service and
+broker users; `sign-csr` and `revoke` republish the revocations, CRL and ACL there. A district folder
+(`--dir`: the demo, tests, bench rigs) keeps everything in one folder, with relative paths:
 
     ca.pem                      the district CA certificate: give it to kits and observers
     private/ca.key              the CA key (0600); keep this folder offline when not issuing
@@ -23,7 +26,7 @@ import getpass
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,6 +35,18 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tpskit.config import toml_dumps
 from tpskit.keys import create_key, load_key
 from tpskit.provisioning import broker as broker_files
+from tpskit.provisioning.layout import (
+    BROKER,
+    BROKER_STATE,
+    BROKER_USER,
+    CA_WORKSPACE,
+    ETC,
+    SERVICE_USER,
+    STATE,
+    Owner,
+    SystemLayout,
+    set_owner,
+)
 from tpskit.provisioning.pki import (
     ROLE_DISTRICT,
     ROLE_KIT,
@@ -134,8 +149,29 @@ def share_identity(certificate: Path, key: Path, share: int, shares: int) -> tup
 
 
 @dataclass(frozen=True)
+class Published:
+    """Where the files the broker and the service read are written (on disk), and the paths the services
+    name them by (installed): the same for a district folder, apart by the prefix for an installed one."""
+
+    config: Path
+    service_key: Path
+    service_cert: Path
+    ca: Path
+    tps_csv: Path
+    revoked: Path
+    broker_dir: Path
+    broker_data: Path
+    dynsec: Path  # the dynamic security plugin's file: where the broker may write (it rewrites it)
+    # as the running services see them
+    broker_dir_installed: PurePosixPath | Path
+    broker_data_installed: PurePosixPath | Path
+    dynsec_installed: PurePosixPath | Path
+    config_values: dict
+
+
+@dataclass(frozen=True)
 class District:
-    """An initialised district folder."""
+    """An initialised district: its CA workspace `root` and where it publishes."""
 
     root: Path
 
@@ -148,12 +184,21 @@ class District:
         return self.root / "private" / "ca.key"
 
     @property
+    def published(self) -> Published:
+        return published_paths(self.root, self.settings())
+
+    @property
     def broker_dir(self) -> Path:
-        return self.root / "broker"
+        return self.published.broker_dir
 
     @property
     def config_path(self) -> Path:
-        return self.root / "district.toml"
+        return self.published.config
+
+    @property
+    def owner(self) -> Owner:
+        s = self.settings()
+        return Owner(s.get("service_user") or SERVICE_USER, s.get("broker_user") or BROKER_USER)
 
     def settings(self) -> dict:
         return json.loads((self.root / "settings.json").read_text())
@@ -168,6 +213,33 @@ class District:
     def revoked(self) -> dict[str, dict]:
         p = self.root / "revoked.json"
         return json.loads(p.read_text()) if p.exists() else {}
+
+
+def published_paths(workspace: Path, settings: dict) -> Published:
+    if settings.get("layout") != "system":  # a district folder: everything in it, paths relative to district.toml
+        w = workspace
+        return Published(
+            config=w / "district.toml", service_key=w / "service" / "district.key",
+            service_cert=w / "service" / "district.pem", ca=w / "ca.pem", tps_csv=w / "tps.csv",
+            revoked=w / "revoked.json", broker_dir=w / "broker", broker_data=w / "broker" / "data",
+            dynsec=w / "broker" / "dynamic-security.json",
+            broker_dir_installed=w / "broker", broker_data_installed=w / "broker" / "data",
+            dynsec_installed=w / "broker" / "dynamic-security.json",
+            config_values={"tps_list": "tps.csv", "revocations": "revoked.json", "key": "service/district.key",
+                           "certificate": "service/district.pem", "ca": "ca.pem",
+                           "database": "sqlite:///district.sqlite"})
+    lay = SystemLayout(Path(settings["root"]))
+    return Published(
+        config=lay.on_disk(ETC / "district.toml"), service_key=lay.on_disk(ETC / "district.key"),
+        service_cert=lay.on_disk(ETC / "district.pem"), ca=lay.on_disk(ETC / "ca.pem"),
+        tps_csv=lay.on_disk(ETC / "tps.csv"), revoked=lay.on_disk(ETC / "revoked.json"),
+        broker_dir=lay.on_disk(BROKER), broker_data=lay.on_disk(BROKER_STATE),
+        dynsec=lay.on_disk(BROKER_STATE / "dynamic-security.json"),
+        broker_dir_installed=BROKER, broker_data_installed=BROKER_STATE,
+        dynsec_installed=BROKER_STATE / "dynamic-security.json",
+        config_values={"tps_list": str(ETC / "tps.csv"), "revocations": str(ETC / "revoked.json"),
+                       "key": str(ETC / "district.key"), "certificate": str(ETC / "district.pem"),
+                       "ca": str(ETC / "ca.pem"), "database": f"sqlite:///{STATE / 'district.sqlite'}"})
 
 
 def open_district(root: Path) -> District:
@@ -186,10 +258,24 @@ def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: str = "127.0.0.1",
+def district_init(root: Path | None, tps_csv: Path, *, district_id: str, broker_host: str = "127.0.0.1",
                   broker_port: int = 8883, bind: str = "0.0.0.0", run_as: str | None = None,
-                  ca_days: int = 3650, ca_not_before: dt.datetime | None = None) -> District:
-    """Create the district folder. Refuses when a CA already exists there."""
+                  ca_days: int = 3650, ca_not_before: dt.datetime | None = None, system_root: Path | None = None,
+                  owner: Owner | None = None) -> District:
+    """Create a district: in the folder `root`, or installed (FHS) under `system_root` when `root` is None.
+    Refuses when a CA already exists there."""
+    if (root is None) == (system_root is None):
+        raise ProvisioningError("give either a district folder (--dir) or an install root (--root), not both")
+    owner = owner or Owner()
+    if root is None:
+        lay = SystemLayout(Path(system_root).resolve())  # type: ignore[arg-type]
+        root = lay.on_disk(CA_WORKSPACE)
+        settings_layout = {"layout": "system", "root": str(lay.root), "service_user": owner.service_user,
+                           "broker_user": owner.broker_user}
+        run_as = run_as or owner.broker_user
+        owner.check()
+    else:
+        settings_layout = {"layout": "folder"}
     root = Path(root).resolve()
     if (root / "ca.pem").exists() or (root / "private" / "ca.key").exists():
         raise ProvisioningError(f"{root} already holds a district CA; refusing to replace it (every kit "
@@ -197,6 +283,12 @@ def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: s
     if not 1 <= broker_port <= 65535:
         raise ProvisioningError(f"broker port {broker_port} is not a TCP port")
     tps = read_tps_csv(tps_csv)
+    settings = {"district_id": district_id, "broker_host": broker_host, "broker_port": broker_port, "bind": bind,
+                "run_as": run_as, **settings_layout}
+    pub = published_paths(root, settings)
+    system = settings["layout"] == "system"
+    if system:
+        _make_dirs(root, pub, owner)
     d = District(root)
     ca_key = create_key(d.ca_key_path)
     os.chmod(d.ca_key_path.parent, 0o700)
@@ -204,46 +296,78 @@ def district_init(root: Path, tps_csv: Path, *, district_id: str, broker_host: s
     _write(d.ca_cert_path, cert_pem(ca))
     check_ca_usable(ca)
 
-    bdir = d.broker_dir
+    bdir = pub.broker_dir
     server_key = create_key(bdir / "server.key")
     _write(bdir / "server.pem", cert_pem(issue_server_cert(ca_key, ca, server_key, broker_host)))
     _write(bdir / "ca.pem", cert_pem(ca))
-    (bdir / "data").mkdir(parents=True, exist_ok=True)
+    pub.broker_data.mkdir(parents=True, exist_ok=True)
 
-    svc_key = create_key(root / "service" / "district.key")
+    svc_key = create_key(pub.service_key)
     svc = issue_role_cert(ca_key, ca, svc_key.public_key(), service_user(district_id), ROLE_DISTRICT)
-    _write(root / "service" / "district.pem", cert_pem(svc))
-    _write(root / "service" / "broker-users.json", json.dumps({mqtt_username(svc): "district.pem"}, indent=2))
+    _write(pub.service_cert, cert_pem(svc))
+    # the broker's users of the service (one per certificate), kept in the CA's workspace
+    _write(root / "service" / "broker-users.json", json.dumps({mqtt_username(svc): pub.service_cert.name}, indent=2))
 
     write_tps_csv(root / "tps.csv", tps)
-    _write(root / "settings.json", json.dumps({
-        "district_id": district_id, "broker_host": broker_host, "broker_port": broker_port, "bind": bind,
-        "run_as": run_as}, indent=2))
+    _write(root / "settings.json", json.dumps(settings, indent=2))
     _write(root / "kits.json", "{}\n")
     _write(root / "revoked.json", "{}\n")
-    _write(bdir / "mosquitto.conf", broker_files.mosquitto_conf(bdir, port=broker_port, bind=bind, run_as=run_as))
-    _refresh_broker_lists(d)
-    _write_dynsec_file(d)
-    _write(d.config_path, toml_dumps({
-        "district": {"id": district_id, "tps_list": "tps.csv", "revocations": "revoked.json"},
-        "identity": {"key": "service/district.key", "certificate": "service/district.pem", "ca": "ca.pem"},
+    _write(bdir / "mosquitto.conf", broker_files.mosquitto_conf(
+        pub.broker_dir_installed, port=broker_port, bind=bind, run_as=run_as, data_dir=pub.broker_data_installed,
+        dynsec_file=pub.dynsec_installed))
+    v = pub.config_values
+    shown = ETC / "district.toml" if system else "district.toml"
+    _write(pub.config, toml_dumps({
+        "district": {"id": district_id, "tps_list": v["tps_list"], "revocations": v["revocations"]},
+        "identity": {"key": v["key"], "certificate": v["certificate"], "ca": v["ca"]},
         "broker": {"host": broker_host if bind in ("0.0.0.0", "::") else bind, "port": broker_port,
                    "client_id": service_user(district_id)},
-        "database": {"url": "sqlite:///district.sqlite"},
+        "database": {"url": v["database"]},
     }, header="# District service configuration, generated by `tpskit provision district-init`.\n"
-              "# Check it with: tpskit district check-config --config district.toml"))
+              f"# Check it with: tpskit district check-config --config {shown}"))
+    if system:
+        _write(pub.ca, cert_pem(ca))
+        write_tps_csv(pub.tps_csv, tps)
+    _refresh_broker_lists(d)
+    _write_dynsec_file(d)
+    if system:
+        _set_owners(pub, owner)
     return d
 
 
+def _make_dirs(workspace: Path, pub: Published, owner: Owner) -> None:
+    """The installed layout's folders, with their owners and modes (layout.py's table)."""
+    lay_root = pub.config.parent
+    for path, mode, user, group_of in (
+            (workspace, 0o700, None, None),
+            (lay_root, 0o750, None, owner.service_user),
+            (pub.broker_dir, 0o750, None, owner.broker_user),
+            (pub.broker_data, 0o700, owner.broker_user, None),
+            (pub.config.parents[2] / STATE.relative_to("/"), 0o750, owner.service_user, None)):
+        path.mkdir(parents=True, exist_ok=True)
+        set_owner(path, mode, owner, user=user, group_of=group_of)
+
+
+def _set_owners(pub: Published, owner: Owner) -> None:
+    """Keys 0600 owned by the user that reads them; the service configuration readable by its group."""
+    set_owner(pub.service_key, 0o600, owner, user=owner.service_user)
+    set_owner(pub.broker_dir / "server.key", 0o600, owner, user=owner.broker_user)
+    set_owner(pub.config, 0o640, owner, group_of=owner.service_user)
+
+
 def _refresh_broker_lists(d: District) -> None:
-    """Rewrite the CRL from revoked.json (the broker reads it at its next start)."""
+    """Rewrite the CRL from revoked.json (the broker reads it at its next start); an installed district
+    also republishes revoked.json where the service reads it."""
+    pub = d.published
     revoked = d.revoked()
     ca_key = load_key(d.ca_key_path)
     ca = load_cert(d.ca_cert_path)
     entries = [(int(v["serial"]), dt.datetime.fromisoformat(v["revoked_at"]) if v.get("revoked_at") else utcnow())
                for v in revoked.values()]
     crl = make_crl(ca_key, ca, entries)
-    _write(d.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+    _write(pub.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+    if pub.revoked != d.root / "revoked.json":
+        _write(pub.revoked, json.dumps(revoked, indent=2))
 
 
 # ------------------------------------------------------------------------------------------ the broker's users
@@ -273,7 +397,10 @@ def _desired_clients(d: District) -> list[broker_files.BrokerClient]:
 def _write_dynsec_file(d: District) -> None:
     """The plugin's file from kits.json, revoked.json and the service identities (broker stopped)."""
     cfg = broker_files.dynsec_config(_desired_clients(d), d.tps())
-    _write(d.broker_dir / "dynamic-security.json", json.dumps(cfg, indent=2), mode=0o640)
+    pub = d.published
+    _write(pub.dynsec, json.dumps(cfg, indent=2), mode=0o640)
+    if pub.dynsec_installed != pub.dynsec:  # installed: the plugin rewrites it as the broker's user
+        set_owner(pub.dynsec, 0o600, d.owner, user=d.owner.broker_user)
 
 
 def _broker_admin(d: District) -> broker_files.BrokerAdmin:
@@ -335,12 +462,14 @@ def service_shares(root: Path, processes: int) -> list[Path]:
     users_path = d.root / "service" / "broker-users.json"
     users = json.loads(users_path.read_text()) if users_path.exists() else {}
     made, commands = [], []
+    pub = d.published
     for i in range(processes):
-        cert_path, key_path = share_identity(d.root / "service" / "district.pem", d.root / "service" / "district.key",
-                                             i, processes)
+        cert_path, key_path = share_identity(pub.service_cert, pub.service_key, i, processes)
         if cert_path.exists():
             continue
         key = create_key(key_path)
+        if pub.service_key != d.root / "service" / "district.key":  # installed: the service's user owns it
+            set_owner(key_path, 0o600, d.owner, user=d.owner.service_user)
         cert = issue_role_cert(ca_key, ca, key.public_key(), f"{service_user(s['district_id'])}-{i + 1}of{processes}",
                                ROLE_DISTRICT)
         _write(cert_path, cert_pem(cert))

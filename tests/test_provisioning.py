@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import stat
 
 import pytest
@@ -158,11 +159,19 @@ def test_cli_district_init_then_keygen_then_sign_csr(tmp_path, tps_csv, capsys):
     assert main(["provision", "district-init", "--dir", str(d), "--tps-csv", str(tps_csv),
                  "--district-id", "kab-cli"]) == 0
     key = tmp_path / "kit" / "kit.key"
-    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key)]) == 0
+    # as root, keygen gives the key to the kit service's user: here the test's own (root)
+    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key),
+                 "--user", "root"]) == 0
     assert main(["provision", "sign-csr", str(key.parent / "kit.csr"), "--dir", str(d)]) == 0
     assert (d / "kits" / "kit-cli" / "kit.pem").exists()
-    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key)]) == 1
+    assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(key),
+                 "--user", "root"]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
+    if os.geteuid() == 0:  # a service user that does not exist is named before anything is written
+        other = tmp_path / "other" / "kit.key"
+        assert main(["kit", "keygen", "--kit-id", "kit-cli", "--tps", TPS_CODES[1], "--key", str(other),
+                     "--user", "no-such-user-here"]) == 1
+        assert "user 'no-such-user-here' does not exist" in capsys.readouterr().err and not other.exists()
 
 
 def test_sign_csr_refuses_a_kit_id_ending_in_a_newline_that_would_split_its_acl_line(tmp_path, district):
