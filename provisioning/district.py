@@ -196,6 +196,11 @@ class District:
         return self.published.config
 
     @property
+    def installed(self) -> bool:
+        """The FHS layout (owners and modes for the service and broker users), not a district folder."""
+        return self.settings().get("layout") == "system"
+
+    @property
     def owner(self) -> Owner:
         s = self.settings()
         return Owner(s.get("service_user") or SERVICE_USER, s.get("broker_user") or BROKER_USER)
@@ -399,7 +404,7 @@ def _write_dynsec_file(d: District) -> None:
     cfg = broker_files.dynsec_config(_desired_clients(d), d.tps())
     pub = d.published
     _write(pub.dynsec, json.dumps(cfg, indent=2), mode=0o640)
-    if pub.dynsec_installed != pub.dynsec:  # installed: the plugin rewrites it as the broker's user
+    if d.installed:  # the plugin rewrites it, as the broker's user
         set_owner(pub.dynsec, 0o600, d.owner, user=d.owner.broker_user)
 
 
@@ -468,7 +473,7 @@ def service_shares(root: Path, processes: int) -> list[Path]:
         if cert_path.exists():
             continue
         key = create_key(key_path)
-        if pub.service_key != d.root / "service" / "district.key":  # installed: the service's user owns it
+        if d.installed:  # the service's user owns its keys
             set_owner(key_path, 0o600, d.owner, user=d.owner.service_user)
         cert = issue_role_cert(ca_key, ca, key.public_key(), f"{service_user(s['district_id'])}-{i + 1}of{processes}",
                                ROLE_DISTRICT)

@@ -308,6 +308,7 @@ def test_readme_district_install_runs_broker_and_service_as_their_users_and_acce
         assert _owner_mode(etc / "district.toml") == (0, tpskit_gid, 0o640)
         assert _owner_mode(broker_dir) == (0, mosquitto_gid, 0o750)
         assert _owner_mode(broker_dir / "server.key")[::2] == (mosquitto_uid, 0o600)
+        assert _owner_mode(root / "var/lib/mosquitto/dynamic-security.json")[::2] == (mosquitto_uid, 0o600)
         assert _owner_mode(root / "var/lib/tpskit-ca")[::2] == (0, 0o700)
         assert _owner_mode(root / "var/lib/tpskit-ca/private/ca.key")[::2] == (0, 0o600)
         assert 'database' in (etc / "district.toml").read_text() and "/var/lib/tpskit/district.sqlite" in \
@@ -325,6 +326,9 @@ def test_readme_district_install_runs_broker_and_service_as_their_users_and_acce
         assert _owner_mode(kit_dir / "kit.key")[::2] == (tpskit_uid, 0o600)
         for line in readme_block("add-kit"):
             follow(line, kit_dir)
+        # the running broker took the kit through its plugin, which rewrote its file as its own user
+        assert ",CN=kit-install-a" in (root / "var/lib/mosquitto/dynamic-security.json").read_text()
+        assert _owner_mode(root / "var/lib/mosquitto/dynamic-security.json")[0] == mosquitto_uid
         issued = root / "var/lib/tpskit-ca/kits/kit-install-a"
         settings = tomllib.loads((issued / "kit.toml").read_text())
         assert settings["identity"] == {"key": "/var/lib/tpskit/kit.key", "certificate": "/etc/tpskit/kit.pem",
