@@ -106,8 +106,8 @@ def publish_all(kits: list, signed: dict, port: int) -> float:
 
     def run(k: dict, link: MqttLink) -> None:
         for sid, compact, photo in signed[k["id"]]:
+            link.publish(f"tps/{k['tps']}/result", compact, 30, wait=False)  # announces its photo: first
             link.publish(f"tps/{k['tps']}/evidence/{sid}", photo, 30, wait=False)
-            link.publish(f"tps/{k['tps']}/result", compact, 30, wait=False)
 
     threads = [threading.Thread(target=run, args=(k, link)) for k, link in zip(kits, links, strict=True)]
     for t in threads:
@@ -237,6 +237,7 @@ def main() -> int:
     if args.receive_maximum:
         text = text.replace("\n[broker]\n", f"\n[broker]\nreceive_maximum = {args.receive_maximum}\n")
     ingest = {"verify_processes": args.verify_processes, "batch_max": args.batch_max}
+    text += "\n[limits]\nsubmissions_per_tps_hour = 100000\nbytes_per_tps_hour = 100000000000\n"  # a stream
     text += "\n[ingest]\n" + "".join(f"{k} = {v}\n" for k, v in ingest.items() if v is not None)
     base_config = text
 

@@ -2,7 +2,7 @@
 
 Tables:
 - results:    accepted envelopes exactly as received (the compact JWS), plus the columns tally needs;
-- evidence:   photos by (submission, sha256); one referenced by a result is that result's evidence;
+- evidence:   the photo of a submission, stored only when its verified result announced it (sha256, size);
 - pending:    verified results whose evidence photo has not arrived yet (no ack until it does);
 - rejections: every refused message with its reason (counted and kept, never a result).
 """
@@ -32,6 +32,9 @@ results = Table(
     "results", metadata,
     Column("submission_id", String(64), primary_key=True),
     Column("kit_id", String(64), nullable=False),
+    # The kit certificate's serial (decimal): sequence numbers are per certificate, so a kit whose stolen
+    # key signed a huge one starts afresh with its replacement certificate.
+    Column("cert_serial", String(64), nullable=False),
     Column("tps", String(13), nullable=False),
     Column("template_id", String(64), nullable=False),
     Column("form_code", String(16), nullable=False),
@@ -43,7 +46,7 @@ results = Table(
     Column("envelope_sha256", String(64), nullable=False),
     Column("evidence_sha256", String(64), nullable=False),
     Column("values_json", Text, nullable=False),
-    Index("results_kit_seq", "kit_id", "seq"),
+    Index("results_kit_seq", "kit_id", "cert_serial", "seq"),
     Index("results_tps", "tps", "template_id"),
 )
 
@@ -60,8 +63,12 @@ pending = Table(
     "pending", metadata,
     Column("submission_id", String(64), primary_key=True),
     Column("kit_id", String(64), nullable=False),
+    Column("cert_serial", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("envelope", Text, nullable=False),
+    # The photo the signed result announced: only this one is stored for the submission.
+    Column("evidence_sha256", String(64), nullable=False),
+    Column("evidence_bytes", BigInteger, nullable=False),
     Column("received_at", Float, nullable=False),
 )
 

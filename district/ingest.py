@@ -7,13 +7,29 @@ before the commit means the broker redelivers; a repeat is recognised by submiss
 
 A result is accepted only when all of these hold, else it is refused with the reason in brackets:
 signature by the x5c key [bad_signature], certificate issued by the district CA [untrusted_certificate],
-valid now [certificate_expired], not revoked [revoked], a kit certificate [wrong_role], schema
-[schema, malformed], payload kit = certificate CN [kit_mismatch], certificate TPS = payload TPS = topic
-TPS [tps_mismatch], TPS in the district's list [unknown_tps], template known [unknown_template], the
-template's checks re-run [checks_failed], vote totals within the TPS's registered voters
-[over_registered_voters], the submission id not reused for other content [submission_conflict] and the
-kit's sequence number above every one accepted before [replay]. Its evidence photo must arrive with the
-SHA-256 the signed payload names; until it does, the verified result waits in `pending`, unanswered.
+valid at the capture time and at arrival [certificate_expired], a capture time at most an hour after
+arrival [clock_ahead], not revoked [revoked], a kit certificate [wrong_role], strict JSON and the schema's
+bounds [malformed, schema], payload kit = certificate CN [kit_mismatch], certificate TPS = payload TPS =
+topic TPS [tps_mismatch], TPS in the district's list [unknown_tps], template known [unknown_template],
+the template's checks re-run [checks_failed], vote totals within the TPS's registered voters
+[over_registered_voters], an announced photo within the size limit [evidence_too_large], the submission
+id not reused for other content [submission_conflict] and the sequence number above every one accepted
+before from that kit certificate [replay].
+
+Evidence: a photo is stored only for a submission that announced it (its verified result arrived first,
+or earlier in the same batch, naming the photo's SHA-256 and size), and only that one photo; any other
+photo is refused and not stored [evidence_unannounced, evidence_mismatch]. Until its photo arrives a
+verified result waits in `pending`, unanswered. Below the disk floor photos are not stored and the
+result is stored and acknowledged without it (tpskit.district.limits).
+
+Size and quotas: a result message above MAX_RESULT_BYTES or a photo above the limit is refused
+[too_large]; new submissions and stored bytes per TPS and hour are bounded [quota: not stored, not
+answered, so the kit publishes it again later].
+
+A message that fails at storage although it passed every check (a defect) cannot fail its batch for
+ever: the batch is split until that message is alone, and then refused on its own [storage_failed]
+and acknowledged to the broker, provided the database still takes a well-formed write (otherwise the
+error is the database's, and the batch is retried as a whole).
 """
 
 from __future__ import annotations
@@ -24,7 +40,7 @@ import logging
 import multiprocessing as mp
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,11 +49,15 @@ from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, exc, insert, select
 
+from tpskit.config import LimitsSection
 from tpskit.district.db import evidence, lock_batch, pending, placeholders, rejections, results
+from tpskit.district.limits import DiskFloor, QuotaBook
 from tpskit.envelope import (
     ACK_SCHEMA,
+    MAX_EVIDENCE_BYTES,
+    MAX_RESULT_BYTES,
     CompactSigner,
     ResultPayload,
     VerificationError,
@@ -63,15 +83,30 @@ register(
     Event("district.rejected", "security", "A message was refused (reason given); it is not stored as a result."),
     Event("district.evidence_mismatch", "security", "An evidence photo's SHA-256 differs from the signed one."),
     Event("district.waiting_evidence", "info", "Verified results wait for their evidence photos (one line per batch)."),
+    Event("district.quota", "security", "A TPS sent more than its quota this hour: the message is not stored and not "
+          "answered (the kit publishes it again later)."),
+    Event("district.refusals_summarised", "security", "A TPS's refused messages this hour exceed what is recorded one "
+          "by one; further ones are only counted (one line per batch)."),
+    Event("district.disk_floor", "error", "Free disk space crossed the floor: below it photos are not stored (results "
+          "still are, and their acks say so); above it again, photos are stored again."),
+    Event("district.storage_failed", "error", "A message passed every check but could not be stored (a defect): it was "
+          "isolated from its batch and refused on its own, so the other messages are stored."),
 )
 # Routine outcomes are logged one line per batch; refusals and mismatches one line per message.
-PER_BATCH_EVENTS = frozenset({"district.accepted", "district.duplicate", "district.waiting_evidence"})
+PER_BATCH_EVENTS = frozenset({"district.accepted", "district.duplicate", "district.waiting_evidence",
+                              "district.refusals_summarised"})
 
 # What ResultPayload.submission_id allows; the last level of an evidence topic must be one.
 SUBMISSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 #: Longest refusal reason an ack carries (a schema error can quote a long value).
 MAX_ACK_REASON = 1000
+#: Longest refusal detail recorded in the rejections table.
+MAX_DETAIL = 1000
+
+#: What the ack of a result stored without its photo (disk floor) says.
+PHOTO_NOT_KEPT = ("stored without its photo: the district's disk is below its floor; the kit keeps the photo, "
+                  "send it again when asked")
 
 # Fields that count people who voted; none may exceed the TPS's registered voters.
 TOTAL_FIELDS = ("pengguna_total", "suara_total")
@@ -98,6 +133,12 @@ class Checked(NamedTuple):
     evidence_sha: str | None
     row: dict[str, Any] | None  # the results row (received_at added when stored)
     ack: str | None
+    evidence_bytes: int = 0
+    serial: str = ""  # the kit certificate's serial: sequence numbers are per certificate
+
+
+def _refused(reason: str, detail: str, payload: bytes) -> Checked:
+    return Checked(reason, detail, None, None, 0, sha256_hex(payload), None, None, None)
 
 
 @dataclass
@@ -112,6 +153,7 @@ class Checker:
     key: Ed25519PrivateKey
     chain: list[x509.Certificate]
     revocations_path: Path | None = None
+    evidence_max_bytes: int = MAX_EVIDENCE_BYTES
 
     def __post_init__(self) -> None:
         self._rev_mtime: float | None = None
@@ -139,12 +181,14 @@ class Checker:
         return [self.check(topic_tps, payload, now) for topic_tps, payload in items]
 
     def check(self, topic_tps: str, payload: bytes, arrived: dt.datetime | None = None) -> Checked:
+        if len(payload) > MAX_RESULT_BYTES:  # not even parsed: a result with its certificate is ~3.5 KB
+            return _refused("too_large", f"a result message of {len(payload)} bytes is above the "
+                            f"{MAX_RESULT_BYTES} bytes a result may take", payload)
         try:
             return self._check(topic_tps, payload, arrived or dt.datetime.now(dt.UTC))
         except Exception as e:  # one message must never fail the batch, and so the ingest of every TPS
             # Refused without an ack: were it our fault, the kit publishes again and is checked afresh.
-            return Checked("malformed", f"could not be checked ({type(e).__name__})", None, None, 0,
-                           sha256_hex(payload), None, None, None)
+            return _refused("malformed", f"could not be checked ({type(e).__name__})", payload)
 
     def _check(self, topic_tps: str, payload: bytes, arrived: dt.datetime) -> Checked:
         try:
@@ -156,6 +200,7 @@ class Checker:
             kit = _routable(raw.get("kit_id")) if isinstance(raw, dict) else None
             # A detail can quote the payload (a schema error names its field): PostgreSQL takes no NUL.
             detail = e.detail if e.detail.isprintable() else ascii(e.detail)[1:-1]
+            detail = detail[:MAX_DETAIL]
             env_sha = sha256_hex(payload)
             ack = self.sign_ack(topic_tps, sid, kit, "rejected", env_sha, reason=f"{e.reason}: {detail}") \
                 if sid else None
@@ -163,8 +208,9 @@ class Checker:
         env_sha = sha256_hex(verified.compact)
         ack = self.sign_ack(result.tps, result.submission_id, result.kit_id, "accepted", env_sha,
                             result.evidence_sha256)
+        serial = str(verified.signer.serial)
         return Checked(None, "", result.submission_id, result.kit_id, result.seq, env_sha, result.evidence_sha256,
-                       result_row(result, verified.compact, env_sha), ack)
+                       result_row(result, verified.compact, env_sha, serial), ack, result.evidence_bytes, serial)
 
     def sign_ack(self, tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
                  evidence_sha: str | None = None, reason: str | None = None) -> str:
@@ -189,6 +235,10 @@ class Checker:
         if over:
             raise VerificationError("over_registered_voters", f"{', '.join(over)} above the "
                                     f"{info.registered_voters} registered voters of TPS {result.tps}", raw)
+        if result.evidence_bytes > self.evidence_max_bytes:
+            raise VerificationError("evidence_too_large", f"the announced photo of {result.evidence_bytes} bytes is "
+                                    f"above the {self.evidence_max_bytes} bytes this district accepts; capture it "
+                                    "again at a lower size", raw)
 
 
 def _routable(value: object) -> str | None:
@@ -211,8 +261,8 @@ def ack_bytes(sid: str, kit: str | None, tps: str | None, status: str, envelope_
                            "schema": ACK_SCHEMA, "status": status, "submission_id": sid, "tps": tps})
 
 
-def result_row(result: ResultPayload, compact: str, env_sha: str) -> dict[str, Any]:
-    return {"submission_id": result.submission_id, "kit_id": result.kit_id, "tps": result.tps,
+def result_row(result: ResultPayload, compact: str, env_sha: str, serial: str) -> dict[str, Any]:
+    return {"submission_id": result.submission_id, "kit_id": result.kit_id, "cert_serial": serial, "tps": result.tps,
             "template_id": result.template_id, "form_code": result.form_code, "status": result.status,
             "seq": result.seq, "captured_at": result.captured_at.isoformat(), "envelope": compact,
             "envelope_sha256": env_sha, "evidence_sha256": result.evidence_sha256,
@@ -233,6 +283,37 @@ def _worker_check(items: list[tuple[str, bytes]]) -> list[Checked]:
     return _WORKER_CHECKER.check_many(items)
 
 
+class _Item(NamedTuple):
+    """One message of a batch, classified: result, evidence, bad_evidence (not a submission id in its
+    topic) or other (not ours; PUBACKed and forgotten)."""
+
+    topic: str
+    payload: bytes
+    kind: str
+    tps: str
+    sid: str
+    checked: Checked | None
+
+
+def _poison(e: BaseException) -> bool:
+    """An error one message's content can cause (retrying cannot help; isolating it can): an integrity
+    or data error of the database, a value the driver cannot bind (OverflowError on SQLite), a defect in
+    our per-message code. A lost connection, a locked or full database are not: the batch is retried."""
+    if isinstance(e, exc.IntegrityError | exc.DataError):
+        return True
+    if isinstance(e, exc.StatementError) and not isinstance(e, exc.DBAPIError):
+        return True  # raised while binding a parameter, before the database saw it
+    return isinstance(e, OverflowError | ValueError | TypeError | UnicodeError | KeyError | AttributeError)
+
+
+#: How many refused submissions are remembered, so that the photo following each is dropped quietly.
+REMEMBER_REFUSED = 10_000
+
+#: Messages refused on their own in a row, with nothing stored in between, after which the error is taken
+#: for a systemic one (a defect every message meets) and the batch retried instead: never refuse everything.
+MAX_POISON_RUN = 5
+
+
 @dataclass
 class Ingest:
     engine: Engine
@@ -241,11 +322,19 @@ class Ingest:
     # Helper processes that verify in parallel: a picklable factory of their Checker, and how many.
     helpers: int = 0
     make_checker: Callable[[], Checker] | None = None
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    #: Where free disk space is measured for the floor (the database's folder).
+    disk_path: Path = field(default_factory=Path.cwd)
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self._pool: ProcessPoolExecutor | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self.quotas = QuotaBook(self.limits)
+        self.floor = DiskFloor(self.disk_path, self.limits.min_free_mb)
+        self._poison_run = 0
+        # Submissions whose result was refused lately: their photo, which follows, is dropped quietly.
+        self._refused: OrderedDict[str, None] = OrderedDict()
         if self.helpers > 0 and self.make_checker is not None:
             self._pool = ProcessPoolExecutor(self.helpers, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(self.make_checker,))
@@ -279,13 +368,15 @@ class Ingest:
 
     def process(self, messages: Iterable[tuple[str, bytes]],
                 checked: Callable[[], list[Checked]] | None = None) -> list[Ack]:
-        """Handle a batch in one transaction; returns the acks to publish after the commit.
+        """Handle a batch, normally in one transaction; returns the acks to publish after the commit.
 
         Every result is checked first (signature, certificate, content: no database needed; `checked`
         when the caller already started that with `check`), then what the batch needs from the database
-        is read with three IN queries for the submission ids of the verified results and the photos,
-        decisions are made in memory in arrival order (later messages see earlier ones of the same
-        batch), and the writes go out as bulk inserts: a few statements per batch, not per message.
+        is read with a few IN queries, decisions are made in memory in arrival order (later messages see
+        earlier ones of the same batch; a photo that came just before its own result in the batch is taken
+        right after it), and the writes go out as bulk inserts. A batch that fails at storage because of
+        one message is split until that message is alone, and that one is refused (see the module doc).
+        Raises only what the database as a whole fails with: the caller retries the batch.
         """
         msgs = list(messages)
         if checked is None and self._pool is not None:
@@ -293,46 +384,15 @@ class Ingest:
         elif checked is None:
             out = self.checker.check_many(result_items(msgs))
             checked = lambda: out  # noqa: E731
-        outcomes = iter(checked())
+        items = _plan(msgs, checked())
+        below, changed = self.floor.check()
+        if changed:
+            log_event(log, "district.disk_floor", below=below, free_mb=round(self.floor.free_mb),
+                      floor_mb=self.limits.min_free_mb,
+                      photos="not stored (results still are)" if below else "stored again")
         acks: list[Ack] = []
         logs: list[tuple[str, dict]] = []
-        plan: list[tuple[str, str, str, Checked | None]] = []  # kind, topic TPS, submission, outcome
-        sids: set[str] = set()
-        kits: set[str] = set()
-        for topic, _payload in msgs:
-            parts = topic.split("/")
-            if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
-                if SUBMISSION_ID.fullmatch(parts[3]):
-                    sids.add(parts[3])
-                    plan.append(("evidence", parts[1], parts[3], None))
-                else:  # not a submission id: would not fit the evidence table (PostgreSQL refuses the batch)
-                    plan.append(("bad_evidence", parts[1], "", None))
-            elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
-                c = next(outcomes)
-                if c.reason is None and c.sid:
-                    sids.add(c.sid)
-                    kits.add(c.kit)  # type: ignore[arg-type]
-                plan.append(("result", parts[1], "", c))
-            else:
-                plan.append(("other", "", "", None))
-        try:
-            with self.engine.begin() as conn:
-                # One batch at a time across service processes, reading what the others committed: so
-                # duplicates, sequence order and photo pairing hold whichever process got a message.
-                lock_batch(conn)
-                b = _Batch.load(conn, sids, kits)
-                for (topic, payload), (kind, topic_tps, sid, c) in zip(msgs, plan, strict=True):
-                    if kind == "result":
-                        self._result(conn, b, topic_tps, topic, payload, c, acks, logs)  # type: ignore[arg-type]
-                    elif kind == "evidence":
-                        self._evidence(conn, b, topic_tps, sid, payload, acks, logs)
-                    elif kind == "bad_evidence":
-                        self._reject(b, acks, logs, topic, topic_tps, payload, "malformed",
-                                     "an evidence topic must end in a submission id", None, None)
-                b.flush(conn)
-        except Exception:
-            self.counts["batch_failed"] += 1
-            raise
+        self._commit(items, acks, logs, below)
         grouped: dict[str, list[dict]] = {}
         for event_id, fields in logs:
             self.counts[event_id] += 1
@@ -340,115 +400,295 @@ class Ingest:
                 grouped.setdefault(event_id, []).append(fields)
             else:
                 log_event(log, event_id, **fields)
-        for event_id, items in grouped.items():  # one line per batch: a line per result cost ~30 µs each
-            log_event(log, event_id, count=len(items), results=items)
+        for event_id, group in grouped.items():  # one line per batch: a line per result cost ~30 µs each
+            log_event(log, event_id, count=len(group), results=group)
         return acks
+
+    def _commit(self, items: list[_Item], acks: list[Ack], logs: list, below: bool) -> None:
+        if not items:
+            return
+        part_acks: list[Ack] = []
+        part_logs: list[tuple[str, dict]] = []
+        try:
+            used = self._transaction(items, part_acks, part_logs, below)
+        except Exception as e:
+            self.counts["batch_failed"] += 1
+            if not _poison(e):
+                raise
+            if len(items) > 1:  # isolate the message that fails: each half in its own transaction
+                self.counts["batch_split"] += 1
+                half = len(items) // 2
+                self._commit(items[:half], acks, logs, below)
+                self._commit(items[half:], acks, logs, below)
+                return
+            if self._poison_run >= MAX_POISON_RUN or not self._database_takes_writes():
+                raise  # every message fails, or the database does: not one message's fault
+            self._poison_run += 1
+            self._storage_failed(items[0], e, acks, logs)
+            return
+        self._poison_run = 0
+        acks += part_acks
+        logs += part_logs
+        for tps, (subs, nbytes) in used.items():
+            self.quotas.add(tps, subs, nbytes)
+
+    def _transaction(self, items: list[_Item], acks: list[Ack], logs: list, below: bool) -> dict[str, list[int]]:
+        """One transaction for `items`; returns what it stored per TPS (new submissions, bytes) for quotas."""
+        sids: set[str] = set()
+        kits: set[str] = set()
+        for it in items:
+            if it.kind == "evidence":
+                sids.add(it.sid)
+            elif it.kind == "result" and it.checked is not None and it.checked.reason is None:
+                sids.add(it.checked.sid)  # type: ignore[arg-type]
+                kits.add(it.checked.kit)  # type: ignore[arg-type]
+        with self.engine.begin() as conn:
+            # One batch at a time across service processes, reading what the others committed: so
+            # duplicates, sequence order and photo pairing hold whichever process got a message.
+            lock_batch(conn)
+            b = _Batch.load(conn, sids, kits)
+            for it in items:
+                if it.kind == "result":
+                    self._result(b, it, acks, logs)
+                elif it.kind == "evidence":
+                    self._evidence(b, it, acks, logs, below)
+                elif it.kind == "bad_evidence":
+                    self._reject(b, acks, logs, it, "malformed", "an evidence topic must end in a submission id",
+                                 None, None)
+            b.flush(conn)
+        logs += [("district.waiting_evidence", {"tps": p["submission_id"], "kit": p["kit_id"],
+                                                "submission": p["submission_id"]})
+                 for p in b.new_pending if p["submission_id"] not in b.done_pending]
+        return b.used
+
+    def _database_takes_writes(self) -> bool:
+        """Does the database take a well-formed write? (Then the failing message is at fault.)"""
+        probe = {"received_at": time.time(), "topic": "probe", "kit_id": None, "submission_id": None,
+                 "reason": "probe", "detail": "", "envelope_sha256": None}
+        try:
+            with self.engine.connect() as conn:
+                trans = conn.begin()
+                lock_batch(conn)
+                conn.execute(insert(rejections), [probe])
+                trans.rollback()
+            return True
+        except Exception:
+            return False
+
+    def _storage_failed(self, it: _Item, error: BaseException, acks: list[Ack], logs: list) -> None:
+        """Refuse one message that cannot be stored, in a transaction of its own; acknowledged to the
+        broker with its batch, so it is never redelivered."""
+        c = it.checked
+        sid = _routable(c.sid) if c is not None else (it.sid or None)
+        kit = _routable(c.kit) if c is not None else None
+        detail = f"it passed every check but could not be stored ({type(error).__name__}); reported as a defect"
+        env_sha = sha256_hex(it.payload)
+        row = {"received_at": time.time(), "topic": ascii(it.topic)[1:201], "kit_id": kit, "submission_id": sid,
+               "reason": "storage_failed", "detail": detail, "envelope_sha256": env_sha}
+        answer = it.kind == "result" and bool(sid)
+        try:
+            with self.engine.begin() as conn:
+                lock_batch(conn)
+                if it.kind == "evidence":  # the photo completed a waiting result, which is what failed
+                    waiting = conn.execute(select(pending.c.envelope, pending.c.kit_id)
+                                           .where(pending.c.submission_id == it.sid)).first()
+                    if waiting is not None:
+                        conn.execute(delete(pending).where(pending.c.submission_id == it.sid))
+                        env_sha, kit, answer = sha256_hex(waiting[0]), waiting[1], True
+                        row.update(kit_id=kit, envelope_sha256=env_sha, topic=f"tps/{it.tps}/result")
+                conn.execute(insert(rejections), [row])
+        except Exception:
+            self.counts["storage_failed_unrecorded"] += 1
+        logs.append(("district.storage_failed", {"tps": it.tps, "kit": kit, "submission": sid,
+                                                 "error": f"{type(error).__name__}: {str(error)[:300]}"}))
+        self.counts["rejected:storage_failed"] += 1
+        if sid:
+            self._refused[sid] = None
+        if answer and sid:
+            self._ack(acks, it.tps, sid, kit, "rejected", env_sha, reason=f"storage_failed: {detail}")
 
     def _ack(self, acks: list[Ack], tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
              evidence_sha: str | None = None, reason: str | None = None) -> None:
         acks.append(Ack(f"tps/{tps}/ack", self.checker.sign_ack(tps, sid, kit, status, envelope_sha, evidence_sha,
                                                                   reason)))
 
-    def _reject(self, b: _Batch, acks: list[Ack], logs: list, topic: str, topic_tps: str, payload: bytes,
-                reason: str, detail: str, sid: str | None, kit: str | None, signed: str | None = None) -> None:
-        env_sha = sha256_hex(payload)
-        b.new_rejections.append({"received_at": time.time(), "topic": topic[:200], "kit_id": kit,
-                                 "submission_id": sid, "reason": reason, "detail": detail,
-                                 "envelope_sha256": env_sha})
-        logs.append(("district.rejected", {"tps": topic_tps, "kit": kit, "submission": sid, "reason": reason,
-                                           "detail": detail}))
+    def _reject(self, b: _Batch, acks: list[Ack], logs: list, it: _Item, reason: str, detail: str,
+                sid: str | None, kit: str | None, signed: str | None = None, answer: bool = True) -> None:
+        """Refuse a message: recorded (one by one up to the TPS's hourly number, then summarised), logged,
+        answered with a signed `rejected` ack when it can be routed and `answer`."""
+        env_sha = sha256_hex(it.payload)
         self.counts["rejected:" + reason] += 1
+        if it.kind == "result" and sid:
+            self._refused[sid] = None
+            if len(self._refused) > REMEMBER_REFUSED:
+                self._refused.popitem(last=False)
+        if self.quotas.record_refusal(it.tps):
+            b.new_rejections.append({"received_at": time.time(), "topic": it.topic[:200], "kit_id": kit,
+                                     "submission_id": sid, "reason": reason, "detail": detail[:MAX_DETAIL],
+                                     "envelope_sha256": env_sha})
+            logs.append(("district.rejected", {"tps": it.tps, "kit": kit, "submission": sid, "reason": reason,
+                                               "detail": detail[:MAX_DETAIL]}))
+        else:
+            logs.append(("district.refusals_summarised", {"tps": it.tps, "reason": reason}))
+        if not answer:
+            return
         if signed is not None:
-            acks.append(Ack(f"tps/{topic_tps}/ack", signed))
+            acks.append(Ack(f"tps/{it.tps}/ack", signed))
         elif sid:
-            self._ack(acks, topic_tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
+            self._ack(acks, it.tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
 
     @staticmethod
-    def _max_seq_of(conn: Connection, b: _Batch, kit: str) -> int:
-        if kit not in b.max_seq:  # a kit not read up front (a photo completing a waiting result)
-            got = conn.execute(select(func.max(results.c.seq)).where(results.c.kit_id == kit)).scalar()
-            b.max_seq[kit] = int(got or 0)
-        return b.max_seq[kit] or 0
+    def _replay(b: _Batch, c: Checked) -> str | None:
+        last = b.max_seq.get((c.kit, c.serial), 0)  # type: ignore[arg-type]
+        if c.seq <= last:
+            return f"sequence {c.seq} is not above {last}, the last accepted from {c.kit} with this certificate"
+        return None
 
-    def _result(self, conn: Connection, b: _Batch, topic_tps: str, topic: str, payload: bytes, c: Checked,
-                acks: list[Ack], logs: list) -> None:
+    def _result(self, b: _Batch, it: _Item, acks: list[Ack], logs: list) -> None:
+        c = it.checked
+        assert c is not None
         if c.reason is not None:
-            self._reject(b, acks, logs, topic, topic_tps, payload, c.reason, c.detail, c.sid, c.kit, c.ack)
+            self._reject(b, acks, logs, it, c.reason, c.detail, c.sid, c.kit, c.ack)
             return
         assert c.sid is not None and c.kit is not None and c.row is not None
-        sid, env_sha = c.sid, c.env_sha
+        sid, env_sha, tps = c.sid, c.env_sha, it.tps
         stored = b.stored.get(sid)
         if stored is not None:
             if stored[0] == env_sha:
-                logs.append(("district.duplicate", {"tps": topic_tps, "kit": c.kit, "submission": sid}))
-                self._ack(acks, topic_tps, sid, c.kit, "duplicate", env_sha, stored[1])
+                logs.append(("district.duplicate", {"tps": tps, "kit": c.kit, "submission": sid}))
+                photo_kept = (sid, stored[1]) in b.evidence
+                self._ack(acks, tps, sid, c.kit, "duplicate", env_sha, stored[1] if photo_kept else None,
+                          None if photo_kept else PHOTO_NOT_KEPT)
             else:
-                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
+                self._reject(b, acks, logs, it, "submission_conflict",
                              "this submission id was already stored with other content", sid, c.kit)
             return
         waiting = b.pending.get(sid)
         if waiting is not None:
-            if sha256_hex(waiting) != env_sha:
-                self._reject(b, acks, logs, topic, topic_tps, payload, "submission_conflict",
+            if waiting.envelope_sha != env_sha:
+                self._reject(b, acks, logs, it, "submission_conflict",
                              "this submission id is already waiting with other content", sid, c.kit)
             return  # same result again, still waiting for its photo
-        last = self._max_seq_of(conn, b, c.kit)
-        if c.seq <= last:
-            self._reject(b, acks, logs, topic, topic_tps, payload, "replay",
-                         f"sequence {c.seq} is not above {last}, the last accepted from {c.kit}", sid, c.kit)
+        replay = self._replay(b, c)
+        if replay:
+            self._reject(b, acks, logs, it, "replay", replay, sid, c.kit)
             return
-        if (sid, c.evidence_sha) not in b.evidence:
-            compact = c.row["envelope"]
-            b.pending[sid] = compact
-            b.new_pending.append({"submission_id": sid, "kit_id": c.kit, "seq": c.seq, "envelope": compact,
-                                  "received_at": time.time()})
-            logs.append(("district.waiting_evidence", {"tps": topic_tps, "kit": c.kit, "submission": sid}))
+        used = b.used.setdefault(tps, [0, 0])
+        new_bytes = len(it.payload) + c.evidence_bytes  # the announced photo counts from its announcement
+        over = self.quotas.over(tps, new_bytes, used[0], used[1])
+        if over:  # not stored, not answered: the kit publishes it again, and an hour later it fits
+            self.counts["quota"] += 1
+            logs.append(("district.quota", {"tps": tps, "kit": c.kit, "submission": sid, "why": over}))
             return
-        self._store(b, c.row, c.ack, acks, logs)
+        used[0] += 1
+        used[1] += new_bytes
+        compact = c.row["envelope"]
+        b.pending[sid] = _Waiting(compact, env_sha, c.evidence_sha or "", c.evidence_bytes, c)
+        b.new_pending.append({"submission_id": sid, "kit_id": c.kit, "cert_serial": c.serial, "seq": c.seq,
+                              "envelope": compact, "evidence_sha256": c.evidence_sha,
+                              "evidence_bytes": c.evidence_bytes, "received_at": time.time()})
 
-    def _store(self, b: _Batch, row: dict[str, Any], signed: str | None, acks: list[Ack], logs: list) -> None:
+    def _store(self, b: _Batch, c: Checked, acks: list[Ack], logs: list, photo_kept: bool) -> None:
+        row = c.row
+        assert row is not None
         b.new_results.append({**row, "received_at": time.time()})
         sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
         b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
-        b.max_seq[kit] = max(b.max_seq.get(kit) or 0, seq)
+        b.max_seq[(kit, c.serial)] = max(b.max_seq.get((kit, c.serial), 0), seq)
         logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
-                                           "status": row["status"]}))
-        if signed is not None:
-            acks.append(Ack(f"tps/{row['tps']}/ack", signed))
+                                           "status": row["status"], "photo": photo_kept}))
+        if photo_kept and c.ack is not None:
+            acks.append(Ack(f"tps/{row['tps']}/ack", c.ack))
         else:
-            self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"], row["evidence_sha256"])
+            self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"],
+                      row["evidence_sha256"] if photo_kept else None, None if photo_kept else PHOTO_NOT_KEPT)
 
-    def _evidence(self, conn: Connection, b: _Batch, topic_tps: str, sid: str, payload: bytes, acks: list[Ack],
-                  logs: list) -> None:
-        sha = sha256_hex(payload)
-        if (sid, sha) not in b.evidence:
-            b.evidence.add((sid, sha))
-            b.new_evidence.append({"submission_id": sid, "sha256": sha, "tps": topic_tps, "jpeg": payload,
-                                   "received_at": time.time()})
-        waiting = b.pending.get(sid)
-        if waiting is None:
+    def _evidence(self, b: _Batch, it: _Item, acks: list[Ack], logs: list, below: bool) -> None:
+        sid, payload = it.sid, it.payload
+        if len(payload) > self.limits.evidence_max_bytes:
+            self._reject(b, acks, logs, it, "too_large", f"a photo of {len(payload)} bytes is above the "
+                         f"{self.limits.evidence_max_bytes} bytes this district accepts", sid, None, answer=False)
             return
-        raw = unverified_payload(waiting) or {}
-        if raw.get("evidence_sha256") != sha:
-            logs.append(("district.evidence_mismatch", {"tps": topic_tps, "submission": sid, "got": sha}))
+        sha = sha256_hex(payload)
+        stored = b.stored.get(sid)
+        if stored is not None:
+            if stored[1] != sha:
+                self._reject(b, acks, logs, it, "evidence_mismatch", "a second, different photo for a stored "
+                             "result (one photo per submission)", sid, None, answer=False)
+            elif (sid, sha) not in b.evidence and not below:  # kept out by the disk floor then; room now
+                b.evidence.add((sid, sha))
+                b.new_evidence.append({"submission_id": sid, "sha256": sha, "tps": it.tps, "jpeg": payload,
+                                       "received_at": time.time()})
+            return  # the same photo again: nothing new
+        waiting = b.pending.get(sid)
+        if waiting is None and sid in self._refused:  # the photo of a refused result: expected, not stored
+            self.counts["evidence_of_refused_result"] += 1
+            return
+        if waiting is None:
+            # Not stored: only a photo a verified result announced is (the kit sends the result first).
+            self._reject(b, acks, logs, it, "evidence_unannounced", "no verified result announced this photo; "
+                         "a kit sends the result first, then its photo", sid, None, answer=False)
+            return
+        if waiting.evidence_sha != sha or waiting.evidence_bytes != len(payload):
+            logs.append(("district.evidence_mismatch", {"tps": it.tps, "submission": sid, "got": sha,
+                                                        "bytes": len(payload)}))
+            self._reject(b, acks, logs, it, "evidence_mismatch", "this photo is not the one the signed result "
+                         "announced (SHA-256 and size); the result keeps waiting for its own", sid, None,
+                         answer=False)
             return
         del b.pending[sid]
         b.done_pending.add(sid)
-        # Verified again: a kit revoked (or a certificate expired) while its result waited is refused now.
-        tps = str(raw.get("tps"))
-        self.checker.reload_revocations()
-        c = self.checker.check(tps, waiting.encode())
+        envelope = waiting.envelope.encode()
+        c = waiting.checked
+        if c is None:
+            # Verified again: a kit revoked (or a certificate expired) while its result waited is refused now.
+            self.checker.reload_revocations()
+            c = self.checker.check(it.tps, envelope)
+        result_it = it._replace(topic=f"tps/{it.tps}/result", payload=envelope, kind="result", checked=c)
         if c.reason is not None:
-            self._reject(b, acks, logs, f"tps/{tps}/result", tps, waiting.encode(), c.reason, c.detail, c.sid, c.kit,
-                         c.ack)
+            self._reject(b, acks, logs, result_it, c.reason, c.detail, c.sid, c.kit, c.ack)
             return
-        assert c.kit is not None and c.row is not None
-        last = self._max_seq_of(conn, b, c.kit)
-        if c.seq <= last:  # a later result of this kit was stored while this one waited
-            self._reject(b, acks, logs, f"tps/{tps}/result", tps, waiting.encode(), "replay",
-                         f"sequence {c.seq} is not above {last}, the last accepted from {c.kit}", sid, c.kit)
+        replay = self._replay(b, c)
+        if replay:  # a later result of this kit was stored while this one waited
+            self._reject(b, acks, logs, result_it, "replay", replay, sid, c.kit)
             return
-        self._store(b, c.row, c.ack, acks, logs)
+        if not below:
+            b.evidence.add((sid, sha))
+            b.new_evidence.append({"submission_id": sid, "sha256": sha, "tps": it.tps, "jpeg": payload,
+                                   "received_at": time.time()})
+        self._store(b, c, acks, logs, photo_kept=not below)
+
+
+def _plan(msgs: list[tuple[str, bytes]], outcomes: list[Checked]) -> list[_Item]:
+    """Classify a batch's messages, in arrival order, except that a photo whose own verified result comes
+    later in the same batch is moved right after that result ("the result first or together")."""
+    it_outcomes = iter(outcomes)
+    items: list[_Item] = []
+    for topic, payload in msgs:
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
+            if SUBMISSION_ID.fullmatch(parts[3]):
+                items.append(_Item(topic, payload, "evidence", parts[1], parts[3], None))
+            else:  # not a submission id: would not fit the evidence table (PostgreSQL refuses the batch)
+                items.append(_Item(topic, payload, "bad_evidence", parts[1], "", None))
+        elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
+            items.append(_Item(topic, payload, "result", parts[1], "", next(it_outcomes)))
+        else:
+            items.append(_Item(topic, payload, "other", "", "", None))
+    announced = {it.checked.sid: i for i, it in enumerate(items)
+                 if it.kind == "result" and it.checked is not None and it.checked.reason is None}
+    if not any(it.kind == "evidence" and announced.get(it.sid, -1) > i for i, it in enumerate(items)):
+        return items
+    out: list[_Item] = []
+    deferred: dict[str, list[_Item]] = {}
+    for i, it in enumerate(items):
+        if it.kind == "evidence" and announced.get(it.sid, -1) > i:
+            deferred.setdefault(it.sid, []).append(it)
+            continue
+        out.append(it)
+        if it.kind == "result" and it.checked is not None and it.checked.reason is None:
+            out.extend(deferred.pop(it.checked.sid, []))  # type: ignore[arg-type]
+    return out
 
 
 def result_items(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
@@ -461,39 +701,56 @@ def result_items(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return out
 
 
+class _Waiting(NamedTuple):
+    """A verified result waiting for its photo: what the photo must be."""
+
+    envelope: str
+    envelope_sha: str
+    evidence_sha: str
+    evidence_bytes: int
+    checked: Checked | None = None  # verified in this very batch: no need to verify it again
+
+
 @dataclass
 class _Batch:
     """What one batch knows: rows read up front for its submission ids, and the writes it will make."""
 
     stored: dict[str, tuple[str, str]]  # submission -> (envelope sha256, evidence sha256)
-    pending: dict[str, str]  # submission -> envelope waiting for its photo
+    pending: dict[str, _Waiting]  # submission -> the result waiting for its photo
     evidence: set[tuple[str, str]]  # (submission, sha256) present
-    max_seq: dict[str, int]  # kit -> highest sequence stored (kits of this batch's verified results)
+    max_seq: dict[tuple[str, str], int]  # (kit, certificate serial) -> highest sequence stored
     new_results: list[dict] = field(default_factory=list)
     new_evidence: list[dict] = field(default_factory=list)
     new_pending: list[dict] = field(default_factory=list)
     new_rejections: list[dict] = field(default_factory=list)
     done_pending: set[str] = field(default_factory=set)
+    used: dict[str, list[int]] = field(default_factory=dict)  # TPS -> [new submissions, bytes] (quotas)
 
     @classmethod
     def load(cls, conn: Connection, sids: set[str], kits: set[str]) -> _Batch:
-        """Three IN queries by submission id and one by kit, in the driver's own SQL (a batch's reads
-        are the same statements every time; SQLAlchemy's expanding IN compiled them per batch)."""
-        max_seq = {}
+        """A few IN queries by submission id and one by kit, in the driver's own SQL (a batch's reads are
+        the same statements every time; SQLAlchemy's expanding IN compiled them per batch). The sequence
+        numbers of the kits of the pending results come along, so a photo completing one needs no query."""
+        if sids:
+            ids, marks = tuple(sids), placeholders(conn, len(sids))
+            stored = {r[0]: (r[1], r[2]) for r in conn.exec_driver_sql(
+                "SELECT submission_id, envelope_sha256, evidence_sha256 FROM results "
+                f"WHERE submission_id IN ({marks})", ids)}
+            waiting_rows = conn.exec_driver_sql(
+                "SELECT submission_id, envelope, evidence_sha256, evidence_bytes, kit_id FROM pending "
+                f"WHERE submission_id IN ({marks})", ids).all()
+            photos = {(r[0], r[1]) for r in conn.exec_driver_sql(
+                f"SELECT submission_id, sha256 FROM evidence WHERE submission_id IN ({marks})", ids)}
+        else:
+            stored, waiting_rows, photos = {}, [], set()
+        waiting = {r[0]: _Waiting(r[1], sha256_hex(r[1]), r[2] or "", int(r[3] or 0)) for r in waiting_rows}
+        kits = kits | {r[4] for r in waiting_rows}
+        max_seq: dict[tuple[str, str], int] = {}
         if kits:
-            max_seq = dict(conn.exec_driver_sql(
-                f"SELECT kit_id, MAX(seq) FROM results WHERE kit_id IN ({placeholders(conn, len(kits))}) "
-                "GROUP BY kit_id", tuple(kits)).all())
-        if not sids:
-            return cls({}, {}, set(), max_seq)
-        ids, marks = tuple(sids), placeholders(conn, len(sids))
-        stored = {r[0]: (r[1], r[2]) for r in conn.exec_driver_sql(
-            f"SELECT submission_id, envelope_sha256, evidence_sha256 FROM results WHERE submission_id IN ({marks})",
-            ids)}
-        waiting = dict(conn.exec_driver_sql(
-            f"SELECT submission_id, envelope FROM pending WHERE submission_id IN ({marks})", ids).all())
-        photos = {(r[0], r[1]) for r in conn.exec_driver_sql(
-            f"SELECT submission_id, sha256 FROM evidence WHERE submission_id IN ({marks})", ids)}
+            for kit, serial, top in conn.exec_driver_sql(
+                    "SELECT kit_id, cert_serial, MAX(seq) FROM results "
+                    f"WHERE kit_id IN ({placeholders(conn, len(kits))}) GROUP BY kit_id, cert_serial", tuple(kits)):
+                max_seq[(kit, serial)] = int(top)
         return cls(stored, waiting, photos, max_seq)
 
     def flush(self, conn: Connection) -> None:

@@ -43,12 +43,14 @@ def build_checker(cfg: DistrictConfig) -> Checker:
     templates = {t.id: t for t in load_templates(cfg.district.templates_dir).values()}
     return Checker(verifier=Verifier(load_certs(cfg.identity.ca)), tps=read_tps_csv(cfg.district.tps_list),
                    templates=templates, district_id=cfg.district.id, key=load_key(cfg.identity.key),
-                   chain=load_certs(cfg.identity.certificate), revocations_path=cfg.district.revocations)
+                   chain=load_certs(cfg.identity.certificate), revocations_path=cfg.district.revocations,
+                   evidence_max_bytes=cfg.limits.evidence_max_bytes)
 
 
 def build_ingest(cfg: DistrictConfig) -> Ingest:
     return Ingest(engine=open_db(cfg.database.url, writer=True), checker=build_checker(cfg),
-                  helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg))
+                  helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg),
+                  limits=cfg.limits, disk_path=cfg.disk_path)
 
 
 def client_ids(cfg: DistrictConfig, shares: int | None = None) -> list[str]:

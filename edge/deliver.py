@@ -1,8 +1,8 @@
 """Delivery: outbox <-> transport, until the district's signed acknowledgement comes back.
 
 One result is in flight at a time, oldest first (stop-and-wait), so the district always sees a kit's
-sequence numbers in order. For the oldest unanswered row: publish the evidence photo, then the signed
-result (QoS 1; a PUBACK failure code is a refusal, retried with backoff), mark it `sent`, wait for the
+sequence numbers in order. For the oldest unanswered row: publish the signed result, then its evidence
+photo (QoS 1; a PUBACK failure code is a refusal, retried with backoff), mark it `sent`, wait for the
 ack. No ack within `ack_timeout_s` -> publish both again (the district answers a repeat with
 `duplicate`, never a second count). An ack is accepted only when it verifies against the district CA,
 is signed by a district-role certificate, names one of our submissions and carries the SHA-256 of
@@ -213,8 +213,10 @@ class Delivery:
 
     def _publish(self, row: OutboxRow) -> None:
         timeout = self.cfg.delivery.publish_timeout_s
-        for topic, body in ((f"{self.evidence_prefix}/{row.submission_id}", row.evidence),
-                            (self.result_topic, row.envelope.encode())):
+        # The signed result first: it announces its photo (SHA-256 and size), and the district stores only
+        # a photo a verified result announced.
+        for topic, body in ((self.result_topic, row.envelope.encode()),
+                            (f"{self.evidence_prefix}/{row.submission_id}", row.evidence)):
             out = self.link.publish(topic, body, timeout)
             if not out.delivered:
                 log_event(log, "kit.publish_refused", kit=self.cfg.kit.id, submission=row.submission_id,

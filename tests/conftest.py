@@ -163,6 +163,15 @@ retry_max_s = 1.0
 """
 
 
+# Quotas far above the default (120 new submissions per TPS and hour): the tests stream hundreds of
+# results per kit. tests/test_district_quotas.py sets its own.
+RIG_LIMITS = """
+[limits]
+submissions_per_tps_hour = 100000
+min_free_mb = 0
+"""
+
+
 @dataclass
 class Rig:
     """One district: its folder, its broker, its kits, and ways to run the district service."""
@@ -288,6 +297,8 @@ def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, deliver
     if db_url:
         text = d.config_path.read_text().replace('url = "sqlite:///district.sqlite"', f'url = "{db_url}"')
         d.config_path.write_text(text)
+    with d.config_path.open("a") as f:  # test streams send hundreds of results per kit in seconds
+        f.write(RIG_LIMITS)
     broker = Broker(d.broker_dir / "mosquitto.conf", port, base / "mosquitto.log").start()
     return Rig(d.root, broker, kits, d.config_path)
 
@@ -352,16 +363,16 @@ class RawKit:
 
     def send(self, sid: str, compact: str | bytes, evidence: bytes, tps: str | None = None) -> None:
         tps = tps or self.cfg.kit.tps
-        out = self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10)
+        out = self.link.publish(f"tps/{tps}/result", compact, 10)  # the result announces its photo: first
         assert out.delivered, out.reason
-        out = self.link.publish(f"tps/{tps}/result", compact, 10)
+        out = self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10)
         assert out.delivered, out.reason
 
     def send_nowait(self, sid: str, compact: str, evidence: bytes) -> None:
         """Publish without waiting for PUBACKs (paho keeps them in flight): a fast stream."""
         tps = self.cfg.kit.tps
-        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10, wait=False).delivered
         assert self.link.publish(f"tps/{tps}/result", compact, 10, wait=False).delivered
+        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10, wait=False).delivered
 
     def all_acks(self) -> list[Any]:
         """Every ack so far, copied under the lock: the client thread adds acks while a test reads them

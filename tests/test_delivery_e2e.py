@@ -62,7 +62,9 @@ def test_acl_denies_kit_publishing_under_another_tps(rig_factory):
     assert own.delivered
     assert not other.delivered
     assert other.reason_code == 0x87 and "Not authorized" in other.reason
-    assert rig.stored() == [] and rig.rejections() == []  # the district never even saw it
+    # The district never saw the forged result; the probe photo, which no result announced, is not stored.
+    wait_for(lambda: rig.rejections(), 10, "the probe photo refused")
+    assert rig.stored() == [] and [r["reason"] for r in rig.rejections()] == ["evidence_unannounced"]
 
 
 def test_certificate_from_another_ca_is_refused_at_tls_handshake(rig_factory, tmp_path):

@@ -190,6 +190,31 @@ class IngestSection(Section):
                                        "uses more cores")
 
 
+class LimitsSection(Section):
+    """`[limits]`: what one TPS's kits may make the district store, and the disk the district keeps free.
+
+    Quotas count per TPS (the broker lets only a TPS's own kits publish on its topics) and per clock hour.
+    A message over a quota is not stored, not answered (the kit publishes it again later) and logged."""
+
+    evidence_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024,
+                                    description="largest evidence photo accepted, in bytes (a result announcing "
+                                                "a larger one is refused at once)")
+    submissions_per_tps_hour: int = Field(default=120, ge=1, le=100_000,
+                                          description="new submissions (results not seen before) one TPS may send "
+                                                      "per hour")
+    bytes_per_tps_hour: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024,
+                                    description="bytes of new results and photos one TPS may have stored per hour")
+    refusals_logged_per_tps_hour: int = Field(default=100, ge=1,
+                                              description="refused messages of one TPS recorded one by one per hour; "
+                                                          "beyond, they are counted and summarised")
+    min_free_mb: int = Field(default=2048, ge=0,
+                             description="disk floor: below this much free space the district stops storing photos "
+                                         "(results are still verified, stored and acknowledged) and says so")
+    disk_path: Path | None = Field(default=None,
+                                   description="where to measure free space; the SQLite file's folder by default, "
+                                               "this file's folder for PostgreSQL")
+
+
 class DistrictBroker(BrokerSection):
     client_id: str | None = Field(default="tpskit-district",
                                   description="MQTT client id of the service (its persistent session)")
@@ -203,6 +228,16 @@ class DistrictConfig(Section):
     broker: DistrictBroker = Field(default_factory=DistrictBroker, description="the district broker")
     database: DatabaseSection = Field(default_factory=DatabaseSection, description="where results are stored")
     ingest: IngestSection = Field(default_factory=IngestSection, description="ingest tuning")
+    limits: LimitsSection = Field(default_factory=LimitsSection, description="quotas and the disk floor")
+
+    @property
+    def disk_path(self) -> Path:
+        """Where the district's free space is measured for the disk floor."""
+        if self.limits.disk_path is not None:
+            return self.limits.disk_path
+        if self.database.url.startswith("sqlite:///"):
+            return Path(self.database.url[len("sqlite:///"):]).parent
+        return self.district.tps_list.parent
 
 
 # ------------------------------------------------------------------------------------------ loading
