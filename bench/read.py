@@ -1,9 +1,21 @@
-"""Reader benchmark: generated photos per severity and template -> accuracy, safety, latency, memory.
+"""Reader benchmark: photos of readable sheets across every camera condition, officers' hands, slips and bad
+captures -> false refusals, accuracy, safety, latency, memory.
 
-    .venv/bin/python bench/read.py [--forms 100] [--bad 4] [--write-md]
+    .venv/bin/python bench/read.py [--forms 400] [--per-condition 12] [--officer 60] [--slips 40] [--bad 6] [--write-md]
 
-Photos are generated once into bench-out/read/ (validation-split digits only) and reused. Reading runs
-in-process on one core (one OpenCV thread, one LiteRT thread). The last line is a key=value summary.
+Sets (all generated once into bench-out/read/ and reused; digits from the validation split only, or from
+held-out officer writers the model never trained on):
+- `mixed`: every condition of the camera (tpskit/sheets/camera.py CONDITIONS) and the pen drawn at the
+  severity, `--forms` photos per severity over both templates; every one a sheet a person reads easily;
+- `condition`: one condition at normal or hard, everything else clean, `--per-condition` photos each;
+- `officer`: held-out officer writers (tpskit/sheets/officer_digits.py), normal camera;
+- `slips`: sheets whose written numbers break a check (the officer added up wrongly): never `ok`;
+- `bad`: every bad capture, each must be refused with its own reason, never `ok`.
+
+Per row: false refusals (a readable sheet refused), fields correct (every field of a refused sheet counts
+as not read), silent errors (a wrong value not sent to review), review rate, forms ok with no human help,
+read time. Debug images of every false refusal go to bench-out/read/false-refusals/. Reading runs in
+process on one core (one OpenCV thread, one LiteRT thread). The last line is a key=value summary.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,94 +36,115 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out" / "read"
 TPS = "3201012001001"
-SEVERITIES = ("clean", "normal", "hard")
+TARGETS = {"false_refusals": {"normal": 1.0, "hard": 3.0}, "fields_correct": {"normal": 99.5, "hard": 98.5},
+           "forms_ok": {"normal": 95.0}}
 
 
-def _generate_one(args: tuple[str, str, int, int]) -> None:
-    code, severity, i, seed = args
-    from tpskit.forms import load_templates
-    from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_validation_digits
-    from tpskit.sheets.fill import fill_sheet, random_result
+def _conditions() -> tuple[str, ...]:
+    from tpskit.sheets.camera import CONDITIONS
 
-    path = OUT / severity / f"{code}_{i:04d}.jpg"
+    return (*CONDITIONS, "pen")
+
+
+def _job_path(kind: str, severity: str, condition: str, code: str, i: int) -> Path:
+    return OUT / kind / severity / condition / f"{code}_{i:04d}.jpg"
+
+
+def _generate_one(job: tuple[str, str, str, str, int, int]) -> None:
+    """One readable photo: kind mixed|condition|officer|slips."""
+    kind, severity, condition, code, i, seed = job
+    path = _job_path(kind, severity, condition, code, i)
     if path.exists() and path.with_suffix(".json").exists():
         return
+    from tpskit.forms import load_templates
+    from tpskit.sheets.camera import photograph_with_truth
+    from tpskit.sheets.digits_data import load_validation_digits
+    from tpskit.sheets.fill import fill_sheet, random_result, sample_pen
+
     t = load_templates()[code]
-    digits = load_validation_digits()
-    rng = np.random.default_rng([seed, i, SEVERITIES.index(severity), sum(map(ord, code))])
-    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, digits, severity)
+    rng = np.random.default_rng([seed, i, sum(map(ord, kind + severity + condition + code))])
+    values = random_result(t, rng)
+    if kind == "slips":  # change one field of one equality by 1-25, keeping it writable
+        checks = [c for c in t.checks if c.relation == "equals"]
+        while True:
+            c = checks[int(rng.integers(len(checks)))]
+            name = c.fields[int(rng.integers(len(c.fields)))]
+            v = values[name] + int(rng.choice([-1, 1]) * rng.integers(1, 26))
+            if 0 <= v <= t.field_map[name].capacity:
+                values[name] = v
+                break
+    hand_sev = severity if kind == "mixed" else "normal"
+    pen_sev = severity if kind == "mixed" or condition == "pen" else "clean"
+    if kind == "officer":
+        from tpskit.sheets.officer_digits import held_out_hand
+
+        h = held_out_hand(seed ^ (i * 7919 + sum(map(ord, code))))
+        sheet = fill_sheet(t, TPS, values, rng, h.digits(per_class=6), hand_sev, style=h.ink_style(rng, hand_sev))
+    else:
+        sheet = fill_sheet(t, TPS, values, rng, load_validation_digits(), hand_sev, pen=sample_pen(rng, pen_sev))
+    cam_sev = "normal" if kind in ("officer", "slips") else severity
+    only = condition if kind == "condition" and condition != "pen" else None
+    if kind == "condition" and condition == "pen":
+        cam_sev = "clean"
+    photo = photograph_with_truth(sheet.page, rng, cam_sev, only=only, markers_mm=sheet.markers_mm)  # type: ignore[arg-type]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(photograph(sheet.page, rng, severity))
-    path.with_suffix(".json").write_text(json.dumps(sheet.truth))
+    path.write_bytes(photo.jpeg)
+    shot = {k: v for k, v in asdict(photo.shot).items()}
+    path.with_suffix(".json").write_text(json.dumps({"values": sheet.values, "fields": sheet.truth["fields"],
+                                                     "shot": shot}, default=float))
 
 
-def _generate_bad(args: tuple[str, str, int, int]) -> None:
-    code, reason, i, seed = args
+def _generate_bad(job: tuple[str, str, int, int]) -> None:
+    reason, code, i, seed = job
+    path = OUT / "bad" / f"{reason}_{code}_{i:03d}.jpg"
+    if path.exists():
+        return
     from tpskit.forms import load_templates
     from tpskit.sheets.bad_captures import BAD_CAPTURES
     from tpskit.sheets.digits_data import load_validation_digits
     from tpskit.sheets.fill import fill_sheet, random_result
 
-    path = OUT / "bad" / f"{reason}_{code}_{i:03d}.jpg"
-    if path.exists():
-        return
     t = load_templates()[code]
-    digits = load_validation_digits()
     rng = np.random.default_rng([seed, i, 99, sum(map(ord, code + reason))])
-    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, digits, "normal")
+    sheet = fill_sheet(t, TPS, random_result(t, rng), rng, load_validation_digits(), "normal")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(BAD_CAPTURES[reason](sheet, rng, severity="normal"))
 
 
-def _generate_slip(args: tuple[str, int, int]) -> None:
-    """A sheet whose written numbers break one equality check (the officer added up wrongly)."""
-    code, i, seed = args
-    from tpskit.forms import load_templates
-    from tpskit.sheets.camera import photograph
-    from tpskit.sheets.digits_data import load_validation_digits
-    from tpskit.sheets.fill import fill_sheet, random_result
-
-    path = OUT / "slips" / f"{code}_{i:04d}.jpg"
-    if path.exists():
-        return
-    t = load_templates()[code]
-    digits = load_validation_digits()
-    rng = np.random.default_rng([seed, i, 77, sum(map(ord, code))])
-    values = random_result(t, rng)
-    checks = [c for c in t.checks if c.relation == "equals"]
-    while True:  # change one field of one check by 1-25, keeping it writable
-        c = checks[int(rng.integers(len(checks)))]
-        name = c.fields[int(rng.integers(len(c.fields)))]
-        v = values[name] + int(rng.choice([-1, 1]) * rng.integers(1, 26))
-        if 0 <= v <= t.field_map[name].capacity:
-            values[name] = v
-            break
-    sheet = fill_sheet(t, TPS, values, rng, digits, "normal")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(photograph(sheet.page, rng, "normal"))
-    path.with_suffix(".json").write_text(json.dumps(sheet.truth))
-
-
-def generate(forms: int, bad: int, seed: int, severities: tuple[str, ...], slips: int = 0) -> None:
+def plan(forms: int, per_condition: int, officer: int, slips: int, bad: int, seed: int
+         ) -> tuple[list[tuple[str, str, str, str, int, int]], list[tuple[str, str, int, int]]]:
     from tpskit.forms import load_templates
     from tpskit.sheets.bad_captures import BAD_CAPTURES
 
     codes = sorted(load_templates())
-    jobs = [(c, s, i, seed) for s in severities for c in codes for i in range(forms // len(codes))]
-    bad_jobs = [(c, r, i, seed) for r in BAD_CAPTURES for c in codes for i in range(bad // len(codes) or 1)]
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    jobs: list[tuple[str, str, str, str, int, int]] = []
+    for sev in ("normal", "hard"):
+        jobs += [("mixed", sev, "all", c, i, seed) for i in range(forms // len(codes)) for c in codes]
+    for cond in _conditions():
+        for sev in ("normal", "hard"):
+            jobs += [("condition", sev, cond, c, i, seed) for i in range(per_condition // len(codes)) for c in codes]
+    jobs += [("officer", "normal", "held_out", c, i, seed) for i in range(officer // len(codes)) for c in codes]
+    jobs += [("slips", "normal", "slip", c, i, seed) for i in range(slips // len(codes)) for c in codes]
+    bad_jobs = [(r, c, i, seed) for r in BAD_CAPTURES for i in range(max(1, bad // len(codes))) for c in codes]
+    return jobs, bad_jobs
+
+
+def generate(jobs: list, bad_jobs: list, workers: int) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(_generate_one, jobs, chunksize=4))
         list(pool.map(_generate_bad, bad_jobs, chunksize=2))
-        list(pool.map(_generate_slip, [(c, i, seed) for c in codes for i in range(slips // len(codes))],
-                      chunksize=4))
 
 
 def _pct(a: float, b: float) -> float:
     return 100.0 * a / b if b else 0.0
 
 
-def run(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> dict[str, dict]:
+def _row() -> dict:
+    return dict(photos=0, refused=0, reasons={}, fields=0, correct=0, silent=0, review=0, resolved=0, forms_ok=0,
+                times=[], officer_boxes=0, officer_boxes_right=0)
+
+
+def run(jobs: list, bad_jobs: list) -> dict:
     import cv2
 
     cv2.setNumThreads(1)
@@ -122,72 +156,72 @@ def run(forms: int, bad: int, seed: int, severities: tuple[str, ...]) -> dict[st
 
     templates = load_templates()
     model = load_digit_model()
-    codes = sorted(templates)
-    report: dict[str, dict] = {}
-    for sev in severities:
-        photos = [OUT / sev / f"{c}_{i:04d}.jpg" for c in codes for i in range(forms // len(codes))]
-        s = dict(forms=0, fields=0, correct=0, silent=0, review=0, resolved=0, forms_ok=0, rejected=0,
-                 bubble_fields=0, bubble_agree=0, truth_agree=0, max_wrong_conf=0.0)
-        stages: dict[str, list[float]] = {}
-        totals: list[float] = []
-        for p in photos:
-            truth = json.loads(p.with_suffix(".json").read_text())
-            data = p.read_bytes()
-            t0 = time.perf_counter()
-            r = read_sheet(data, templates, model, ReadOptions(expected_tps=TPS), photo=p.name)
-            totals.append((time.perf_counter() - t0) * 1000)
+    rows: dict[tuple[str, str, str], dict] = {}
+    stages: dict[str, list[float]] = {}
+    refused_dir = OUT / "false-refusals"
+    refused_dir.mkdir(parents=True, exist_ok=True)
+    for old in refused_dir.glob("*.png"):
+        old.unlink()
+    for kind, sev, cond, code, i, _ in jobs:
+        p = _job_path(kind, sev, cond, code, i)
+        truth = json.loads(p.with_suffix(".json").read_text())
+        data = p.read_bytes()
+        t0 = time.perf_counter()
+        r = read_sheet(data, templates, model, ReadOptions(expected_tps=TPS), photo=p.name)
+        ms = (time.perf_counter() - t0) * 1000
+        s = rows.setdefault((kind, cond, sev), _row())
+        s["photos"] += 1
+        s["times"].append(ms)
+        if kind == "mixed" and sev == "normal":
             for k, v in r.timings_ms.items():
                 stages.setdefault(k, []).append(v)
-            s["forms"] += 1
-            if r.status == "rejected":
-                s["rejected"] += 1
-                s["fields"] += len(truth["values"])
-                continue
-            s["forms_ok"] += r.status == "ok"
-            for name, want in truth["values"].items():
-                f = r.fields[name]
-                s["fields"] += 1
-                s["correct"] += f.value == want
-                s["review"] += f.status == "review"
-                s["resolved"] += f.status == "resolved_by_checks"
-                if f.status != "review" and f.value != want:
-                    s["silent"] += 1
-                    print(f"SILENT ERROR {p.name} {name}: read {f.value} ({f.status}), truth {want}",
-                          file=sys.stderr)
-                if f.ocr_value != want:
-                    s["max_wrong_conf"] = max(s["max_wrong_conf"], f.ocr_confidence)
-                if f.bubbles is not None:
-                    from tpskit.sheets.fill import bubbles_agree
+        if r.status == "rejected":
+            s["refused"] += 1
+            s["reasons"][r.reason] = s["reasons"].get(r.reason, 0) + 1
+            s["fields"] += len(truth["values"])
+            name = f"{kind}-{sev}-{cond}-{p.stem}"
 
-                    s["bubble_fields"] += 1
-                    s["bubble_agree"] += f.bubbles == "agree"
-                    s["truth_agree"] += all(bubbles_agree(row) or row["written"] is None
-                                            for row in truth["fields"][name]["bubbles"])
-        s["latency"] = {k: (statistics.median(v), float(np.percentile(v, 95))) for k, v in stages.items()}
-        s["total"] = (statistics.median(totals), float(np.percentile(totals, 95)))
-        report[sev] = s
+            def sink(_n: str, img: np.ndarray, name: str = name) -> None:
+                cv2.imwrite(str(refused_dir / f"{name}.png"), img)
+
+            read_sheet(data, templates, model, ReadOptions(expected_tps=TPS, debug=sink))
+            print(f"FALSE REFUSAL {name}: {r.reason} {r.gate}", file=sys.stderr)
+            continue
+        s["forms_ok"] += r.status == "ok"
+        for name, want in truth["values"].items():
+            f = r.fields[name]
+            s["fields"] += 1
+            s["correct"] += f.value == want
+            s["review"] += f.status == "review"
+            s["resolved"] += f.status == "resolved_by_checks"
+            if f.status != "review" and f.value != want and kind != "slips":
+                s["silent"] += 1
+                print(f"SILENT ERROR {p}: {name} read {f.value} ({f.status}), truth {want}", file=sys.stderr)
+            if kind == "officer":
+                for box, tb in zip(f.boxes, truth["fields"][name]["boxes"], strict=True):
+                    if tb["digit"] is not None:
+                        s["officer_boxes"] += 1
+                        s["officer_boxes_right"] += box.digit == tb["digit"]
+        if kind == "slips" and r.status == "ok":
+            s["silent"] += 1
+            print(f"SILENT ERROR {p}: an officer's slip reported ok", file=sys.stderr)
 
     from tpskit.sheets.bad_captures import BAD_CAPTURES
 
-    bad_report: dict[str, dict] = {}
+    bad: dict[str, dict] = {}
     for reason in BAD_CAPTURES:
-        photos = sorted((OUT / "bad").glob(f"{reason}_*.jpg"))
-        right = ok = 0
-        seen: dict[str, int] = {}
-        for p in photos:
+        b = bad.setdefault(reason, dict(n=0, right=0, ok=0, seen={}))
+        for r_, code, i, _ in bad_jobs:
+            if r_ != reason:
+                continue
+            p = OUT / "bad" / f"{reason}_{code}_{i:03d}.jpg"
             r = read_sheet(p.read_bytes(), templates, model, ReadOptions(expected_tps=TPS))
-            right += r.status == "rejected" and r.reason == reason
-            ok += r.status == "ok"
+            b["n"] += 1
+            b["right"] += r.status == "rejected" and r.reason == reason
+            b["ok"] += r.status == "ok"
             key = r.reason or r.status
-            seen[key] = seen.get(key, 0) + 1
-        bad_report[reason] = dict(n=len(photos), right=right, ok=ok, seen=seen)
-    report["_bad"] = bad_report
-
-    slip_photos = sorted((OUT / "slips").glob("*.jpg"))
-    slip_ok = sum(read_sheet(p.read_bytes(), templates, model, ReadOptions(expected_tps=TPS)).status == "ok"
-                  for p in slip_photos)
-    report["_slips"] = {"n": len(slip_photos), "ok": slip_ok}
-    return report
+            b["seen"][key] = b["seen"].get(key, 0) + 1
+    return {"rows": rows, "bad": bad, "stages": stages}
 
 
 def peak_rss_mb(photos: list[Path]) -> float:
@@ -199,70 +233,89 @@ def peak_rss_mb(photos: list[Path]) -> float:
     return usage.ru_maxrss / 1024.0
 
 
-def markdown(report: dict[str, dict], rss: float, model_kb: float, forms: int) -> str:
-    lines = [f"Generated photos: {forms} forms per severity, both templates, 4056x3040 JPEG; reading on one core.",
+def markdown(report: dict, rss: float, model_kb: float, args: argparse.Namespace) -> str:
+    rows = report["rows"]
+    lines = [f"Generated photos (8 and 12 MP, landscape and portrait; digits from the validation split or held-out "
+             f"officer writers): {args.forms} per severity in the mixed set, {args.per_condition} per condition and "
+             f"severity, {args.officer} officer-hand sheets, {args.slips} slip sheets, both templates; reading on "
+             "one core. Every photo in these rows is a sheet a person reads easily: any refusal is a false refusal.",
              "",
-             "| severity | forms | fields | fields correct | silent errors | review | resolved by checks "
-             "| forms auto-ok | rejected | digits/bubbles agree (truth) | read median / p95 ms |",
+             "| set | condition | severity | photos | false refusals | fields correct | silent errors | review "
+             "| resolved by checks | forms ok unaided | read median / p95 ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for sev, s in report.items():
-        if sev.startswith("_"):
-            continue
-        lines.append(
-            f"| {sev} | {s['forms']} | {s['fields']} | {_pct(s['correct'], s['fields']):.2f} % | {s['silent']} "
-            f"| {_pct(s['review'], s['fields']):.2f} % | {_pct(s['resolved'], s['fields']):.2f} % "
-            f"| {_pct(s['forms_ok'], s['forms']):.1f} % | {_pct(s['rejected'], s['forms']):.1f} % "
-            f"| {_pct(s['bubble_agree'], s['bubble_fields']):.1f} % "
-            f"({_pct(s['truth_agree'], s['bubble_fields']):.1f} %) "
-            f"| {s['total'][0]:.1f} / {s['total'][1]:.1f} |")
-    ref = report.get("normal") or next(v for k, v in report.items() if not k.startswith("_"))
-    lines += ["", "Per stage (normal severity), ms:", "", "| stage | median | p95 |", "|---|---|---|"]
-    for k, (med, p95) in ref["latency"].items():
-        lines.append(f"| {k} | {med:.2f} | {p95:.2f} |")
-    lines += ["", "Bad captures (each must be refused with its reason, never ok):", "",
+    order = {"mixed": 0, "condition": 1, "officer": 2, "slips": 3}
+    for (kind, cond, sev), s in sorted(rows.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])):
+        ref = f"{s['refused']} ({_pct(s['refused'], s['photos']):.1f} %)"
+        if s["reasons"]:
+            ref += ": " + ", ".join(f"{k} {v}" for k, v in sorted(s["reasons"].items()))
+        ok = "-" if kind == "slips" else f"{_pct(s['forms_ok'], s['photos']):.1f} %"
+        silent = f"{s['silent']}" + (" slips ok" if kind == "slips" else "")
+        times = s["times"]
+        lines.append(f"| {kind} | {cond} | {sev} | {s['photos']} | {ref} | "
+                     f"{_pct(s['correct'], s['fields']):.2f} % | {silent} | {_pct(s['review'], s['fields']):.2f} % | "
+                     f"{_pct(s['resolved'], s['fields']):.2f} % | {ok} | "
+                     f"{statistics.median(times):.0f} / {np.percentile(times, 95):.0f} |")
+    off = next((s for (k, _, _), s in rows.items() if k == "officer"), None)
+    if off and off["officer_boxes"]:
+        lines += ["", f"Held-out officer writers: {_pct(off['officer_boxes_right'], off['officer_boxes']):.2f} % of "
+                      f"their written digits read right box by box ({off['officer_boxes']} boxes)."]
+    lines += ["", "Per stage (mixed, normal), ms:", "", "| stage | median | p95 |", "|---|---|---|"]
+    for k, v in report["stages"].items():
+        lines.append(f"| {k} | {statistics.median(v):.2f} | {np.percentile(v, 95):.2f} |")
+    lines += ["", "Bad captures (each must be refused with its own reason, never ok):", "",
               "| capture | photos | refused with the right reason | read ok | outcomes |", "|---|---|---|---|---|"]
-    for reason, b in report["_bad"].items():
+    for reason, b in report["bad"].items():
         lines.append(f"| {reason} | {b['n']} | {b['right']} | {b['ok']} | "
                      f"{', '.join(f'{k}: {v}' for k, v in sorted(b['seen'].items()))} |")
-    sl = report["_slips"]
-    lines += ["", f"Officer slips (normal severity; the written numbers break one check by 1-25): "
-              f"{sl['n']} sheets, {sl['ok']} reported ok (must be 0: a slip is never balanced away)."]
-    lines += ["", f"Peak RSS of `tpskit read`: {rss:.0f} MB. Model: {model_kb:.0f} KB.",
-              f"Highest digits-only confidence of a wrong reading (normal): {ref['max_wrong_conf']:.6f}."]
+    lines += ["", f"Peak RSS of `tpskit read`: {rss:.0f} MB. Model: {model_kb:.0f} KB."]
     return "\n".join(lines)
+
+
+def summary(report: dict, rss: float) -> str:
+    rows = report["rows"]
+    parts = []
+    for sev in ("normal", "hard"):
+        s = rows.get(("mixed", "all", sev))
+        if s:
+            parts.append(f"{sev}_false_refusals_pct={_pct(s['refused'], s['photos']):.2f} "
+                         f"{sev}_fields_correct_pct={_pct(s['correct'], s['fields']):.2f} "
+                         f"{sev}_forms_ok_pct={_pct(s['forms_ok'], s['photos']):.1f}")
+    silent = sum(s["silent"] for s in rows.values())
+    bad_ok = sum(b["ok"] for b in report["bad"].values())
+    bad_wrong = sum(b["n"] - b["right"] for b in report["bad"].values())
+    normal = rows.get(("mixed", "all", "normal"))
+    med = statistics.median(normal["times"]) if normal else float("nan")
+    return " ".join(parts) + (f" silent_errors={silent} bad_read_ok={bad_ok} bad_wrong_reason={bad_wrong} "
+                              f"read_median_ms={med:.1f} peak_rss_mb={rss:.0f}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--forms", type=int, default=200, help="forms per severity (split over the templates)")
-    ap.add_argument("--bad", type=int, default=4, help="photos per bad-capture kind")
-    ap.add_argument("--slips", type=int, default=100, help="sheets with an officer's arithmetic slip")
-    ap.add_argument("--seed", type=int, default=20261125)
-    ap.add_argument("--severities", default=",".join(SEVERITIES))
+    ap.add_argument("--forms", type=int, default=400, help="photos per severity in the mixed set")
+    ap.add_argument("--per-condition", type=int, default=12, help="photos per condition and severity")
+    ap.add_argument("--officer", type=int, default=60, help="sheets written by held-out officer writers")
+    ap.add_argument("--slips", type=int, default=40, help="sheets with an officer's arithmetic slip")
+    ap.add_argument("--bad", type=int, default=6, help="photos per bad-capture kind")
+    ap.add_argument("--seed", type=int, default=20261201)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating photos")
     ap.add_argument("--write-md", action="store_true", help="replace the reader section of BENCHMARKS.md")
     a = ap.parse_args()
-    sevs = tuple(a.severities.split(","))
+    jobs, bad_jobs = plan(a.forms, a.per_condition, a.officer, a.slips, a.bad, a.seed)
     t0 = time.time()
-    generate(a.forms, a.bad, a.seed, sevs, a.slips)
-    print(f"photos ready in {time.time() - t0:.0f} s", file=sys.stderr)
-    report = run(a.forms, a.bad, a.seed, sevs)
+    generate(jobs, bad_jobs, a.workers)
+    print(f"{len(jobs) + len(bad_jobs)} photos ready in {time.time() - t0:.0f} s", file=sys.stderr)
+    report = run(jobs, bad_jobs)
     from tpskit.models import DIGITS_MODEL
 
-    rss = peak_rss_mb(sorted((OUT / sevs[0]).glob("*.jpg"))[:5])
+    sample = [_job_path(*j[:5]) for j in jobs if j[0] == "mixed"][:5]
+    rss = peak_rss_mb(sample)
     model_kb = DIGITS_MODEL.stat().st_size / 1024
-    ref = report.get("normal") or report[sevs[0]]
-    fields = sum(v["fields"] for k, v in report.items() if not k.startswith("_"))
-    silent = sum(v["silent"] for k, v in report.items() if not k.startswith("_")) + report["_slips"]["ok"]
-    summary = (f"fields_correct_pct={_pct(ref['correct'], ref['fields']):.2f} silent_errors={silent} "
-               f"review_pct={_pct(ref['review'], ref['fields']):.2f} "
-               f"forms_auto_ok_pct={_pct(ref['forms_ok'], ref['forms']):.1f} "
-               f"read_median_ms={ref['total'][0]:.1f} peak_rss_mb={rss:.0f} model_kb={model_kb:.0f} "
-               f"fields_total={fields}")
-    md = markdown(report, rss, model_kb, a.forms) + f"\n\n`{summary}`"
+    line = summary(report, rss)
+    md = markdown(report, rss, model_kb, a) + f"\n\n`{line}`"
     print(md)
     if a.write_md:
         write_section(md)
-    print(summary)
+    print(line)
     return 0
 
 

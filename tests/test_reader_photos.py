@@ -212,3 +212,84 @@ def test_read_in_a_fresh_process_writes_nothing_but_json_on_stderr(good_photo):
     assert "XNNPACK" not in done.stderr
     for line in done.stderr.splitlines():
         json.loads(line)
+
+
+# ------------------------------------------------------------------ the field's conditions and the gate
+def _shot_photo(sheet, seed: int, severity: str = "clean", **over):
+    rng = np.random.default_rng(seed)
+    return photograph_with_truth(sheet.page, rng, severity, markers_mm=sheet.markers_mm, **over)
+
+
+def _assert_read(r, sheet) -> None:
+    assert r.status != "rejected", (r.reason, r.gate)
+    assert all(f.value == sheet.values[n] for n, f in r.fields.items() if f.status != "review")
+    assert sum(f.value == sheet.values[n] for n, f in r.fields.items()) >= len(r.fields) - 2
+
+
+def test_marker_within_a_millimetre_of_the_frame_edge_in_a_portrait_frame_is_read(templates, model, digits):
+    sheet, _ = _sheet(templates["KWK"], digits, seed=21, severity="normal")
+    for side in (0, 3):
+        photo = _shot_photo(sheet, 21 + side, size=(1520, 2028), quarter_turns=0, fill=0.97, snug_mm=0.3,
+                            snug_side=side)
+        _assert_read(read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS)), sheet)
+
+
+def test_sheet_tilted_20_degrees_curled_and_folded_is_read_and_the_grid_error_reported(templates, model, digits):
+    sheet, _ = _sheet(templates["PPWP"], digits, seed=22, severity="normal")
+    photo = _shot_photo(sheet, 22, tilt_deg=20.0, curl_mm=12.0, curl_edge=1, curl_width_mm=80.0, fold_mm=3.0,
+                        fold_angle_deg=80.0)
+    r = read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS))
+    _assert_read(r, sheet)
+    # The markers' homography misses the curled boxes by a millimetre or more; each box is cut where its
+    # lines are, and what no homography fits remains as the refitted grid error.
+    assert r.gate["grid_error_markers_mm"] > 0.8
+    assert r.gate["grid_error_mm"] < r.gate["grid_error_markers_mm"]
+
+
+def test_bright_paper_clipped_at_255_under_a_lamp_gradient_is_not_glare(templates, model, digits):
+    sheet, _ = _sheet(templates["KWK"], digits, seed=23, severity="normal")
+    photo = _shot_photo(sheet, 23, exposure=1.35, gradient=0.35, paper=(0.97, 0.97, 0.97))
+    r = read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS))
+    _assert_read(r, sheet)
+    assert r.gate["faded_line_stretches"] <= 2
+
+
+def test_hard_shadow_of_a_hand_across_the_boxes_is_read(templates, model, digits):
+    sheet, _ = _sheet(templates["PPWP"], digits, seed=24, severity="normal")
+    photo = _shot_photo(sheet, 24, hard_shadow="hand", hard_shadow_depth=0.5, hard_shadow_at=(0.6, 0.55))
+    _assert_read(read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS)), sheet)
+
+
+@pytest.mark.parametrize("side", [0, 1, 2, 3])
+def test_sheet_out_of_the_frame_is_refused_naming_the_side_to_move_it_from(side, templates, model, digits):
+    from dataclasses import replace
+
+    from tpskit.sheets.camera import sample_shot, shoot
+
+    sheet, rng = _sheet(templates["KWK"], digits, seed=25 + side)
+    shot = replace(sample_shot(rng, "clean"), snug_mm=-50.0, snug_side=side)
+    r = read_sheet(shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm).jpeg, templates, model)
+    name = ("left", "right", "top", "bottom")[side]
+    assert (r.status, r.reason) == ("rejected", "sheet_out_of_frame")
+    assert f"on the {name} side" in r.message.en
+    assert ("kiri", "kanan", "atas", "bawah")[side] in r.message.id
+
+
+@pytest.mark.parametrize("kind", ["other_form", "book", "photocopy", "chasil_2024"])
+def test_a_page_that_is_not_the_kits_form_is_refused_as_such(kind, templates, model, digits):
+    from tpskit.sheets.bad_captures import not_a_kit_form
+
+    sheet, rng = _sheet(templates["PPWP"], digits, seed=26)
+    r = read_sheet(not_a_kit_form(sheet, rng, kind=kind), templates, model)
+    assert (r.status, r.reason) == ("rejected", "not_a_kit_form")
+    assert "printed for this kit" in r.message.en
+
+
+def test_refused_photo_gets_a_debug_image_naming_the_measure_that_crossed_its_threshold(templates, model, digits):
+    sheet, rng = _sheet(templates["KWK"], digits, seed=27, severity="normal")
+    images: dict[str, np.ndarray] = {}
+    r = read_sheet(BAD_CAPTURES["glare"](sheet, rng, severity="normal"), templates, model,
+                   ReadOptions(debug=lambda name, img: images.__setitem__(name, img)))
+    assert r.reason == "glare" and set(images) == {"refused"}
+    assert images["refused"].ndim == 3 and images["refused"].shape[1] > 1000
+    assert r.gate["faded_line_stretches"] > 2

@@ -11,7 +11,7 @@ import pytest
 from tpskit.forms import load_templates
 from tpskit.sheets import digits_data
 from tpskit.sheets.bad_captures import BAD_CAPTURES, CORNERS, covered_corner
-from tpskit.sheets.camera import FRAME_SIZE, photograph, sample_shot, shoot
+from tpskit.sheets.camera import CONDITIONS, FRAME_SIZE, RANGES, SENSORS, photograph, sample_shot, shoot
 from tpskit.sheets.fill import FilledSheet, fill_sheet, random_result
 
 TPS = "3201012001001"
@@ -54,44 +54,107 @@ def _rectified_qr(img: np.ndarray, ppm: float = 5.0) -> str | None:
 
 
 @pytest.mark.parametrize("severity", ["clean", "normal", "hard"])
-def test_photograph_returns_a_decodable_jpeg_of_the_requested_size(sheet, severity):
+def test_photograph_returns_a_decodable_jpeg_of_a_kit_sensor_or_the_requested_size(sheet, severity):
     rng = np.random.default_rng(7)
     img = _decode(photograph(sheet.page, rng, severity))
-    assert img.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3)
+    sizes = {(w, h) for w, h in SENSORS.values()} | {(h, w) for w, h in SENSORS.values()}
+    assert (img.shape[1], img.shape[0]) in sizes
+    if severity == "clean":
+        assert img.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3)
     small = _decode(photograph(sheet.page, rng, severity, size=(1280, 960)))
     assert small.shape == (960, 1280, 3)
 
 
+def _marker_error_px(photo, found: dict[int, np.ndarray], scale: float = 1.0) -> float:
+    """Largest distance between each marker's top-left corner in the photo and where the truth puts it."""
+    errs = []
+    for m in T.markers.items:
+        expected = photo.to_frame(np.array([[m.x_mm, m.y_mm]]) * 8.0)[0] * scale
+        errs.append(np.linalg.norm(found[m.id][0] - expected))
+    return max(errs)
+
+
 @pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
-def test_truth_homography_puts_the_markers_where_the_photo_shows_them(sheet, quarter_turns):
+def test_truth_projection_puts_the_markers_where_the_photo_shows_them(sheet, quarter_turns):
     rng = np.random.default_rng(quarter_turns)
-    shot = replace(sample_shot(rng, "normal", (2028, 1520)), quarter_turns=quarter_turns)
+    shot = replace(sample_shot(rng, "normal", (2028, 1520)), quarter_turns=quarter_turns, curl_mm=0.0, fold_mm=0.0)
     photo = shoot(sheet.page, shot, rng)
     found = _markers(_decode(photo.jpeg), scale=0.5)
     assert sorted(found) == [0, 1, 2, 3]
-    for m in T.markers.items:
-        expected = cv2.perspectiveTransform(np.array([[[m.x_mm * sheet.px_per_mm, m.y_mm * sheet.px_per_mm]]]),
-                                            photo.homography)[0, 0]
-        assert np.linalg.norm(found[m.id][0] - expected) < 4.0
+    assert _marker_error_px(photo, found) < 4.0
+    # Flat: the projection is the homography.
+    pts = np.array([[100.0, 200.0], [1500.0, 2300.0]])
+    assert np.allclose(photo.to_frame(pts), cv2.perspectiveTransform(pts.reshape(-1, 1, 2), photo.homography)
+                       .reshape(-1, 2), atol=1e-6)
+
+
+def test_a_curled_folded_sheet_tilted_20_degrees_lands_where_its_projection_says(sheet):
+    rng = np.random.default_rng(8)
+    shot = replace(sample_shot(rng, "clean", (2028, 1520)), tilt_deg=20.0, curl_mm=15.0, curl_edge=1,
+                   curl_width_mm=90.0, fold_mm=4.0, fold_angle_deg=10.0)
+    photo = shoot(sheet.page, shot, rng)
+    found = _markers(_decode(photo.jpeg), scale=0.5)
+    assert sorted(found) == [0, 1, 2, 3]
+    # The curl moves the curled edge's markers away from where the flat sheet's homography puts them, and
+    # the photo shows them where the curled projection says.
+    m = T.markers.by_corner("top-right")
+    flat = cv2.perspectiveTransform(np.array([[[m.x_mm * 8.0, m.y_mm * 8.0]]]), photo.homography)[0, 0]
+    curled = photo.to_frame(np.array([[m.x_mm * 8.0, m.y_mm * 8.0]]))[0]
+    assert np.linalg.norm(curled - flat) > 5.0
+    assert np.linalg.norm(found[m.id][0] - curled) < 2.5 < np.linalg.norm(found[m.id][0] - flat)
+
+
+def test_a_snug_sheet_has_a_marker_within_a_millimetre_of_the_frame_edge(sheet):
+    rng = np.random.default_rng(9)
+    for side in range(4):
+        shot = replace(sample_shot(rng, "clean", (1520, 2028)), quarter_turns=0, fill=0.97, snug_mm=0.5,
+                       snug_side=side)
+        photo = shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm)
+        pts = photo.to_frame(sheet.markers_mm * 8.0)
+        ppm = photo.projection.px_per_mm_at(105, 148)
+        gap = [pts[:, 0].min(), 1519 - pts[:, 0].max(), pts[:, 1].min(), 2027 - pts[:, 1].max()][side]
+        assert 0.3 * ppm < gap < 0.7 * ppm
 
 
 def test_severities_scale_the_degradations():
     rng = np.random.default_rng(0)
-    shots = {s: [sample_shot(rng, s) for _ in range(50)] for s in ("clean", "normal", "hard")}
-    for attr in ("blur_sigma", "noise_sigma", "gradient", "persp"):
+    shots = {s: [sample_shot(rng, s) for _ in range(60)] for s in ("clean", "normal", "hard")}
+    for attr in ("blur_sigma", "noise_sigma", "gradient", "tilt_deg", "curl_mm", "hard_shadow_depth"):
         means = [np.mean([getattr(x, attr) for x in shots[s]]) for s in ("clean", "normal", "hard")]
-        assert means[0] < means[1] < means[2], attr
+        assert means[0] <= means[1] < means[2], attr
     assert np.mean([x.quality for x in shots["hard"]]) < np.mean([x.quality for x in shots["clean"]])
     turns = {x.quarter_turns for s in shots.values() for x in s}
     assert {1, 3} <= turns  # the sheet comes both ways up, including upside down
+    assert {x.size for x in shots["hard"]} == {*SENSORS.values(), *((h, w) for w, h in SENSORS.values())}
+    assert max(x.exposure for x in shots["hard"]) > 1.0  # paper clipped at 255
 
 
-def test_every_bad_capture_is_a_12mp_jpeg(sheet):
+def test_one_condition_alone_leaves_every_other_one_clean():
+    rng = np.random.default_rng(1)
+    for cond in CONDITIONS:
+        alone = [sample_shot(rng, "hard", only=cond) for _ in range(20)]
+        lo, hi = RANGES["light"]["clean"]["exposure"]
+        if cond not in ("light", "shadow", "paper"):
+            assert all(lo <= x.exposure <= hi for x in alone), cond
+        if cond != "tilt":
+            assert all(x.tilt_deg <= 2.0 for x in alone), cond
+        if cond != "curl":
+            assert all(x.curl_mm == 0 and x.fold_mm == 0 for x in alone), cond
+    assert any(x.curl_mm > 0 or x.fold_mm > 0 for x in (sample_shot(rng, "hard", only="curl") for _ in range(10)))
+    with pytest.raises(ValueError, match="condition"):
+        sample_shot(rng, "hard", only="weather")
+
+
+def test_every_bad_capture_is_a_photo_of_a_kit_sensor_except_the_unreadable_file(sheet):
     assert set(BAD_CAPTURES) == {"marker_missing", "out_of_focus", "too_dark", "glare", "no_sheet",
-                                 "sheet_too_small", "qr_unreadable", "wrong_tps", "blank_sheet"}
+                                 "sheet_too_small", "qr_unreadable", "wrong_tps", "blank_sheet",
+                                 "sheet_out_of_frame", "not_a_kit_form", "unreadable_file"}
+    sizes = {*SENSORS.values(), *((h, w) for w, h in SENSORS.values())}
     for reason, make in BAD_CAPTURES.items():
+        if reason == "unreadable_file":
+            continue
         img = _decode(make(sheet, np.random.default_rng(1)))
-        assert img.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3), reason
+        assert (img.shape[1], img.shape[0]) in sizes, reason
 
 
 @pytest.mark.parametrize("corner", CORNERS)
@@ -129,11 +192,11 @@ def test_photometric_failures_are_what_they_say(sheet):
     assert not _markers(_decode(BAD_CAPTURES["no_sheet"](sheet, rng)))
 
 
-def test_sheet_too_small_covers_at_most_a_quarter_of_the_frame(sheet):
+def test_sheet_too_small_covers_a_few_percent_of_the_frame(sheet):
     img = _decode(BAD_CAPTURES["sheet_too_small"](sheet, np.random.default_rng(6), severity="clean"))
-    found = _markers(img, scale=0.5)
+    found = _markers(img, scale=1.0)
     assert sorted(found) == [0, 1, 2, 3]
     quad = np.float32([found[m.id].mean(axis=0) for m in T.markers.items])
     # Marker centres span (186-8) x (273-8) mm of the 210 x 297 mm sheet.
     sheet_area = cv2.contourArea(quad) * (210 * 297) / (178 * 265)
-    assert sheet_area < 0.27 * FRAME_SIZE[0] * FRAME_SIZE[1]
+    assert sheet_area < 0.08 * img.shape[0] * img.shape[1]

@@ -78,14 +78,14 @@ def _check_size(data: bytes) -> None:
         raise UnreadablePhoto(f"{width} x {height} pixels is too small to hold a sheet")
 
 
-def decode_photo(data: bytes) -> Decoded:
-    """Decode to grayscale; half size when the photo is large. Raises UnreadablePhoto."""
+def decode_photo(data: bytes, full: bool = False) -> Decoded:
+    """Decode to grayscale; half size when the photo is large (unless `full`). Raises UnreadablePhoto."""
     _check_container(data)
     _check_size(data)
     buf = np.frombuffer(data, np.uint8)
-    gray = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    gray = None if full else cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_2)
     scale = 2
-    if gray is not None and max(gray.shape) < FULL_DECODE_BELOW_PX // 2:
+    if gray is None or max(gray.shape) < FULL_DECODE_BELOW_PX // 2:
         gray, scale = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), 1
     if gray is None or gray.size == 0 or min(gray.shape) < MIN_PHOTO_SIDE_PX // scale:
         # The decoder may disagree with the header (a second frame header, a corrupt stream).

@@ -42,11 +42,12 @@ def _detector(dictionary: str, thorough: bool) -> cv2.aruco.ArucoDetector:
     return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(code), params)
 
 
-def detect_markers(gray: np.ndarray, dictionary: str, downscale: int = DETECT_DOWNSCALE
+def detect_markers(gray: np.ndarray, dictionary: str, downscale: int = DETECT_DOWNSCALE, thorough: bool = False
                    ) -> dict[int, np.ndarray]:
     """Marker id -> its four corners (4, 2) float32 in `gray` pixels, in the marker's own TL, TR, BR, BL.
 
-    Searched on a copy downscaled by `downscale` (1: full size and thorough, for small markers far away).
+    Searched on a copy downscaled by `downscale`; `thorough` tries more threshold windows (uneven light,
+    small markers far away).
     """
     h, w = gray.shape
     f = 1.0 / downscale
@@ -55,7 +56,7 @@ def detect_markers(gray: np.ndarray, dictionary: str, downscale: int = DETECT_DO
     # A white border: a marker at the frame's edge keeps a quiet zone (paper-white, from the image itself).
     white = int(np.percentile(small[::4, ::4], 99))
     small = cv2.copyMakeBorder(small, BORDER_PX, BORDER_PX, BORDER_PX, BORDER_PX, cv2.BORDER_CONSTANT, value=white)
-    corners, ids, _ = _detector(dictionary, downscale == 1).detectMarkers(small)
+    corners, ids, _ = _detector(dictionary, thorough).detectMarkers(small)
     found: dict[int, np.ndarray] = {}
     if ids is None:
         return found

@@ -45,6 +45,8 @@ _PROFILE_MM = 1.0
 SEGMENTS = 3
 #: Inner rows/columns kept clear of the box corners when profiling a line (mm).
 _CORNER_MM = 1.5
+#: Fields measured together in one array operation (see fit_grid).
+GROUP_MAX = 6
 #: A line is "found" when its darkness peak stands this far above the profile's median.
 _FOUND = 0.12
 
@@ -294,6 +296,8 @@ def fit_grid(gray: np.ndarray, geom: PageGeometry, t: Template) -> GridFit:
         groups.setdefault(_layout(f), []).append(f)
     fits: dict[str, FieldFit] = {}
     for fields in groups.values():
-        for fit in _fit_group(gray, geom, fields):
-            fits[fit.name] = fit
+        # At most GROUP_MAX fields at once: the float work arrays stay a few megabytes (the kit's memory).
+        for k in range(0, len(fields), GROUP_MAX):
+            for fit in _fit_group(gray, geom, fields[k : k + GROUP_MAX]):
+                fits[fit.name] = fit
     return GridFit(fields={f.name: fits[f.name] for f in t.fields})

@@ -35,6 +35,10 @@ from .trace import Measure, Refused, Trace
 #: Regions that matter must lie at least this far (mm) inside the frame for a sheet with a marker
 #: outside it to be read.
 FRAME_MARGIN_MM = 2.0
+#: Longest side of the image the thorough marker search runs on.
+THOROUGH_MAX_PX = 2100
+#: The marker search's last try, on a copy this many times smaller than the working image (see below).
+COARSE_DOWNSCALE = 6
 SIDES_ORDER = ("left", "right", "top", "bottom")
 
 
@@ -98,6 +102,23 @@ def _confirm(gray: np.ndarray, geom: PageGeometry, t: Template, marker_id: int) 
     return pred, verify_marker(gray, geom, t.markers, marker_id)
 
 
+def _confirm_missing(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Markers the search missed, confirmed by their bit pattern where two or more found ones put them."""
+    out: dict[int, np.ndarray] = {}
+    if len(ours) < 2 or len(ours) == 4:
+        return out
+    geom = page_geometry(t.markers, dict(ours), t.page.width_mm, t.page.height_mm, min_markers=2)
+    if geom is None:
+        return out
+    for m in t.markers.items:
+        if m.id in ours:
+            continue
+        pred, match = _confirm(gray, geom, t, m.id)
+        if match >= VERIFY_MATCH:
+            out[m.id] = _refine_corners(gray, pred, geom.px_per_mm)
+    return out
+
+
 def _refine_corners(gray: np.ndarray, pts: np.ndarray, px_per_mm: float) -> np.ndarray:
     win = max(2, round(0.8 * px_per_mm))
     crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
@@ -126,38 +147,43 @@ def markers_sharpness(gray: np.ndarray, t: Template, found: Mapping[int, np.ndar
 def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template], trace: Trace) -> Located:
     """Markers and homography of the sheet in view; raises `Refused` saying why there is none."""
     trace.shape = gray.shape
-    best: tuple[Template, dict[int, np.ndarray]] | None = None
+    best: tuple[Template, dict[int, np.ndarray], dict[int, np.ndarray]] | None = None
     for t in _layouts(templates):
-        found = detect_markers(gray, t.markers.dictionary)
         ids = {m.id for m in t.markers.items}
-        if len(ids & found.keys()) < 4:
-            # Small markers (a sheet far away) can vanish on the downscaled copy: look once at full size.
-            found = {**detect_markers(gray, t.markers.dictionary, downscale=1), **found}
-        ours = {i: c for i, c in found.items() if i in ids}
-        if best is None or len(ours) > len(best[1]):
-            best = (t, ours)
-        if len(ours) == 4:
+        ours = {i: c for i, c in detect_markers(gray, t.markers.dictionary).items() if i in ids}
+        confirmed = _confirm_missing(gray, t, ours)
+        if len(ours) + len(confirmed) < 4:
+            # Small markers (a sheet far away) can vanish on the downscaled copy: look once more, thoroughly,
+            # at up to THOROUGH_MAX_PX (a 12 MP search costs a second and a hundred megabytes).
+            k = max(1, -(-max(gray.shape) // THOROUGH_MAX_PX))
+            more = detect_markers(gray, t.markers.dictionary, downscale=k, thorough=True)
+            ours = {**{i: c for i, c in more.items() if i in ids}, **ours}
+            confirmed = _confirm_missing(gray, t, ours)
+        if best is None or len(ours) + len(confirmed) > len(best[1]) + len(best[2]):
+            best = (t, ours, confirmed)
+        if len(ours) + len(confirmed) == 4:
             break
     assert best is not None
-    t, ours = best
+    t, ours, confirmed = best
     trace.corner_names = {m.id: m.corner for m in t.markers.items}
     trace.markers_found = dict(ours)
+    trace.markers_confirmed = dict(confirmed)
+    ours = {**ours, **confirmed}
     W, H = t.page.width_mm, t.page.height_mm
     if not ours:
+        # A sheet out of focus loses its markers' cells, but on a copy a few times smaller the blur is under
+        # a pixel and they decode again: then it is the kit's form, too soft to read.
+        coarse = {i: c for i, c in detect_markers(gray, t.markers.dictionary, downscale=COARSE_DOWNSCALE).items()
+                  if i in {m.id for m in t.markers.items}}
+        if coarse:
+            trace.markers_found = coarse
+            sharp = trace.measure(Measure("marker sharpness", markers_sharpness(gray, t, coarse),
+                                          quality.MIN_SHARPNESS, "below"))
+            raise Refused("out_of_focus", sharp)
         raise _no_marker(gray, trace)
 
     geom = page_geometry(t.markers, ours, W, H, min_markers=1)
     if geom is not None and len(ours) < 4:
-        # Look for each missing marker where the others put it (two or more markers predict well).
-        if len(ours) >= 2:
-            for m in t.markers.items:
-                if m.id in ours:
-                    continue
-                pred, match = _confirm(gray, geom, t, m.id)
-                if match >= VERIFY_MATCH:
-                    ours[m.id] = _refine_corners(gray, pred, geom.px_per_mm)
-                    trace.markers_confirmed[m.id] = ours[m.id]
-            geom = page_geometry(t.markers, ours, W, H, min_markers=1) or geom
         for m in t.markers.items:
             if m.id not in ours:
                 pred = geom.to_image(marker_page_corners(t.markers, m.id)).astype(np.float32)

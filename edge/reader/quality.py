@@ -26,22 +26,24 @@ from .grid import SEGMENTS, GridFit
 
 # ------------------------------------------------------------------ on the box grid (bench/gate.py curves)
 #: Grey levels between paper and printed black, in the darkest box, below which boxes cannot be read.
-MIN_LINE_CONTRAST = 28.0
+MIN_LINE_CONTRAST = 16.0
 #: Effective width (mm) of the printed box lines, over the blurriest tenth of the boxes, above which the
 #: digits blur beyond reading.
-MAX_LINE_WIDTH_MM = 0.95
+MAX_LINE_WIDTH_MM = 0.80
 #: A stretch of box line fades (glare) when its darkness is below this fraction of the sheet's typical
 #: line (the 75th percentile over every stretch) ...
 GLARE_FADED = 0.45
 #: ... and the paper beside it is at least this bright (specular light is near saturation).
 GLARE_PAPER = 225.0
 #: A box is under glare when more than this many of its 4 x SEGMENTS line stretches faded.
-GLARE_MAX_FADED = 2
+GLARE_MAX_FADED = 5
 #: A box the grid search could not find may be cut this far (mm) from where its neighbours say it is
 #: and still be read; beyond it, the crop would fall off the box: the sheet is not flat enough.
 MAX_UNFOUND_OFFSET_MM = 0.7
+#: A QR code that will not decode with more than this fraction of it saturated is under glare.
+QR_GLARE_FRACTION = 0.25
 #: Full-resolution pixels per mm below this leave too few pixels per digit stroke.
-MIN_FULLRES_PX_PER_MM = 6.0
+MIN_FULLRES_PX_PER_MM = 3.5
 
 # --------------------------------------------------------------------------- markers (when one is missing)
 #: Edge sharpness of the corner markers (see `edge_sharpness`) below this is out of focus.

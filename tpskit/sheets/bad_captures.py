@@ -1,8 +1,11 @@
-"""Photos the reader's quality gate must refuse, one function per reason, each a 12 MP JPEG of a filled sheet.
+"""Photos the reader must refuse, one function per reason: what a person cannot read, or what is not the
+kit's sheet.
 
 `BAD_CAPTURES` is keyed by the reason id the reader reports. Every function takes the `FilledSheet` (which
-knows its template, TPS and scale) and a random generator, and returns JPEG bytes; the rest of the photo is
-an ordinary capture at `severity`, so the only thing wrong is the named failure.
+knows its template, TPS and scale) and a random generator, and returns the photo's bytes (a JPEG, except for
+`unreadable_file`); the rest of the photo is an ordinary capture at `severity` (`camera.sample_shot`), so
+the only thing wrong is the named failure. Glare, defocus and darkness take a `strength` so that
+`bench/gate.py` can sweep them from harmless to unreadable.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import cv2
 import numpy as np
 
 from tpskit.forms import Template
-from tpskit.sheets.camera import FRAME_SIZE, SeverityName, fill_for_px_per_mm, sample_shot, shoot
+from tpskit.sheets.camera import (
+    Projection,
+    SeverityName,
+    add_specular,
+    fill_for_px_per_mm,
+    projection,
+    sample_shot,
+    shoot,
+)
 from tpskit.sheets.fill import FilledSheet
 from tpskit.sheets.render import render_blank, stamp_qr
 
@@ -26,15 +37,7 @@ _SKIN_BGR = ((80, 120, 170), (60, 95, 140), (100, 140, 200), (45, 70, 110), (90,
 _SLEEVE_BGR = ((120, 60, 30), (40, 40, 40), (200, 200, 200), (40, 60, 120), (90, 110, 60))
 
 
-def _to_frame(hom: np.ndarray, pts_px: np.ndarray) -> np.ndarray:
-    p = cv2.perspectiveTransform(np.asarray(pts_px, np.float64).reshape(-1, 1, 2), hom)
-    return p.reshape(-1, 2)
-
-
-def _frame_px_per_mm(hom: np.ndarray, at_mm: tuple[float, float], ppm: float) -> float:
-    x, y = at_mm
-    p = _to_frame(hom, np.array([[x, y], [x + 1, y], [x, y + 1]]) * ppm)
-    return float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(p[2] - p[0])) / 2)
+Size = tuple[int, int] | None  # frame size; None: the camera's sensor condition draws it
 
 
 def _hand_polygons(template: Template, corner: Corner, rng: np.random.Generator) -> list[
@@ -116,71 +119,73 @@ def _paint_hand(frame: np.ndarray, polys_frame: list[tuple[np.ndarray, bool]], r
 
 
 def covered_corner(sheet: FilledSheet, rng: np.random.Generator, corner: Corner = "bottom-right", *,
-                   severity: SeverityName = "normal", size: tuple[int, int] = FRAME_SIZE) -> bytes:
+                   severity: SeverityName = "normal", size: Size = None) -> bytes:
     """A hand (or sleeve) resting on the sheet over the marker of one named corner."""
     if corner not in CORNERS:
         raise ValueError(f"corner must be one of {CORNERS}, got {corner!r}")
     ppm = sheet.px_per_mm
     polys_mm = _hand_polygons(sheet.template, corner, rng)
 
-    def hook(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
-        polys = [(_to_frame(hom, p * ppm), sl) for p, sl in polys_mm]
-        soft = max(1.0, 0.25 * _frame_px_per_mm(hom, (100, 150), ppm))
+    def hook(frame: np.ndarray, proj: Projection, rng: np.random.Generator) -> None:
+        polys = [(proj.to_frame(p * ppm), sl) for p, sl in polys_mm]
+        soft = max(1.0, 0.25 * proj.px_per_mm_at(100, 150))
         _paint_hand(frame, polys, rng, soft)
 
     return shoot(sheet.page, sample_shot(rng, severity, size), rng, before_light=hook).jpeg
 
 
 def out_of_focus(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-                 size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """The lens focused far from the sheet: pen strokes smear to mush, the markers stay faintly visible."""
-    shot = replace(sample_shot(rng, severity, size), blur_sigma=float(rng.uniform(5.5, 8.5)))
+                 size: Size = None, strength: float | None = None) -> bytes:
+    """The lens focused far from the sheet (or the camera moved): strokes smear to mush.
+
+    `strength`: defocus sigma in mm on the sheet (default 0.45-0.75 mm, e.g. 5.5-8.5 px of a 12 MP frame
+    filled at 85 %); one photo in four is motion blur of 8 times that length instead.
+    """
+    shot = sample_shot(rng, severity, size)
+    sigma_mm = float(rng.uniform(0.45, 0.75)) if strength is None else float(strength)
+    ph, pw = sheet.page.shape[:2]
+    k = projection((pw, ph), sheet.px_per_mm, shot).px_per_mm_at(105, 148)
+    if strength is None and rng.random() < 0.25:
+        shot = replace(shot, blur_sigma=0.5, motion_px=8 * sigma_mm * k)
+    else:
+        shot = replace(shot, blur_sigma=sigma_mm * k, motion_px=0.0)
     return shoot(sheet.page, shot, rng).jpeg
 
 
 def too_dark(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-             size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """Underexposed: the lamp is off; paper comes out near black and noisy."""
+             size: Size = None, strength: float | None = None) -> bytes:
+    """The lamp is off: paper comes out near black (3-8 % of full scale) and noisy. `strength`: the exposure
+    (paper white = exposure x 255; default 0.012-0.03; the reader still reads down to about 0.05, see
+    bench/gate.py)."""
     base = sample_shot(rng, severity, size)
-    shot = replace(base, exposure=float(rng.uniform(0.07, 0.13)), noise_sigma=base.noise_sigma + 1.5)
+    exposure = float(rng.uniform(0.012, 0.03)) if strength is None else float(strength)
+    shot = replace(base, exposure=exposure, shadow=0.0, hard_shadow="none", sheen=0.0,
+                   noise_sigma=base.noise_sigma + 1.5)
     return shoot(sheet.page, shot, rng).jpeg
 
 
 def glare(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-          size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """A bright specular reflection of the lamp, saturated in its core, over a group of digit boxes."""
+          size: Size = None, strength: float | None = None) -> bytes:
+    """A specular reflection of the lamp over a group of digit boxes. `strength`: how far it lifts the
+    photo towards white at its centre (default 1.3-1.6: a saturated core where paper, print and ink are
+    all white; below about 0.5 the boxes stay readable)."""
     t, ppm = sheet.template, sheet.px_per_mm
     f = t.fields[int(rng.integers(len(t.fields)))]
     xs = [b.x_mm for b in f.boxes] + [b.x_mm + b.w_mm for b in f.boxes]
     ys = [b.y_mm for b in f.boxes] + [b.y_mm + b.h_mm for b in f.boxes]
     centre_mm = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2)
+    amount = float(rng.uniform(1.3, 1.6)) if strength is None else float(strength)
 
-    def hook(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
-        c = _to_frame(hom, np.array([centre_mm]) * ppm)[0]
-        s = _frame_px_per_mm(hom, centre_mm, ppm)
-        rx, ry = rng.uniform(30, 42) * s, rng.uniform(18, 26) * s
-        ang = rng.uniform(0, math.pi)
-        r = 2.6 * max(rx, ry)
-        h, w = frame.shape[:2]
-        x0, y0 = max(0, int(c[0] - r)), max(0, int(c[1] - r))
-        x1, y1 = min(w, int(c[0] + r)), min(h, int(c[1] + r))
-        if x1 <= x0 or y1 <= y0:
-            return
-        k = 4  # the blob is smooth: compute it at quarter resolution
-        yy, xx = np.mgrid[y0:y1:k, x0:x1:k].astype(np.float32)
-        dx, dy = xx - c[0], yy - c[1]
-        u = (dx * math.cos(ang) + dy * math.sin(ang)) / rx
-        v = (-dx * math.sin(ang) + dy * math.cos(ang)) / ry
-        g = np.clip(1.5 * np.exp(-(u * u + v * v)), 0.0, 1.0)
-        g = cv2.resize(g, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        roi = frame[y0:y1, x0:x1]
-        lift = cv2.multiply(cv2.subtract(np.full_like(roi, 255), roi), cv2.merge([g, g, g]), dtype=cv2.CV_8U)
-        frame[y0:y1, x0:x1] = cv2.add(roi, lift)
+    def hook(frame: np.ndarray, proj: Projection, rng: np.random.Generator) -> None:
+        c = proj.to_frame(np.array([centre_mm]) * ppm)[0]
+        s = proj.px_per_mm_at(*centre_mm)
+        add_specular(frame, c, (rng.uniform(30, 42) * s, rng.uniform(18, 26) * s), rng.uniform(0, math.pi), amount)
 
-    return shoot(sheet.page, sample_shot(rng, severity, size), rng, after_light=hook).jpeg
+    shot = replace(sample_shot(rng, severity, size), sheen=0.0)
+    return shoot(sheet.page, shot, rng, after_light=hook).jpeg
 
 
-def _desk_objects(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) -> None:
+def _desk_objects(frame: np.ndarray, proj: Projection, rng: np.random.Generator) -> None:
     """What lies on a desk when no sheet does: a ballpoint pen and, often, a phone."""
     h, w = frame.shape[:2]
     s = min(w, h) / 250.0  # frame pixels per mm, roughly, for a desk seen at the sheet's distance
@@ -203,18 +208,18 @@ def _desk_objects(frame: np.ndarray, hom: np.ndarray, rng: np.random.Generator) 
 
 
 def no_sheet(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-             size: tuple[int, int] = FRAME_SIZE) -> bytes:
+             size: Size = None) -> bytes:
     """The desk under the camera with no sheet on it (a pen and a phone lie there)."""
     return shoot(None, sample_shot(rng, severity, size), rng, before_light=_desk_objects).jpeg
 
 
 def sheet_too_small(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-                    size: tuple[int, int] = FRAME_SIZE) -> bytes:
-    """The sheet far from the camera: 3.2-4.4 frame pixels per mm (its long side spans 25-40 % of the
-    frame; 5-10 % of its area), where ordinary photos have 7 or more."""
+                    size: Size = None) -> bytes:
+    """The sheet far from the camera: 2.0-3.2 frame pixels per mm (a 12 MP frame: its long side spans 15-25 %
+    of the frame), where the reader's own limit is 3.5 and ordinary photos have 6 or more."""
     shot = sample_shot(rng, severity, size)
     ph, pw = sheet.page.shape[:2]
-    shot = replace(shot, fill=fill_for_px_per_mm(shot, (pw, ph), sheet.px_per_mm, float(rng.uniform(3.2, 4.4))))
+    shot = replace(shot, fill=fill_for_px_per_mm(shot, (pw, ph), sheet.px_per_mm, float(rng.uniform(2.0, 3.2))))
     return shoot(sheet.page, shot, rng).jpeg
 
 
@@ -270,7 +275,7 @@ def _cover_qr(page: np.ndarray, template: Template, ppm: float, rng: np.random.G
 
 
 def qr_unreadable(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-                  size: tuple[int, int] = FRAME_SIZE) -> bytes:
+                  size: Size = None) -> bytes:
     """The QR code covered by a sticky note, scribbled over or smudged; checked undecodable on the page."""
     page = sheet.page.copy()
     how = str(rng.choice(["sticky", "scribble", "smudge"]))
@@ -293,7 +298,7 @@ def other_tps(tps: str, rng: np.random.Generator) -> str:
 
 
 def wrong_tps(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-              size: tuple[int, int] = FRAME_SIZE) -> bytes:
+              size: Size = None) -> bytes:
     """A valid, filled sheet whose pre-printed QR names another TPS than `sheet.tps` (the kit's)."""
     page = sheet.page.copy()
     stamp_qr(page, sheet.template, other_tps(sheet.tps, rng), sheet.px_per_mm)
@@ -301,10 +306,128 @@ def wrong_tps(sheet: FilledSheet, rng: np.random.Generator, *, severity: Severit
 
 
 def blank_sheet(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
-                size: tuple[int, int] = FRAME_SIZE) -> bytes:
+                size: Size = None) -> bytes:
     """The sheet of the right TPS with nothing written on it."""
     page = render_blank(sheet.template, sheet.tps, sheet.px_per_mm)
     return shoot(page, sample_shot(rng, severity, size), rng).jpeg
+
+
+def sheet_out_of_frame(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                       size: Size = None) -> bytes:
+    """The sheet pushed past one side of the frame: its markers on that side and some boxes or the QR out of
+    view (the reader must name the side)."""
+    shot = sample_shot(rng, severity, size)
+    shot = replace(shot, fill=max(shot.fill, 0.8), snug_mm=float(-rng.uniform(45, 70)), snug_side=int(rng.integers(4)))
+    return shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm).jpeg
+
+
+def _foreign_page(rng: np.random.Generator, kind: str, ppm: float, digits: tuple[np.ndarray, np.ndarray] | None
+                  ) -> np.ndarray:
+    """A page that is not the kit's form (float32 BGR in [0, 1]): text, ruled tables, boxes, no kit marker
+    and no kit QR code.
+
+    kinds: "other_form" (another office's form: ruled table, labels), "book" (paragraphs of text),
+    "photocopy" (a grey, contrasty, speckled copy of a form), "chasil_2024" (the authority's own C.Hasil
+    layout as printed in 2024: header, a tally table with handwritten numbers, signature lines).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h = round(210 * ppm), round(297 * ppm)
+    img = Image.new("L", (w, h), 255)
+    d = ImageDraw.Draw(img)
+
+    def font(mm: float) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+        return ImageFont.load_default(size=max(6.0, mm * ppm))
+
+    words = ["jumlah", "suara", "pemilih", "desa", "kecamatan", "data", "nomor", "pasangan", "calon", "sah",
+             "tidak", "formulir", "rekapitulasi", "hasil", "penghitungan", "tempat", "pemungutan", "the", "of",
+             "and", "kabupaten", "provinsi", "dalam", "untuk", "dengan", "yang"]
+
+    def line(n: int) -> str:
+        return " ".join(str(rng.choice(words)) for _ in range(n))
+
+    x0, y = 18 * ppm, 16 * ppm
+    if kind == "book":
+        d.text((x0, y), line(4).upper(), fill=0, font=font(5))
+        y += 12 * ppm
+        while y < h - 20 * ppm:
+            d.text((x0, y), line(int(rng.integers(9, 13))), fill=0, font=font(3.2))
+            y += 5.2 * ppm
+            if rng.random() < 0.08:
+                y += 4 * ppm
+    else:
+        d.text((x0, y), ("MODEL C.HASIL-PPWP" if kind == "chasil_2024" else line(3)).upper(), fill=0, font=font(6))
+        y += 10 * ppm
+        for _ in range(4):
+            d.text((x0, y), f"{line(2).upper()} : ................................", fill=0, font=font(3.2))
+            y += 5.5 * ppm
+        y += 5 * ppm
+        rows, cols = int(rng.integers(10, 18)), int(rng.integers(3, 6))
+        tw, rh = w - 2 * x0, 9 * ppm
+        for r in range(rows + 1):
+            d.line([(x0, y + r * rh), (x0 + tw, y + r * rh)], fill=0, width=max(1, round(0.3 * ppm)))
+        cx = [x0 + tw * c / cols for c in range(cols + 1)]
+        cx[1] = x0 + tw * 0.45
+        for x in cx:
+            d.line([(x, y), (x, y + rows * rh)], fill=0, width=max(1, round(0.3 * ppm)))
+        for r in range(rows):
+            d.text((x0 + 2 * ppm, y + r * rh + 2.5 * ppm), f"{r + 1}. {line(3)}", fill=0, font=font(3.0))
+        table_top = y
+        y += rows * rh + 12 * ppm
+        for _ in range(2):
+            d.text((x0 + rng.uniform(0, 90) * ppm, y), "(tanda tangan) ....................", fill=0, font=font(3))
+            y += 10 * ppm
+    page = np.asarray(img, np.float32) / 255.0
+    if kind in ("chasil_2024", "other_form") and digits is not None:
+        # Numbers written by hand into the table's right-hand columns.
+        from tpskit.sheets.handwriting import Glyph, draw_glyph, random_style
+
+        rgb = np.repeat(page[..., None], 3, axis=2)
+        style = random_style(rng, "normal")
+        images, labels = digits
+        for r in range(rows):
+            for c in range(2, cols + 1):
+                if rng.random() < 0.3:
+                    continue
+                for k in range(int(rng.integers(1, 4))):
+                    i = int(rng.integers(len(labels)))
+                    box = (cx[c - 1] + (2 + 6 * k) * ppm, table_top + r * rh + 1 * ppm, 6 * ppm, 7 * ppm)
+                    draw_glyph(rgb, box, Glyph.digit(images[i], int(labels[i])), rng, style, px_per_mm=ppm)
+        return rgb.astype(np.float32)
+    if kind == "photocopy":
+        # Toner: darker grey paper, heavier print, speckle and a streak.
+        page = np.clip(0.82 * page + rng.normal(0, 0.04, page.shape).astype(np.float32), 0, 1)
+        page = np.where(page < 0.5, page * 0.6, page)
+        x = int(rng.uniform(0.1, 0.9) * w)
+        page[:, x : x + max(1, round(0.5 * ppm))] *= 0.7
+    return np.repeat(page[..., None], 3, axis=2).astype(np.float32)
+
+
+def not_a_kit_form(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                   size: Size = None, kind: str | None = None) -> bytes:
+    """A page that is not the sheet printed for this kit (another form, a book page, a photocopy, the
+    authority's 2024 C.Hasil): text and lines, no kit marker, no kit QR code. Photographed like a sheet,
+    or (one in three) filling the whole frame as a phone photo would."""
+    from tpskit.sheets.digits_data import load_validation_digits
+
+    kind = kind or str(rng.choice(["other_form", "book", "photocopy", "chasil_2024"]))
+    page = _foreign_page(rng, kind, sheet.px_per_mm, load_validation_digits())
+    shot = sample_shot(rng, severity, size)
+    if rng.random() < 1 / 3:
+        shot = replace(shot, fill=float(rng.uniform(1.0, 1.15)))
+    return shoot(page, shot, rng).jpeg
+
+
+def unreadable_file(sheet: FilledSheet, rng: np.random.Generator, *, severity: SeverityName = "normal",
+                    size: Size = None) -> bytes:
+    """Not an image: a text file, an empty file, or a JPEG cut short (a power cut while writing)."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return b"This is not a photo: " + bytes(rng.integers(32, 127, 200, dtype=np.uint8))
+    if kind == 1:
+        return b""
+    jpeg = shoot(sheet.page, sample_shot(rng, severity, size), rng).jpeg
+    return jpeg[: len(jpeg) // int(rng.integers(2, 5))]
 
 
 BadCapture = Callable[..., bytes]
@@ -319,4 +442,7 @@ BAD_CAPTURES: dict[str, BadCapture] = {
     "qr_unreadable": qr_unreadable,
     "wrong_tps": wrong_tps,
     "blank_sheet": blank_sheet,
+    "sheet_out_of_frame": sheet_out_of_frame,
+    "not_a_kit_form": not_a_kit_form,
+    "unreadable_file": unreadable_file,
 }

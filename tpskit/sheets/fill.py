@@ -8,7 +8,7 @@ values, its per-box classes and its digit/bubble agreement can all be scored.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -19,7 +19,8 @@ from tpskit.sheets.handwriting import Glyph, InkStyle, Severity, draw_glyph, ran
 from tpskit.sheets.render import BOX_LINE_MM, check_tps, render_blank
 from tpskit.sheets.results import is_consistent, random_result
 
-__all__ = ["BUBBLE_SLIPS", "HABITS", "FilledSheet", "fill_sheet", "is_consistent", "random_result"]
+__all__ = ["BUBBLE_SLIPS", "HABITS", "PEN_RANGES", "FilledSheet", "Pen", "fill_sheet", "is_consistent",
+           "random_result", "sample_pen"]
 
 Habit = Literal["blank", "zero", "dash", "x"]
 # How officers treat unused leading boxes (README: all four occur), and how often.
@@ -31,6 +32,49 @@ BUBBLE_SLIPS: dict[str, tuple[float, float]] = {
     "wrong": (0.0, 0.03),
     "extra": (0.0, 0.03),
 }
+
+
+@dataclass(frozen=True)
+class Pen:
+    """The pen an officer writes with, applied over a writer's style: the camera benchmark's "pen" condition."""
+
+    kind: Literal["ballpoint", "felttip"] = "ballpoint"
+    colour: Literal["blue", "black"] = "blue"
+    #: 0 = pressed lightly (thin, faint ballpoint), 1 = pressed hard.
+    pressure: float = 0.7
+
+    def apply(self, style: InkStyle, rng: np.random.Generator) -> InkStyle:
+        """`style` written with this pen (its shapes, size and slant unchanged)."""
+        p = float(np.clip(self.pressure, 0.0, 1.0))
+        if self.colour == "blue":
+            ink = (rng.uniform(0.5, 0.8), rng.uniform(0.2, 0.45), rng.uniform(0.03, 0.25))
+        else:
+            k = rng.uniform(0.05, 0.25)
+            ink = (k + rng.uniform(0, 0.06), k + rng.uniform(0, 0.03), k)
+        if self.kind == "felttip":  # wide, saturated strokes; pressure widens the tip
+            pen_mm, density = 0.75 + 0.5 * p + rng.uniform(-0.05, 0.05), rng.uniform(0.92, 1.0)
+            ink = tuple(0.75 * v for v in ink)
+        else:  # ballpoint: light pressure leaves a thin, faint, uneven line
+            pen_mm, density = 0.3 + 0.3 * p + rng.uniform(-0.03, 0.03), 0.5 + 0.45 * p + rng.uniform(-0.03, 0.03)
+        return replace(style, ink_bgr=tuple(float(v) for v in ink), pen_mm=float(pen_mm),  # type: ignore[arg-type]
+                       density=float(np.clip(density, 0.4, 1.0)), keep_pen=False)
+
+
+# Per severity: p_felttip, p_black, and the pressure range. "clean" keeps the writer's own ballpoint.
+PEN_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "normal": dict(p_felttip=(0.15, 0.15), p_black=(0.4, 0.4), pressure=(0.3, 1.0)),
+    "hard": dict(p_felttip=(0.3, 0.3), p_black=(0.4, 0.4), pressure=(0.0, 1.0)),
+}
+
+
+def sample_pen(rng: np.random.Generator, severity: str = "normal") -> Pen | None:
+    """A pen at a severity (None at "clean": the writer's own ballpoint)."""
+    r = PEN_RANGES.get(severity)
+    if r is None:
+        return None
+    kind = "felttip" if rng.random() < r["p_felttip"][0] else "ballpoint"
+    colour = "black" if rng.random() < r["p_black"][0] else "blue"
+    return Pen(kind=kind, colour=colour, pressure=float(rng.uniform(*r["pressure"])))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -46,6 +90,13 @@ class FilledSheet:
     @property
     def values(self) -> dict[str, int]:
         return dict(self.truth["values"])
+
+    @property
+    def markers_mm(self) -> np.ndarray:
+        """The four corners of every marker (page mm), for placing a sheet snug against the frame's edge."""
+        m = self.template.markers
+        s = m.size_mm
+        return np.array([[i.x_mm + dx, i.y_mm + dy] for i in m.items for dx in (0, s) for dy in (0, s)], float)
 
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -160,13 +211,14 @@ def _bubble_row(written: int | None, s: float, rng: np.random.Generator) -> dict
 
 def fill_sheet(template: Template, tps: str, values: dict[str, int], rng: np.random.Generator,
                digits: tuple[np.ndarray, np.ndarray], severity: Severity = "normal",
-               px_per_mm: float = 8.0, style: InkStyle | None = None) -> FilledSheet:
+               px_per_mm: float = 8.0, style: InkStyle | None = None, pen: Pen | None = None) -> FilledSheet:
     """Render the blank sheet of `tps` and write `values` into it by hand.
 
     `digits` is (images, labels) of the VALIDATION split (`load_validation_digits()`): the
     only handwriting ever drawn on test sheets. The truth records, per box, the index into those arrays.
     For an officer's hand, pass its digits and pen: `h = officer_digits.held_out_hand(seed)`,
     `digits=h.digits(per_class)`, `style=h.ink_style(rng, severity)` (default: a random ballpoint writer).
+    `pen` replaces the writer's pen (`sample_pen`): ballpoint or felt-tip, blue or black, light or hard.
     """
     check_tps(tps)
     images, labels = digits
@@ -185,6 +237,8 @@ def fill_sheet(template: Template, tps: str, values: dict[str, int], rng: np.ran
     page = render_blank(template, tps, px_per_mm)
     if style is None:
         style = random_style(rng, severity)
+    if pen is not None:
+        style = pen.apply(style, rng)
     sheet_habit: Habit = _choose(rng, HABITS)  # type: ignore[assignment]
     fields_truth: dict[str, Any] = {}
     for f in template.fields:
