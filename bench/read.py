@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tpskit.progress import each
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench-out" / "read"
 TPS = "3201012001001"
@@ -131,8 +133,8 @@ def plan(forms: int, per_condition: int, officer: int, slips: int, bad: int, see
 
 def generate(jobs: list, bad_jobs: list, workers: int) -> None:
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_generate_one, jobs, chunksize=4))
-        list(pool.map(_generate_bad, bad_jobs, chunksize=2))
+        list(each(pool.map(_generate_one, jobs, chunksize=4), len(jobs), "generating photos"))
+        list(each(pool.map(_generate_bad, bad_jobs, chunksize=2), len(bad_jobs), "generating bad captures"))
 
 
 def _pct(a: float, b: float) -> float:
@@ -162,7 +164,7 @@ def run(jobs: list, bad_jobs: list) -> dict:
     refused_dir.mkdir(parents=True, exist_ok=True)
     for old in refused_dir.glob("*.png"):
         old.unlink()
-    for kind, sev, cond, code, i, _ in jobs:
+    for kind, sev, cond, code, i, _ in each(jobs, len(jobs), "reading photos"):
         p = _job_path(kind, sev, cond, code, i)
         truth = json.loads(p.with_suffix(".json").read_text())
         data = p.read_bytes()
@@ -209,7 +211,7 @@ def run(jobs: list, bad_jobs: list) -> dict:
     from tpskit.sheets.bad_captures import BAD_CAPTURES
 
     bad: dict[str, dict] = {}
-    for reason in BAD_CAPTURES:
+    for reason in each(BAD_CAPTURES, len(BAD_CAPTURES), "reading bad captures"):
         b = bad.setdefault(reason, dict(n=0, right=0, ok=0, seen={}))
         for r_, code, i, _ in bad_jobs:
             if r_ != reason:

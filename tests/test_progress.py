@@ -69,3 +69,10 @@ def test_form_fill_shows_a_bar_at_a_terminal_and_nothing_when_piped(terminal, tm
     capsys.readouterr()
     assert main(["form", "fill", "PPWP", "--tps", "3201012001001", "--count", "2", "-o", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_each_yields_every_item_and_closes_its_bar(terminal):
+    terminal()
+    assert list(progress.each(iter(range(5)), 5, "photos")) == [0, 1, 2, 3, 4]
+    shown = terminal()
+    assert "photos" in shown and "5/5" in shown

@@ -40,6 +40,13 @@ def progress(items: Iterable[T], length: int, label: str) -> Iterator[Iterable[T
         yield bar
 
 
+def each(items: Iterable[T], length: int, label: str) -> Iterator[T]:
+    """`for x in each(xs, len(xs), "photos"):` the same as `progress`, for a loop that is not worth a
+    `with` block: the bar closes when the loop ends (or is left)."""
+    with progress(items, length, label) as it:
+        yield from it
+
+
 def wait_visibly(label: str, timeout: float, poll: Callable[[float], T | None]) -> T | None:
     """Call `poll(seconds)` (which waits at most that long and returns a result or None) until it returns
     a result or `timeout` runs out; a person watching sees `label` with the seconds left, on one line."""
