@@ -383,19 +383,24 @@ class KitDaemon:
             self._offline_shown = True
             self._before_offline = self.message
             log_event(log, "kit.offline", waiting=waiting, why=self.delivery.link.last_error)
-            self.controls.signal(Signal.OFFLINE)
+            # The words before the light: whoever sees the offline light (the officer, the status
+            # socket, a test) finds the message that explains it already there.
             self._show(MSG_OFFLINE)
+            self.controls.signal(Signal.OFFLINE)
 
     # ------------------------------------------------------------------ state and officer feedback
     def _enter(self, new: KitState, message: OfficerMessage | None = None, **fields: Any) -> None:
         if new != self.state:
             check_transition(self.state, new)
+        # The message first, then the state and the light: whoever sees the new state (the status socket,
+        # the control thread, a test) finds its message already there, never the previous one.
+        if message is not None:
+            self._show(message)
+        if new != self.state:
             log_event(log, "kit.state", old=str(self.state), new=str(new), **fields)
             self.state = new
         self._offline_shown = False
         self.controls.signal(STATE_SIGNAL[new])
-        if message is not None:
-            self._show(message)
         self.notifier.status(f"{new}")
 
     def _show(self, message: OfficerMessage | None) -> None:

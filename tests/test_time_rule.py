@@ -28,7 +28,6 @@ from tpskit.provisioning.district import bench_kit, district_init, read_tps_csv,
 from tpskit.provisioning.pki import load_certs
 
 TPS = TPS_CODES[0]
-NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
@@ -38,8 +37,10 @@ def rig(tmp_path):
     d = district_init(tmp_path / "d", csv, district_id="kab-test")
     k = bench_kit(d.root, "kit-a", TPS, tmp_path / "kit-a")
     ingest = build_ingest(load_district_config(d.config_path))
+    # "now" is when the certificate was issued, not when the module was imported: under load the suite
+    # reaches a test minutes after collection, and a skew of minutes then fell outside the certificate.
     yield {"district": d, "ingest": ingest, "kit": k, "key": load_key(k.folder / "kit.key"),
-           "chain": load_certs(k.folder / "kit.pem"), "tmp": tmp_path}
+           "chain": load_certs(k.folder / "kit.pem"), "tmp": tmp_path, "now": dt.datetime.now(dt.UTC)}
     ingest.close()
     ingest.engine.dispose()
 
@@ -64,7 +65,7 @@ def test_district_and_verify_agree_on_every_kit_clock_skew(rig):
     """The certificate was issued five minutes ago: a day behind is before it, three years ahead after it."""
     district, observer = {}, {}
     for seq, (name, skew) in enumerate(SKEWS.items(), start=1):
-        sid, photo, token = _signed(rig, seq, NOW + skew, f"skew{seq}")
+        sid, photo, token = _signed(rig, seq, rig["now"] + skew, f"skew{seq}")
         acks = rig["ingest"].process([(f"tps/{TPS}/result", token.encode()), (f"tps/{TPS}/evidence/{sid}", photo)])
         [ack] = [json.loads(_payload_of(a.jws)) for a in acks]
         district[name] = ack["status"] if ack["status"] == "accepted" else ack["reason"].split(":")[0]
@@ -86,13 +87,13 @@ def _payload_of(jws: str) -> bytes:
 @pytest.mark.parametrize("skew", ["one day behind", "three years ahead"])
 def test_kit_whose_clock_is_outside_its_certificate_refuses_to_sign_and_says_why(rig, skew, monkeypatch):
     cfg = load_kit_config(rig["kit"].folder / "kit.toml")
-    monkeypatch.setattr(submit, "utcnow", lambda: NOW + SKEWS[skew])
+    monkeypatch.setattr(submit, "utcnow", lambda: rig["now"] + SKEWS[skew])
     with pytest.raises(SubmitError, match=r"must not sign now: .*(clock|certificate)"):
         sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"))
     # A capture taken while the clock was wrong is refused too, though the clock is right again now.
-    monkeypatch.setattr(submit, "utcnow", lambda: NOW)
+    monkeypatch.setattr(submit, "utcnow", lambda: rig["now"])
     with pytest.raises(SubmitError, match="must not sign now"):
-        sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"), captured_at=NOW + SKEWS[skew])
+        sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"), captured_at=rig["now"] + SKEWS[skew])
     assert not (cfg.outbox_path.exists() and _outbox_rows(cfg))
 
 
@@ -111,7 +112,7 @@ def test_kit_submit_refuses_what_check_config_refuses(rig, monkeypatch, capsys):
     reading.write_text(json.dumps(make_reading(TPS)))
     photo = rig["tmp"] / "sheet.jpg"
     photo.write_bytes(fake_jpeg("submit"))
-    monkeypatch.setattr(submit, "utcnow", lambda: NOW - dt.timedelta(days=1))
+    monkeypatch.setattr(submit, "utcnow", lambda: rig["now"] - dt.timedelta(days=1))
     code = main(["kit", "submit", str(reading), "--photo", str(photo), "--no-deliver",
                  "--config", str(rig["kit"].folder / "kit.toml")])
     err = capsys.readouterr().err
@@ -120,11 +121,11 @@ def test_kit_submit_refuses_what_check_config_refuses(rig, monkeypatch, capsys):
 
 def test_a_revocation_keeps_results_received_before_it_valid_for_district_tally_and_verify(rig):
     d = rig["district"]
-    sid1, photo1, token1 = _signed(rig, 1, NOW, "before")
+    sid1, photo1, token1 = _signed(rig, 1, rig["now"], "before")
     assert [json.loads(_payload_of(a.jws))["status"] for a in rig["ingest"].process(
         [(f"tps/{TPS}/result", token1.encode()), (f"tps/{TPS}/evidence/{sid1}", photo1)])] == ["accepted"]
     revoke(d.root, "kit-a", "stolen")
-    sid2, photo2, token2 = _signed(rig, 2, NOW, "after")
+    sid2, photo2, token2 = _signed(rig, 2, rig["now"], "after")
     [ack2] = [json.loads(_payload_of(a.jws)) for a in rig["ingest"].process(
         [(f"tps/{TPS}/result", token2.encode()), (f"tps/{TPS}/evidence/{sid2}", photo2)])]
     assert (ack2["status"], ack2["reason"].split(":")[0]) == ("rejected", "revoked")
