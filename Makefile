@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := mosquitto postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench bench-read system-deps venv clean train
+.PHONY: demo test lint bench bench-read system-deps venv clean train fuzz chaos
 
 # System packages the tests need: a real mosquitto, PostgreSQL binaries (tests start their own
 # throwaway servers; nothing here uses the machine's running services).
@@ -57,5 +57,27 @@ train:
 	OMP_NUM_THREADS=2 .venv-train/bin/python models/training/train_digits.py --seed 1 --members 3 --variety \
 	    --copies 14 --epochs 12 --batch 256
 
+# Coverage-guided fuzzing (atheris) of the reader, the envelope verifier, the template loader and the config
+# loaders, FUZZ_SECONDS each, from the committed seed corpus (new inputs go to fuzz-out/, never into the
+# repository). A crash stops its target with its input in fuzz-out/crashes/TARGET/: copy it into
+# tests/fuzz/crashes/TARGET/ (the suite replays it), name a test after it, fix it.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= reader verifier template config
+fuzz: $(STAMP)
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz-out/corpus/$$t fuzz-out/crashes/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  nice -n 10 $(BIN)/python tests/fuzz/fuzz.py $$t fuzz-out/corpus/$$t tests/fuzz/corpus/$$t \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz-out/crashes/$$t/ -print_final_stats=1 \
+	    2> fuzz-out/$$t.log || status=1; \
+	  grep -E "^(Done|stat::number_of_executed_units)" fuzz-out/$$t.log; \
+	done; ls fuzz-out/crashes/*/ 2>/dev/null; exit $$status
+
+# The long chaos run (bench/chaos.py): kits delivering while the broker, the district service and kits are
+# killed and restarted and the disk fills; prints sent, stored, lost, duplicated (BENCHMARKS.md).
+CHAOS_SECONDS ?= 1800
+chaos: $(STAMP)
+	nice -n 10 $(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS)
+
 clean:
-	rm -rf $(VENV) demo-run bench-out *.egg-info
+	rm -rf $(VENV) demo-run bench-out fuzz-out *.egg-info

@@ -302,6 +302,8 @@ def _load(path: Path, model: type[M]) -> M:
         raise ConfigError(f"{path}: no such file; give --config PATH or create it") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except UnicodeDecodeError as e:  # found by tests/fuzz: it escaped as a traceback
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     try:

@@ -220,6 +220,10 @@ def valid_tps(code: str) -> bool:
 def load_template(path: Path) -> Template:
     try:
         return Template.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    except UnicodeDecodeError as e:  # found by tests/fuzz: it escaped as a traceback
+        raise TemplateError(f"{path}: cannot read template: not UTF-8 text (byte {e.start})") from e
+    except RecursionError as e:
+        raise TemplateError(f"{path}: cannot read template: JSON nested too deep") from e
     except (OSError, json.JSONDecodeError) as e:
         raise TemplateError(f"{path}: cannot read template: {e}") from e
     except ValidationError as e:

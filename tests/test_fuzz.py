@@ -1,0 +1,54 @@
+"""Fuzzing that stays: every crash the fuzzers ever found is replayed (and named below), and each fuzzer
+runs briefly on its committed seed corpus (`make fuzz` runs them for longer; hours in BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
+from targets import CORPUS, CRASHES, HERE, TARGETS
+
+from tpskit.config import ConfigError, load_kit_config
+from tpskit.forms import TemplateError, load_template
+
+#: Seconds each fuzzer runs in the suite (libFuzzer's -max_total_time), after its start-up.
+SUITE_SECONDS = 3
+
+CRASH_FILES = sorted(p for p in CRASHES.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("path", CRASH_FILES, ids=[f"{p.parent.name}/{p.name}" for p in CRASH_FILES])
+def test_every_input_that_once_crashed_a_fuzz_target_is_now_a_clean_refusal(path):
+    TARGETS[path.parent.name](path.read_bytes())
+
+
+def test_a_template_file_that_is_not_utf8_is_a_template_error_not_a_traceback(tmp_path):
+    """Found by the template fuzzer: UnicodeDecodeError escaped load_template."""
+    bad = tmp_path / "t.json"
+    bad.write_bytes((CRASHES / "template" / "not-utf8.json").read_bytes())
+    with pytest.raises(TemplateError, match="not UTF-8"):
+        load_template(bad)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_the_fix(tmp_path):
+    """Found by the config fuzzer: UnicodeDecodeError escaped the config loaders."""
+    bad = tmp_path / "kit.toml"
+    bad.write_bytes((CRASHES / "config" / "not-utf8.toml").read_bytes())
+    with pytest.raises(ConfigError, match="save the file as UTF-8"):
+        load_kit_config(bad)
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_fuzzer_runs_on_its_seed_corpus_without_a_crash(target, tmp_path):
+    work, crashes = tmp_path / "corpus", tmp_path / "crashes"
+    work.mkdir()
+    crashes.mkdir()
+    run = subprocess.run([sys.executable, str(HERE / "fuzz.py"), target, str(work), str(CORPUS / target),
+                          f"-max_total_time={SUITE_SECONDS}", f"-artifact_prefix={crashes}/", "-print_final_stats=1"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Done" in run.stderr and not list(crashes.iterdir())
