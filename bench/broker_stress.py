@@ -30,6 +30,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from tpskit.localhost import free_port, mosquitto_binary, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/readings.py, also when a test imports this
+from readings import reading_for
 
 TPS_BASE = 3201012001000
 
@@ -145,7 +149,6 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
                         retry=DeliverySection(retry_initial_s=0.1, retry_max_s=0.5))
         link.start()
         seq = 0
-        reading = _reading(tps)
         try:
             while not stop.is_set():
                 if not link.wait_connected(1):
@@ -153,7 +156,7 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
                 seq += 1
                 photo = os.urandom(2048)
                 sid = str(uuid.uuid4())
-                p = build_payload(reading, kit_id=kid, tps=tps, seq=seq, submission_id=sid,
+                p = build_payload(reading_for(tps, seq), kit_id=kid, tps=tps, seq=seq, submission_id=sid,
                                   evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
                 compact = sign_compact(payload_bytes(p), key, chain)
                 # Like a kit: publish until the broker confirms both (a churner may kick this session).
@@ -265,20 +268,6 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
     figures["broker_log_errors"] = tail
     echo(json.dumps(figures))
     return figures
-
-
-def _reading(tps: str) -> dict[str, Any]:
-    """A reading of the PPWP form that satisfies every check (the same numbers as the tests')."""
-    from tpskit.forms import load_templates
-
-    template = next(t for t in load_templates().values() if t.id == "c-hasil-ppwp-2024")
-    values = {"dpt": 200, "dptb": 2, "dpk": 2, "pemilih_total": 204, "pengguna_dpt": 151, "pengguna_dptb": 1,
-              "pengguna_dpk": 1, "pengguna_total": 153, "ss_diterima": 210, "ss_rusak": 1, "ss_sisa": 56,
-              "ss_digunakan": 153, "paslon_01": 60, "paslon_02": 50, "paslon_03": 40, "suara_sah": 150,
-              "suara_tidak_sah": 3, "suara_total": 153}
-    return {"template": template.id, "form_code": template.form_code, "tps": tps, "status": "ok",
-            "fields": {n: {"value": v, "confidence": 0.999, "status": "ok"} for n, v in values.items()},
-            "checks": [{"id": c.id, "passed": c.holds(values)} for c in template.checks]}
 
 
 def _stored_rows(url: str) -> list[str]:

@@ -33,6 +33,9 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/readings.py, also when a test imports this
+from readings import reading_for
+
 ROOT = Path(__file__).resolve().parent.parent
 TPS_BASE = 3201012001000  # 13 digits; kit i serves TPS_BASE + i + 1
 
@@ -41,19 +44,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def reading_for(tps: str, n: int) -> dict:
-    a, b, c = 40 + n % 50, 30 + n % 20, 20
-    sah, total = a + b + c, a + b + c + 2
-    dpt = 200
-    values = {"dpt": dpt, "dptb": 2, "dpk": 2, "pemilih_total": dpt + 4, "pengguna_dpt": total - 2,
-              "pengguna_dptb": 1, "pengguna_dpk": 1, "pengguna_total": total, "ss_diterima": dpt + 10,
-              "ss_rusak": 1, "ss_sisa": dpt + 10 - 1 - total, "ss_digunakan": total, "paslon_01": a,
-              "paslon_02": b, "paslon_03": c, "suara_sah": sah, "suara_tidak_sah": 2, "suara_total": total}
-    return {"template": "c-hasil-ppwp-2024", "form_code": "PPWP", "tps": tps, "status": "ok",
-            "fields": {k: {"value": v, "confidence": 0.999, "status": "ok"} for k, v in values.items()},
-            "checks": []}
 
 
 def raw_subscriber(conf: dict, expected: int, out: mp.queues.Queue) -> None:
