@@ -15,6 +15,9 @@ def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         return fn(*args, **kwargs)
     except (ProvisioningError, KeyFileError) as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # e.g. the installed layout as a user who may not write it
+        raise click.ClickException(f"cannot write {e.filename}: {e.strerror}. The installed district is written "
+                                   "as root (sudo); --dir FOLDER keeps a district in a folder of yours") from e
 
 
 @click.group()

@@ -189,3 +189,14 @@ def test_sign_csr_refuses_a_kit_id_ending_in_a_newline_that_would_split_its_acl_
     with pytest.raises(ProvisioningError, match="not usable"):
         sign_csr(district.root, tmp_path / "kit.csr")
     assert not any("kit-a" in u for u in _broker_users(district))
+
+
+def test_district_init_where_it_may_not_write_says_so_in_one_line(tmp_path, tps_csv, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "var").write_text("a file where the install needs a folder")  # refused as root too
+    owners = ["--user", "root", "--broker-user", "root"] if os.geteuid() == 0 else []  # users that exist here
+    assert main(["provision", "district-init", "--root", str(locked), "--tps-csv", str(tps_csv),
+                 "--district-id", "kab-x", *owners]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Error: cannot write ") and str(locked) in err[0], err
