@@ -39,7 +39,8 @@ class _Labels:
         self.taken = np.zeros((h, w), bool) if blocked is None else blocked.copy()
 
     def put(self, text: str, anchor: tuple[int, int], colour: tuple[int, int, int], scale: float = 0.4,
-            leader: bool = True) -> None:
+            leader: bool = True) -> bool:
+        """Draw the label in the nearest free slot; False when there is none (the caller lists it elsewhere)."""
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
         bw, bh = tw + 4, th + base + 4
         h, w = self.taken.shape
@@ -56,7 +57,7 @@ class _Labels:
             if best is not None or r > 400:
                 break
         if best is None:
-            return
+            return False
         x, y = best
         self.taken[max(0, y - 1) : y + bh + 1, max(0, x - 1) : x + bw + 1] = True
         cv2.rectangle(self.img, (x, y), (x + bw - 1, y + bh - 1), (255, 255, 255), -1)
@@ -64,12 +65,13 @@ class _Labels:
         if leader and (abs(x - ax) > 6 or abs(y + bh // 2 - ay) > 6):
             end = (min(max(ax, x), x + bw - 1), min(max(ay, y), y + bh - 1))
             cv2.line(self.img, anchor, end, colour, 1, cv2.LINE_AA)
+        return True
 
 
 def _print_mask(page: np.ndarray) -> np.ndarray:
     """Where the form has print or ink (dilated a little): labels stay off it."""
-    dark = cv2.adaptiveThreshold(page, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 31, 20)
-    return cv2.dilate(dark, np.ones((5, 5), np.uint8)).astype(bool)
+    dark = cv2.adaptiveThreshold(page, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 31, 8)
+    return cv2.dilate(dark, np.ones((7, 7), np.uint8)).astype(bool)
 
 
 def _legend(img: np.ndarray, items: list[tuple[str, tuple[int, int, int]]], x: int, y: int) -> None:
@@ -152,6 +154,9 @@ def draw_refusal(gray: np.ndarray, trace: Trace, refused: Refused, template: Tem
         corners = cv2.perspectiveTransform(np.array([[[0, 0]], [[pw, 0]], [[pw, ph]], [[0, ph]]], np.float64),
                                            trace.homography).reshape(-1, 2)
         cv2.polylines(img, [pt(corners)], True, _GREY, 1, cv2.LINE_AA)
+        sheet_mask = np.zeros(blocked.shape, np.uint8)
+        cv2.fillPoly(sheet_mask, [pt(corners)], 1)
+        labels.taken |= sheet_mask.astype(bool)  # labels go on the desk around the sheet, or in the panel
         if template is not None:
             for f in template.fields:
                 for b in f.boxes:
@@ -162,19 +167,26 @@ def draw_refusal(gray: np.ndarray, trace: Trace, refused: Refused, template: Tem
                     box_mask = np.zeros(blocked.shape, np.uint8)
                     cv2.fillPoly(box_mask, [poly], 1)
                     labels.taken |= box_mask.astype(bool)
+        few = len(trace.bad_boxes) <= 3  # a few boxes get their value beside them; many, a line in the panel
         for (x, y, bw, bh), text in trace.bad_boxes:
             r = np.array([[[x, y]], [[x + bw, y]], [[x + bw, y + bh]], [[x, y + bh]]], np.float64)
             poly = pt(cv2.perspectiveTransform(r, trace.homography).reshape(-1, 2))
             cv2.polylines(img, [poly], True, _RED, 2)
-            labels.put(text, tuple(int(v) for v in poly.max(axis=0)), _RED, 0.35)
+            if few:
+                labels.put(text, tuple(int(v) for v in poly.max(axis=0)), _RED, 0.35)
     # The marker search.
+    unplaced: list[tuple[str, tuple[int, int, int]]] = []
+
+    def label(text: str, anchor: tuple[int, int], colour: tuple[int, int, int]) -> None:
+        if not labels.put(text, anchor, colour):
+            unplaced.append((text, colour))
+
     for mid, c in trace.markers_found.items():
         cv2.polylines(img, [pt(c)], True, _GREEN, 2)
-        labels.put(f"{trace.corner_names.get(mid, mid)}: found", tuple(int(v) for v in pt(c).mean(axis=0)), _GREEN)
+        label(f"{trace.corner_names.get(mid, mid)}: found", tuple(int(v) for v in pt(c).mean(axis=0)), _GREEN)
     for mid, c in trace.markers_confirmed.items():
         cv2.polylines(img, [pt(c)], True, _BLUE, 2)
-        labels.put(f"{trace.corner_names.get(mid, mid)}: confirmed", tuple(int(v) for v in pt(c).mean(axis=0)),
-                   _BLUE)
+        label(f"{trace.corner_names.get(mid, mid)}: confirmed", tuple(int(v) for v in pt(c).mean(axis=0)), _BLUE)
     for mid, (c, match) in trace.markers_missing.items():
         p = pt(c)
         inside = bool(((p >= 0).all(axis=1) & (p[:, 0] < W0) & (p[:, 1] < img.shape[0])).all())
@@ -182,7 +194,7 @@ def draw_refusal(gray: np.ndarray, trace: Trace, refused: Refused, template: Tem
         cv2.polylines(img, [p], True, colour, 1, cv2.LINE_AA)
         what = f"covered? cells {match:.0%}" if inside else "outside the frame"
         anchor = (int(np.clip(p[:, 0].mean(), 0, W0 - 1)), int(np.clip(p[:, 1].mean(), 0, img.shape[0] - 1)))
-        labels.put(f"{trace.corner_names.get(mid, mid)}: {what}", anchor, colour)
+        label(f"{trace.corner_names.get(mid, mid)}: {what}", anchor, colour)
     # The measurements, the reason, and the legend, in the side panel.
     x = W0 + 10
     cv2.putText(img, f"REFUSED: {refused.reason}", (x, 22), _FONT, 0.55, _RED, 1, cv2.LINE_AA)
@@ -194,6 +206,15 @@ def draw_refusal(gray: np.ndarray, trace: Trace, refused: Refused, template: Tem
     if refused.params:
         cv2.putText(img, ", ".join(f"{a}={b}" for a, b in refused.params.items())[:48], (x, y), _FONT, 0.4,
                     _GREY, 1, cv2.LINE_AA)
+        y += 18
+    if len(trace.bad_boxes) > 3:
+        values = sorted({t for _, t in trace.bad_boxes})
+        cv2.putText(img, f"{len(trace.bad_boxes)} boxes in red: {', '.join(values)[:30]}", (x, y), _FONT, 0.4, _RED, 1,
+                    cv2.LINE_AA)
+        y += 18
+    for text, colour in unplaced:  # labels with no free place on the photo
+        cv2.putText(img, text[:48], (x, y), _FONT, 0.4, colour, 1, cv2.LINE_AA)
+        y += 18
     _legend(img, [("marker found", _GREEN), ("marker confirmed by its bits", _BLUE),
                   ("marker predicted, not seen", _ORANGE), ("outside frame / failed", _RED),
                   ("template box", _GREEN)], x, img.shape[0] - 90)
