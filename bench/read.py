@@ -143,7 +143,7 @@ def _pct(a: float, b: float) -> float:
 
 def _row() -> dict:
     return dict(photos=0, refused=0, reasons={}, fields=0, correct=0, silent=0, review=0, resolved=0, forms_ok=0,
-                times=[], officer_boxes=0, officer_boxes_right=0)
+                times=[], officer_boxes=0, officer_boxes_right=0, gate={})
 
 
 def run(jobs: list, bad_jobs: list) -> dict:
@@ -174,6 +174,8 @@ def run(jobs: list, bad_jobs: list) -> dict:
         s = rows.setdefault((kind, cond, sev), _row())
         s["photos"] += 1
         s["times"].append(ms)
+        for k, v in r.gate.items():
+            s["gate"].setdefault(k, []).append(v)
         if kind == "mixed" and sev == "normal":
             for k, v in r.timings_ms.items():
                 stages.setdefault(k, []).append(v)
@@ -261,6 +263,25 @@ def markdown(report: dict, rss: float, model_kb: float, args: argparse.Namespace
     if off and off["officer_boxes"]:
         lines += ["", f"Held-out officer writers: {_pct(off['officer_boxes_right'], off['officer_boxes']):.2f} % of "
                       f"their written digits read right box by box ({off['officer_boxes']} boxes)."]
+    lines += ["", "What the gate measured on these readable photos (worst value in each set; thresholds in "
+              "edge/reader/quality.py): the margin between the field and a refusal.", "",
+              "| set | severity | lowest line contrast (>= 16) | widest lines, mm (<= 0.80) | most faded stretches "
+              "in a box (<= 5) | smallest px/mm (>= 3.5) | grid error under the markers' homography, mm: median / max "
+              "| after refitting on the grid, max |", "|---|---|---|---|---|---|---|---|"]
+    for (kind, _cond, sev), s in sorted(rows.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])):
+        if kind not in ("mixed", "officer"):
+            continue
+        g = s["gate"]
+
+        def worst(key: str, fn, fmt: str = "{:.3g}", g: dict = g) -> str:
+            v = [x for x in g.get(key, []) if x == x]
+            return fmt.format(fn(v)) if v else "-"
+
+        lines.append(f"| {kind} | {sev} | {worst('line_contrast', min, '{:.1f}')} "
+                     f"| {worst('line_width', max, '{:.2f}')} "
+                     f"| {worst('faded_line_stretches', max, '{:.0f}')} | {worst('px/mm', min, '{:.1f}')} "
+                     f"| {worst('grid_error_markers_mm', statistics.median, '{:.2f}')} / "
+                     f"{worst('grid_error_markers_mm', max, '{:.2f}')} | {worst('grid_error_mm', max, '{:.2f}')} |")
     lines += ["", "Per stage (mixed, normal), ms:", "", "| stage | median | p95 |", "|---|---|---|"]
     for k, v in report["stages"].items():
         lines.append(f"| {k} | {statistics.median(v):.2f} | {np.percentile(v, 95):.2f} |")

@@ -153,7 +153,7 @@ def _marker_bits(dictionary: str, marker_id: int) -> np.ndarray:
 
 
 #: A marker is confirmed at its predicted place when at least this fraction of its cells match.
-VERIFY_MATCH = 0.9
+VERIFY_MATCH = 0.85
 
 
 def verify_marker(gray: np.ndarray, geom: PageGeometry, markers: Markers, marker_id: int) -> float:
