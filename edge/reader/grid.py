@@ -19,7 +19,8 @@ The same lines are the gate's evidence, measured where the digits are (not over 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -45,6 +46,8 @@ _PROFILE_MM = 1.0
 SEGMENTS = 3
 #: Inner rows/columns kept clear of the box corners when profiling a line (mm).
 _CORNER_MM = 1.5
+#: A box whose lines were not found takes the offset of found boxes within this distance (mm).
+NEIGHBOUR_MM = 30.0
 #: Fields measured together in one array operation (see fit_grid).
 GROUP_MAX = 6
 #: A line is "found" when its darkness peak stands this far above the profile's median.
@@ -69,6 +72,11 @@ class BoxFit:
     contrast: float
     #: Effective width (mm) of its vertical lines: area / peak of the darkness profile.
     width_mm: float
+    #: Template centre of the box (page mm).
+    centre_mm: tuple[float, float] = (0.0, 0.0)
+    #: For a box whose lines were not found: how much the found boxes around it disagree about the offset
+    #: it was given (mm; inf when none is near). 0 for a found box.
+    uncertainty_mm: float = 0.0
 
 
 @dataclass
@@ -189,8 +197,11 @@ def _layout(f: FieldSpec) -> tuple:
     return tuple((round(b.x_mm - b0.x_mm, 3), round(b.y_mm - b0.y_mm, 3), b.w_mm, b.h_mm) for b in f.boxes)
 
 
-def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec]) -> list[FieldFit]:
-    """Fields of one layout, warped and measured together (one array operation for all of them)."""
+def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
+               prior: dict[str, tuple[float, float]] | None = None) -> list[FieldFit]:
+    """Fields of one layout, warped and measured together (one array operation for all of them); `prior`:
+    where to centre the search of a field (mm from where the homography puts it)."""
+    prior = prior or {}
     ppm = BOX_PX_PER_MM
     pad = SEARCH_MM + BOX_SEARCH_MM + 1.0
     g = len(fields)
@@ -202,7 +213,9 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec]) ->
     bh = np.array([b.h_mm for b in ref.boxes])
     n = len(rx)
     fx0, fy0, fx1, fy1 = rx.min(), ry.min(), (rx + bw).max(), (ry + bh).max()
-    origins = [(f.boxes[0].x_mm + fx0 - pad, f.boxes[0].y_mm + fy0 - pad) for f in fields]
+    shift = [prior.get(f.name, (0.0, 0.0)) for f in fields]
+    origins = [(f.boxes[0].x_mm + fx0 - pad + sx, f.boxes[0].y_mm + fy0 - pad + sy)
+               for f, (sx, sy) in zip(fields, shift, strict=True)]
     bx, by = rx - fx0 + pad, ry - fy0 + pad  # box corners in strip mm
     sw, sh = fx1 - fx0 + 2 * pad, fy1 - fy0 + 2 * pad
     strips = [warp_region(gray, geom, x, y, sw, sh, ppm) for x, y in origins]
@@ -281,11 +294,15 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec]) ->
 
     out = []
     for k, f in enumerate(fields):
-        boxes = [BoxFit(dx_mm=float(ddx[k, j] / ppm), dy_mm=float(ddy[k, j] / ppm), found=bool(found[k, j]),
+        sx, sy = shift[k]
+        boxes = [BoxFit(dx_mm=float(ddx[k, j] / ppm + sx), dy_mm=float(ddy[k, j] / ppm + sy), found=bool(found[k, j]),
                         visibility=tuple(vis[k, j].tolist()), paper=tuple(pap[k, j].tolist()),
-                        contrast=float(contrast[k, j]), width_mm=float(width[k, j])) for j in range(n)]
+                        contrast=float(contrast[k, j]), width_mm=float(width[k, j]),
+                        centre_mm=(f.boxes[j].x_mm + f.boxes[j].w_mm / 2, f.boxes[j].y_mm + f.boxes[j].h_mm / 2))
+                 for j in range(n)]
         out.append(FieldFit(name=f.name, x0_mm=origins[k][0], y0_mm=origins[k][1], strip=strips[k], boxes=boxes,
-                            dx_mm=float(dx[k] / ppm), dy_mm=float(dy[k] / ppm), found=bool(field_found[k])))
+                            dx_mm=float(dx[k] / ppm + sx), dy_mm=float(dy[k] / ppm + sy),
+                            found=bool(field_found[k])))
     return out
 
 
@@ -300,4 +317,59 @@ def fit_grid(gray: np.ndarray, geom: PageGeometry, t: Template) -> GridFit:
         for k in range(0, len(fields), GROUP_MAX):
             for fit in _fit_group(gray, geom, fields[k : k + GROUP_MAX]):
                 fits[fit.name] = fit
-    return GridFit(fields={f.name: fits[f.name] for f in t.fields})
+    # A strongly curled edge moves its fields beyond the search: look again where their found neighbours say.
+    lost = [f for f in t.fields if not fits[f.name].found]
+    if lost and len(lost) < len(t.fields):
+        prior = {f.name: local_offset(fits.values(), _field_centre(f)) for f in lost}
+        prior = {n: o for n, o in prior.items() if o is not None and max(abs(o[0]), abs(o[1])) > 0.5}
+        for fields in groups.values():
+            again = [f for f in fields if f.name in prior]
+            for k in range(0, len(again), GROUP_MAX):
+                for fit in _fit_group(gray, geom, again[k : k + GROUP_MAX], prior):
+                    if fit.found:
+                        fits[fit.name] = fit
+    grid = GridFit(fields={f.name: fits[f.name] for f in t.fields})
+    _place_unfound(grid)
+    return grid
+
+
+def _field_centre(f: FieldSpec) -> tuple[float, float]:
+    xs = [b.x_mm + b.w_mm / 2 for b in f.boxes]
+    ys = [b.y_mm + b.h_mm / 2 for b in f.boxes]
+    return float(np.mean(xs)), float(np.mean(ys))
+
+
+def local_offset(fields: Iterable[FieldFit], at_mm: tuple[float, float], k: int = 3) -> tuple[float, float] | None:
+    """Offset (mm) of the sheet around a page point, from the `k` nearest boxes found (inverse-distance
+    weighted); None when fewer than two were found."""
+    boxes = [b for f in fields for b in f.boxes if b.found]
+    if len(boxes) < 2:
+        return None
+    c = np.array([b.centre_mm for b in boxes])
+    d = np.hypot(*(c - at_mm).T)
+    near = np.argsort(d)[:k]
+    w = 1.0 / np.maximum(d[near], 5.0)
+    off = np.array([(boxes[i].dx_mm, boxes[i].dy_mm) for i in near])
+    return float(np.sum(off[:, 0] * w) / w.sum()), float(np.sum(off[:, 1] * w) / w.sum())
+
+
+def _place_unfound(grid: GridFit) -> None:
+    """A box whose lines were not found (a hard shadow's edge, ink over them) takes the median offset of the
+    found boxes within NEIGHBOUR_MM: a curled sheet moves neighbours together. How much they disagree is
+    its uncertainty, which the gate weighs (`quality.unfound_offset_mm`)."""
+    found = [b for b in grid.boxes() if b.found]
+    if len(found) == len(grid.boxes()):
+        return
+    centres = np.array([b.centre_mm for b in found]).reshape(-1, 2)
+    offsets = np.array([(b.dx_mm, b.dy_mm) for b in found]).reshape(-1, 2)
+    for fit in grid.fields.values():
+        for j, b in enumerate(fit.boxes):
+            if b.found:
+                continue
+            near = np.hypot(*(centres - b.centre_mm).T) <= NEIGHBOUR_MM if len(centres) else np.zeros(0, bool)
+            if near.sum() < 2:
+                fit.boxes[j] = replace(b, uncertainty_mm=float("inf"))
+                continue
+            med = np.median(offsets[near], axis=0)
+            spread = float(np.max(np.hypot(*(offsets[near] - med).T)))
+            fit.boxes[j] = replace(b, dx_mm=float(med[0]), dy_mm=float(med[1]), uncertainty_mm=spread)

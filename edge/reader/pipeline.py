@@ -22,7 +22,7 @@ from .bubbles import BUBBLE_PX_PER_MM, BubbleRow, bubble_region, read_bubbles
 from .decode import UnreadablePhoto, decode_photo
 from .digit_model import DigitModel
 from .geometry import PageGeometry, geometry_from_points, marker_page_corners, warp_region
-from .grid import SEGMENTS, GridFit, fit_grid
+from .grid import SEGMENTS, GridFit, fit_grid, local_offset
 from .locate import Located, locate_sheet, markers_sharpness
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
@@ -145,10 +145,10 @@ def _grid_error(located: Located, grid: GridFit, t: Template) -> tuple[float, fl
     return before, after
 
 
-def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeometry, t: Template
-             ) -> tuple[str, str]:
+def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeometry, t: Template,
+             offset: tuple[float, float] = (0.0, 0.0)) -> tuple[str, str]:
     detector = cv2.QRCodeDetector()
-    spots = {(q.qr.x_mm, q.qr.y_mm, q.qr.size_mm) for q in templates.values()
+    spots = {(q.qr.x_mm + offset[0], q.qr.y_mm + offset[1], q.qr.size_mm) for q in templates.values()
              if q.markers == t.markers and q.page == t.page}
     for x, y, s in sorted(spots):
         for ppm, pad in ((QR_PX_PER_MM, 2.0), (6.0, 2.0), (8.0, 3.0), (5.0, 4.0)):
@@ -161,20 +161,25 @@ def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeom
     raise Refused("qr_unreadable")
 
 
-def _qr_failure(gray: np.ndarray, templates: Mapping[str, Template], located: Located, trace: Trace) -> Refused:
+def _layout_grids(gray: np.ndarray, templates: Mapping[str, Template], located: Located) -> list[GridFit]:
+    """The box grid of every template sharing the markers found (the QR, which names one, would not read)."""
+    t = located.template
+    return [fit_grid(gray, located.geom, c) for c in templates.values() if c.markers == t.markers and c.page == t.page]
+
+
+def _qr_failure(gray: np.ndarray, located: Located, fits: list[GridFit], trace: Trace) -> Refused:
     """Why the QR would not decode, in the officer's terms: too dark, out of focus, glare over it, or the code
     itself (covered, smudged, torn). The box grid of whichever template fits the layout best (they share
     their markers) measures the light and the focus, as the gate does."""
     t = located.template
-    fits = [fit_grid(gray, located.geom, c) for c in templates.values() if c.markers == t.markers and c.page == t.page]
     grid = max(fits, key=lambda g: g.found_fraction, default=None)
     if grid is not None and grid.found_fraction >= 0.5:
         contrast, _ = quality.darkest_box_contrast(grid)
         dark = trace.measure(Measure("line contrast", contrast, quality.MIN_LINE_CONTRAST, "below", " grey"))
         if dark.failed:
             return Refused("too_dark", dark)
-        width = trace.measure(Measure("line width", quality.blurriest_line_width(grid), quality.MAX_LINE_WIDTH_MM,
-                                      "above", " mm"))
+        width = trace.measure(Measure("line width", quality.blurriest_line_width(grid),
+                                      quality.QR_MAX_LINE_WIDTH_MM, "above", " mm"))
         if width.failed:
             return Refused("out_of_focus", width)
     q = t.qr
@@ -305,7 +310,18 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
         try:
             form_code, tps = _read_qr(gray, templates, located.geom, located.template)
         except Refused:
-            raise _qr_failure(gray, templates, located, trace) from None
+            # A curled corner moves the QR away from where the markers put it: look where the box grid
+            # around it says it went; only then say why it cannot be read.
+            fits = _layout_grids(gray, templates, located)
+            q = located.template.qr
+            near = local_offset((f for g in fits for f in g.fields.values()),
+                                (q.x_mm + q.size_mm / 2, q.y_mm + q.size_mm / 2)) if fits else None
+            try:
+                if near is None or max(abs(near[0]), abs(near[1])) < 0.5:
+                    raise
+                form_code, tps = _read_qr(gray, templates, located.geom, located.template, near)
+            except Refused:
+                raise _qr_failure(gray, located, fits, trace) from None
         clock.lap("qr")
         if form_code not in templates:
             raise Refused("unknown_form", form=form_code)

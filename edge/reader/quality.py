@@ -29,7 +29,7 @@ from .grid import SEGMENTS, GridFit
 MIN_LINE_CONTRAST = 16.0
 #: Effective width (mm) of the printed box lines, over the blurriest tenth of the boxes, above which the
 #: digits blur beyond reading.
-MAX_LINE_WIDTH_MM = 0.80
+MAX_LINE_WIDTH_MM = 0.90
 #: A stretch of box line fades (glare) when its darkness is below this fraction of the sheet's typical
 #: line (the 75th percentile over every stretch) ...
 GLARE_FADED = 0.45
@@ -40,6 +40,9 @@ GLARE_MAX_FADED = 5
 #: A box the grid search could not find may be cut this far (mm) from where its neighbours say it is
 #: and still be read; beyond it, the crop would fall off the box: the sheet is not flat enough.
 MAX_UNFOUND_OFFSET_MM = 0.7
+#: A QR code that will not decode on a sheet whose lines are wider than this is blamed on the focus (the QR's
+#: 0.8 mm modules blur first: bench/gate.py, focus 0.30 mm).
+QR_MAX_LINE_WIDTH_MM = 0.75
 #: A QR code that will not decode with more than this fraction of it saturated is under glare.
 QR_GLARE_FRACTION = 0.25
 #: Full-resolution pixels per mm below this leave too few pixels per digit stroke.
@@ -87,6 +90,9 @@ def darkest_box_contrast(grid: GridFit) -> tuple[float, int]:
     """The lowest line contrast over the boxes (grey levels between paper and printed line, median over
     the box's line stretches that glare did not fade), and the index of that box."""
     vis, paper, faded = _faded(grid)
+    lost = np.array([not b.found for b in grid.boxes()])
+    if lost.mean() < 0.5:  # a box not found was measured where it is not: no evidence of light
+        faded = faded | lost[:, None]
     c = np.where(faded, np.nan, vis * paper)
     with np.errstate(all="ignore"):
         per_box = np.where(faded.all(axis=1), np.inf, np.nanmedian(np.where(faded.all(axis=1)[:, None], 0.0, c),
@@ -96,22 +102,17 @@ def darkest_box_contrast(grid: GridFit) -> tuple[float, int]:
 
 
 def blurriest_line_width(grid: GridFit) -> float:
-    """Line width (mm) of the blurriest tenth of the boxes (90th percentile over boxes)."""
-    w = np.array([b.width_mm for b in grid.boxes()])
+    """Line width (mm) of the blurriest tenth of the boxes found (90th percentile over boxes)."""
+    boxes = grid.boxes()
+    w = np.array([b.width_mm for b in boxes if b.found or grid.found_fraction < 0.5])
     w = w[np.isfinite(w)]
     return float(np.percentile(w, 90)) if len(w) else float("inf")
 
 
 def unfound_offset_mm(grid: GridFit) -> float:
-    """How far a box whose lines were not found may be from where it is cut: the spread of the offsets
-    of the boxes that were found (0 on a flat sheet, where they all agree)."""
-    boxes = grid.boxes()
-    if all(b.found for b in boxes):
-        return 0.0
-    off = grid.offsets_mm()
-    if len(off) < 3:
-        return float("inf")
-    return float(np.max(np.hypot(*(off - np.median(off, axis=0)).T)))
+    """How far a box whose lines were not found may be from where it is cut: the largest disagreement
+    among the found boxes around it (grid.py, `_place_unfound`); 0 when every box was found."""
+    return max((b.uncertainty_mm for b in grid.boxes() if not b.found), default=0.0)
 
 
 # -------------------------------------------------------------------------------------------- markers
