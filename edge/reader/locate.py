@@ -37,8 +37,8 @@ from .trace import Measure, Refused, Trace
 FRAME_MARGIN_MM = 2.0
 #: Longest side of the image the thorough marker search runs on.
 THOROUGH_MAX_PX = 2100
-#: The marker search's last try, on a copy this many times smaller than the working image (see below).
-COARSE_DOWNSCALE = 6
+#: The marker search's last tries, on copies this many times smaller than the working image (see below).
+COARSE_DOWNSCALES = (6, 12)
 SIDES_ORDER = ("left", "right", "top", "bottom")
 
 
@@ -173,8 +173,12 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     if not ours:
         # A sheet out of focus loses its markers' cells, but on a copy a few times smaller the blur is under
         # a pixel and they decode again: then it is the kit's form, too soft to read.
-        coarse = {i: c for i, c in detect_markers(gray, t.markers.dictionary, downscale=COARSE_DOWNSCALE).items()
-                  if i in {m.id for m in t.markers.items}}
+        ids = {m.id for m in t.markers.items}
+        coarse: dict[int, np.ndarray] = {}
+        for k in COARSE_DOWNSCALES:
+            coarse = {i: c for i, c in detect_markers(gray, t.markers.dictionary, downscale=k).items() if i in ids}
+            if coarse:
+                break
         if coarse:
             trace.markers_found = coarse
             sharp = trace.measure(Measure("marker sharpness", markers_sharpness(gray, t, coarse),
@@ -198,15 +202,15 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     if quality.frame_too_dark(small):
         raise Refused("too_dark", trace.measure(Measure("frame p95", float(np.percentile(small, 95)),
                                                         quality.DARK_FRAME_P95, "below")))
-    sharp = trace.measure(Measure("marker sharpness", markers_sharpness(gray, t, ours), quality.MIN_SHARPNESS,
-                                  "below"))
-    if sharp.failed:
-        raise Refused("out_of_focus", sharp)
-    if geom is not None and len(ours) >= 2:
+    if geom is not None and len(ours) >= 2:  # a tiny sheet's markers also look soft: its size first
         small_sheet = trace.measure(Measure("px/mm", geom.px_per_mm * scale, quality.MIN_FULLRES_PX_PER_MM,
                                             "below"))
         if small_sheet.failed:
             raise Refused("sheet_too_small", small_sheet)
+    sharp = trace.measure(Measure("marker sharpness", markers_sharpness(gray, t, ours), quality.MIN_SHARPNESS,
+                                  "below"))
+    if sharp.failed:
+        raise Refused("out_of_focus", sharp)
     # What is missing: outside the frame, or in view and covered.
     outside: dict[int, dict[str, float]] = {}
     covered: list[int] = []

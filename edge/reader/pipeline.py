@@ -296,7 +296,8 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
         if decoded.scale > 1 and located.geom.px_per_mm < FULL_DECODE_BELOW_PX_PER_MM:
             # A sheet far from the lens: half size leaves too few pixels per pen stroke. Decode it all.
             clock.lap("markers")
-            del gray, decoded, located
+            located = None
+            del gray, decoded  # the half-size image goes before the full one comes
             decoded = decode_photo(data, full=True)
             gray = decoded.gray
             clock.lap("decode")
