@@ -2,7 +2,7 @@
 
     python tests/fuzz/fuzz.py TARGET [CORPUS_DIR ...] [libFuzzer flags, e.g. -max_total_time=60]
 
-TARGET is reader, verifier, template or config. A crash (any exception the entry point does not promise)
+TARGET is reader, verifier, payload, template or config. A crash (any exception the entry point does not promise)
 stops the run with exit status 1 and leaves the input in -artifact_prefix; it then belongs in
 tests/fuzz/crashes/TARGET/ (replayed by tests/test_fuzz.py) with a named test, and a fix. `make fuzz`
 runs every target for FUZZ_SECONDS; tests/test_fuzz.py runs each briefly on the committed seed corpus.

@@ -4,8 +4,10 @@ short runs and `make fuzz` start from the same inputs):
     .venv/bin/python tests/fuzz/make_corpus.py
 
 reader: small photos (JPEG, PNG, BMP, TIFF) of the reference sheet; verifier: tokens of a throwaway district
-(its ca.pem is committed next to the corpus; its keys are not kept): a good result, a good ack, and the
-hostile shapes found before; template: the shipped templates; config: a kit and a district file.
+(its ca.pem is committed next to the corpus): a good result, a good ack, and the hostile shapes found
+before; payload: result payloads, which the payload fuzzer signs with the throwaway kit's key (kit.key,
+committed: it belongs to this test district only); template: the shipped templates; config: a kit and a
+district file.
 """
 
 from __future__ import annotations
@@ -57,12 +59,20 @@ def verifier() -> None:
     d = district_init(tmp / "d", tmp / "tps.csv", district_id="kab-fuzz")
     k = bench_kit(d.root, "kit-fuzz", tps, tmp / "kit")
     shutil.copy(d.ca_cert_path, HERE / "ca.pem")
+    # The payload fuzzer signs what it makes with this throwaway kit of this throwaway district.
+    shutil.copy(k.folder / "kit.key", HERE / "kit.key")
+    shutil.copy(k.folder / "kit.pem", HERE / "kit.pem")
     key, chain = load_key(k.folder / "kit.key"), load_certs(k.folder / "kit.pem")
     photo = fake_jpeg("fuzz")
     body = payload_bytes(build_payload(make_reading(tps), kit_id="kit-fuzz", tps=tps, seq=7,
                                        submission_id="5d0e8b2a-0000-4000-8000-00000000f022",
                                        evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo)))
     write("verifier", "result.jws", sign_compact(body, key, chain).encode())
+    write("payload", "result.json", body)
+    write("payload", "review.json", payload_bytes(build_payload(
+        make_reading(tps, status="review"), kit_id="kit-fuzz", tps=tps, seq=8,
+        submission_id="5d0e8b2a-0000-4000-8000-00000000f023", evidence_sha256=sha256_hex(photo),
+        evidence_bytes=len(photo))))
     twice = body.replace(b'"fields":', b'"fields":{},"fields":', 1)
     write("verifier", "fields-twice.jws", signed_over(twice, key, [der(chain[0])]).encode())
     write("verifier", "nan.jws", signed_over(body.replace(b'"confidence":0.999', b'"confidence":NaN', 1), key,

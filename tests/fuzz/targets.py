@@ -53,6 +53,33 @@ def verifier(data: bytes) -> None:
         parse_ack(v.verify(data, role="district"))  # type: ignore[attr-defined]
 
 
+@functools.cache
+def _kit() -> tuple:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from tpskit.forms import load_templates
+    from tpskit.provisioning.pki import load_certs
+
+    key = load_pem_private_key((HERE / "kit.key").read_bytes(), None)
+    return key, load_certs(HERE / "kit.pem"), {t.id: t for t in load_templates().values()}
+
+
+def payload(data: bytes) -> None:
+    """A result payload signed by a kit of the fuzz district, checked as the district checks it: past the
+    signature, into strict JSON, the schema's bounds, the identity binding, the time rule and the
+    arithmetic. VerificationError or a result, nothing else."""
+    from tpskit.envelope import VerificationError, recheck_arithmetic, sign_compact, verify_result
+
+    key, chain, templates = _kit()
+    try:
+        _, result = verify_result(_verifier(), sign_compact(data, key, chain))  # type: ignore[arg-type]
+    except VerificationError:
+        return
+    template = templates.get(result.template_id)
+    if template is not None:
+        recheck_arithmetic(result, template)
+
+
 def _as_file(data: bytes, name: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="tpskit-fuzz-"))
     path = folder / name
@@ -91,5 +118,5 @@ def config(data: bytes) -> None:
         _cleanup(path)
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"reader": reader, "verifier": verifier, "template": template,
-                                                "config": config}
+TARGETS: dict[str, Callable[[bytes], None]] = {"reader": reader, "verifier": verifier, "payload": payload,
+                                                "template": template, "config": config}
