@@ -578,6 +578,7 @@ class Ingest:
         over = self.quotas.over(tps, new_bytes, used[0], used[1])
         if over:  # not stored, not answered: the kit publishes it again, and an hour later it fits
             self.counts["quota"] += 1
+            self._refused[sid] = None  # its photo, which follows, is dropped quietly
             logs.append(("district.quota", {"tps": tps, "kit": c.kit, "submission": sid, "why": over}))
             return
         used[0] += 1

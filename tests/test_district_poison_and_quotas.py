@@ -197,6 +197,7 @@ def test_a_tps_over_its_hourly_quota_is_not_stored_nor_answered_and_other_tps_go
         assert ingest.counts["quota"] == 2
         assert sum('"district.quota"' in r.message for r in caplog.records) == 2
         assert _rows(ingest, "SELECT count(*) FROM pending") == [(0,)]
+        assert _rows(ingest, "SELECT count(*) FROM rejections") == [(0,)]  # held back, not refused: no noise
     finally:
         ingest.close()
         ingest.engine.dispose()
