@@ -183,6 +183,8 @@ def run(seconds: float, kits: int = 6, interval: float = 1.0, seed: int = 1, per
                     figures["sign_refused"] += 1
             stop.wait(interval)
 
+    round_done = threading.Event()  # every kind of event happened at least once
+
     def chaos() -> None:
         kinds = list(EVENTS if private_disk else EVENTS[:4])
         todo: list[str] = []
@@ -208,6 +210,8 @@ def run(seconds: float, kits: int = 6, interval: float = 1.0, seed: int = 1, per
                     _ballast(disk, FLOOR_MB / 2 if event == "fill_to_floor" else 0)
                     stop.wait(rnd.uniform(1.0, 3.0))
                     (disk / "ballast").unlink(missing_ok=True)
+            if not todo:
+                round_done.set()
 
     t0 = time.monotonic()
     broker.start()
@@ -218,7 +222,11 @@ def run(seconds: float, kits: int = 6, interval: float = 1.0, seed: int = 1, per
     try:
         for t in threads:
             t.start()
-        while time.monotonic() - t0 < seconds:
+        # The time asked for, and at least one whole round of events: on a loaded machine the restarts are
+        # slow and `seconds` alone ended a short run before every kind of chaos had happened.
+        while time.monotonic() - t0 < seconds or not round_done.is_set():
+            if time.monotonic() - t0 > max(300.0, 20 * seconds):
+                break  # the figures then show the kinds that never happened
             time.sleep(0.5)
         stop.set()
         for t in threads:

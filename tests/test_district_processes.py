@@ -104,7 +104,10 @@ def _signed(d, base: Path, kit: str, tps: str, seqs: range, tag: str) -> list[tu
 
 def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_result_once(tmp_path):
     """What two processes sharing messages arbitrarily would do: every photo handled by one ingest and
-    every result by the other, concurrently; then the same new result given to both at once."""
+    every result by the other, concurrently; then the same new result given to both at once. Each photo
+    goes in after its result was handled, as a kit sends them (result, then photo): a photo nobody
+    announced is refused, and a kit's earlier result completed after a later one is a replay, so letting
+    the scheduler put photos first made the outcome depend on the machine's load."""
     csv = tmp_path / "tps.csv"
     tps = ["3201012001001", "3201012001002"]
     csv.write_text("tps,registered_voters\n" + "".join(f"{t},250\n" for t in tps))
@@ -117,19 +120,27 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
                   for sid, _, photo, _ in sent[k]]
         results = [(f"tps/{t}/result", env) for k, t in zip(sent, tps, strict=True) for _, env, _, _ in sent[k]]
         acks: list = []
+        handled = threading.Condition()
+        announced = [0]  # results handled so far, in list order (the photos list has the same order)
 
-        def run(ingest, msgs) -> None:
-            for i in range(0, len(msgs), 7):
-                acks.extend(ingest.process(msgs[i:i + 7]))
+        def run_results() -> None:
+            for i in range(0, len(results), 7):
+                acks.extend(b.process(results[i:i + 7]))
+                with handled:
+                    announced[0] = i + len(results[i:i + 7])
+                    handled.notify_all()
 
-        threads = [threading.Thread(target=run, args=(a, photos)), threading.Thread(target=run, args=(b, results))]
+        def run_photos() -> None:
+            for i in range(0, len(photos), 5):  # other batches than the results': they overlap in time
+                with handled:
+                    assert handled.wait_for(lambda i=i: announced[0] >= min(i + 5, len(photos)), 60)
+                acks.extend(a.process(photos[i:i + 5]))
+
+        threads = [threading.Thread(target=run_photos), threading.Thread(target=run_results)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-        # A photo handled before its result was announced is not stored; the kit sends it again with the
-        # result after its ack timeout, and then it pairs.
-        run(a, photos)
         assert len(acks) == 60  # each result answered once, by whichever ingest completed it
 
         # A new result raced into both at once: one stores it, the other answers it as a duplicate.
