@@ -7,8 +7,10 @@ bubbles); the checks catch most of what slips past. The threshold is the lowest 
 no wrong field is reported ok or resolved on the calibration photos (normal and hard), at that value and
 every stricter one, taken one step stricter as a margin, and never below FLOOR: the checks do most of
 the proving, but a field standing alone must be at least 99 % sure, for writers the model has never
-seen. The calibration photos use their own seed, distinct from bench/read.py's, and validation-split
-digits only (the model never trained on them).
+seen. The calibration photos use their own seed, distinct from bench/read.py's and bench/officers.py's:
+sheets written with validation-split digits (normal and hard) and sheets written by held-out officers
+(tpskit.sheets.officer_digits, writers seeded from this seed, so not the benchmark's writers), none of
+which the model trained on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import officers as bench_officers
 import read as bench_read
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +35,14 @@ SEVERITIES = ("normal", "hard")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--forms", type=int, default=100, help="photos per severity")
+    ap.add_argument("--officer-forms", type=int, default=100, help="photos per severity written by held-out officers")
     ap.add_argument("--write-card", action="store_true", help="record the result in models/digits_int8.json")
     a = ap.parse_args()
     bench_read.OUT = ROOT / "bench-out" / "calibrate"
     bench_read.generate(a.forms, 0, SEED, SEVERITIES)
+    bench_officers.OUT = ROOT / "bench-out" / "calibrate-officers"
+    if a.officer_forms:
+        bench_officers.generate(a.officer_forms, 0, SEED, SEVERITIES)
 
     from tpskit.edge.reader.digit_model import load_digit_model
     from tpskit.edge.reader.pipeline import DEFAULT_CONFIDENCE, ReadOptions, read_sheet
@@ -45,6 +52,8 @@ def main() -> int:
     templates, model = load_templates(), load_digit_model()
     photos = [(p, json.loads(p.with_suffix(".json").read_text())) for sev in SEVERITIES
               for p in sorted((bench_read.OUT / sev).glob("*.jpg"))[: a.forms]]
+    photos += [(p, json.loads(p.with_suffix(".json").read_text())) for sev in SEVERITIES
+               for p in sorted((bench_officers.OUT / sev).glob("*.jpg"))[: a.officer_forms]]
     rows = []
     t0 = time.time()
     for tau in GRID:
@@ -72,10 +81,12 @@ def main() -> int:
         card["calibration"] = {
             "what": "reader confidence threshold: a field is ok on its own at or above it",
             "method": "lowest grid value with no wrong field reported ok or resolved on generated "
-                      "validation photos (validation-split digits, camera simulation) at it and every "
-                      f"stricter value, one grid step stricter, and at least {FLOOR}",
-            "command": f"bench/calibrate.py --forms {a.forms} --write-card",
-            "photos": {"severities": list(SEVERITIES), "per_severity": a.forms, "seed": SEED},
+                      "validation photos (validation-split digits and held-out officers' handwriting, camera "
+                      f"simulation) at it and every stricter value, one grid step stricter, and at least {FLOOR}",
+            "command": f"bench/calibrate.py --forms {a.forms} --officer-forms {a.officer_forms} --write-card",
+            "photos": {"severities": list(SEVERITIES), "per_severity": a.forms, "seed": SEED,
+                       "officer_sheets_per_severity": a.officer_forms,
+                       "officer_writers": f"held_out_hand(bench/officers.writer_seed({SEED}, template, i))"},
             "grid": rows,
             "threshold": chosen,
         }

@@ -67,6 +67,18 @@ def test_misread_boxes_keep_the_true_digit_as_likely_as_the_card_says(model, car
     assert int((wrong & (probs.max(axis=1) > 0.999)).sum()) <= tail["wrong_with_p_above_0.999"] + 1
 
 
+def test_accuracy_on_writers_never_trained_on_matches_the_card(model, card):
+    # Officer-style handwriting from held-out writers and constructions (tpskit.sheets.officer_digits).
+    x, y = box_dataset.held_out_officer_boxes("normal")
+    held_out = card["officers"]["held_out"]["normal"]
+    assert len(y) == held_out["n"]
+    probs = model.predict(x)
+    acc = float((probs.argmax(axis=1) == y).mean()) * 100
+    assert abs(acc - held_out["int8_accuracy_pct"]) <= 0.3
+    wrong = probs.argmax(axis=1) != y
+    assert int((wrong & (probs.max(axis=1) > 0.999)).sum()) <= held_out["int8_tail"]["wrong_with_p_above_0.999"] + 1
+
+
 @pytest.mark.parametrize("kind", ["blank", "dash", "x"])
 def test_empty_box_is_read_as_empty_never_as_one(model, kind):
     rng = np.random.default_rng(99)

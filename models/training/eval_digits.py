@@ -1,4 +1,4 @@
-"""Compare digit models on the card's validation boxes: accuracy, NLL and the tail of the errors.
+"""Compare digit models on the card's validation and held-out officer boxes: accuracy, NLL, error tail.
 
     .venv/bin/python models/training/eval_digits.py models/digits_int8.tflite [OTHER.tflite ...]
 
@@ -53,20 +53,30 @@ def predict_ms(model, x: np.ndarray, n: int = 285, reps: int = 30) -> float:
 
 
 def validation_sets(cache: Path | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from tpskit.sheets.box_dataset import validation_boxes
+    """The card's validation boxes (validation digits) and held-out officer boxes, normal and hard."""
+    from tpskit.sheets.box_dataset import held_out_officer_boxes, validation_boxes
 
     sets = {}
-    for sev in ("normal", "hard"):
-        f = cache / f"val-{sev}.npz" if cache else None
+    for name, build in (("normal", lambda: validation_boxes("normal")), ("hard", lambda: validation_boxes("hard")),
+                        ("officers_normal", lambda: held_out_officer_boxes("normal")),
+                        ("officers_hard", lambda: held_out_officer_boxes("hard"))):
+        f = cache / f"val-{name}.npz" if cache else None
         if f and f.exists():
             with np.load(f) as d:
-                sets[sev] = (d["x"], d["y"])
+                sets[name] = (d["x"], d["y"])
             continue
-        sets[sev] = validation_boxes(sev)
+        sets[name] = build()
         if f:
             f.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(f, x=sets[sev][0], y=sets[sev][1])
+            np.savez(f, x=sets[name][0], y=sets[name][1])
     return sets
+
+
+def per_class_pct(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    from tpskit.sheets.box_dataset import CLASSES
+
+    pred = probs.argmax(axis=1)
+    return {CLASSES[c]: round(float((pred[y == c] == c).mean()) * 100, 2) for c in range(11) if (y == c).any()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for path in args.models:
         model = load_digit_model(path, num_threads=1)
-        row = {sev: tail_metrics(model.predict(x), y) for sev, (x, y) in sets.items()}
+        probs = {sev: model.predict(x) for sev, (x, _) in sets.items()}
+        row = {sev: {**tail_metrics(probs[sev], y), "per_class_pct": per_class_pct(probs[sev], y)}
+               for sev, (_, y) in sets.items()}
         row["predict_285_ms"] = predict_ms(model, sets["normal"][0])
         row["size_bytes"] = Path(path).stat().st_size
         report[path] = row

@@ -499,12 +499,10 @@ FONT_FILES: tuple[str, ...] = (
     "/usr/share/fonts/truetype/fifthhorseman/dkgIt.ttf",
     "/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",  # fonts-humor-sans
     "/usr/share/fonts/truetype/breip/Breip.ttf",  # fonts-breip
-    "/usr/share/fonts/truetype/femkeklaver/femkeklaver.ttf",  # fonts-femkeklaver
     "/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf",  # fonts-comic-neue
     "/usr/share/fonts/truetype/klee/KleeOne-Regular.ttf",  # fonts-klee
 )
-FONT_PACKAGES = ("fonts-dkg-handwriting", "fonts-humor-sans", "fonts-breip", "fonts-femkeklaver",
-                 "fonts-comic-neue", "fonts-klee")
+FONT_PACKAGES = ("fonts-dkg-handwriting", "fonts-humor-sans", "fonts-breip", "fonts-comic-neue", "fonts-klee")
 
 
 def available_fonts() -> list[str]:
