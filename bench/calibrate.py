@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,8 @@ def main() -> int:
     ap.add_argument("--write-card", action="store_true", help="record the result in models/digits_int8.json")
     a = ap.parse_args()
     bench_read.OUT = ROOT / "bench-out" / "calibrate"
-    bench_read.generate(a.forms, 0, SEED, SEVERITIES)
+    jobs, _ = bench_read.plan(a.forms, 0, 0, 0, 0, SEED)  # bench/read.py's mixed photos, this seed
+    bench_read.generate([j for j in jobs if j[1] in SEVERITIES], [], os.cpu_count() or 1)
     bench_officers.OUT = ROOT / "bench-out" / "calibrate-officers"
     if a.officer_forms:
         bench_officers.generate(a.officer_forms, 0, SEED, SEVERITIES)
@@ -51,7 +53,7 @@ def main() -> int:
 
     templates, model = load_templates(), load_digit_model()
     photos = [(p, json.loads(p.with_suffix(".json").read_text())) for sev in SEVERITIES
-              for p in sorted((bench_read.OUT / sev).glob("*.jpg"))[: a.forms]]
+              for p in sorted((bench_read.OUT / "mixed" / sev / "all").glob("*.jpg"))[: a.forms]]
     photos += [(p, json.loads(p.with_suffix(".json").read_text())) for sev in SEVERITIES
                for p in sorted((bench_officers.OUT / sev).glob("*.jpg"))[: a.officer_forms]]
     rows = []

@@ -128,7 +128,8 @@ def main() -> int:
     sevs = tuple(a.severities.split(","))
     t0 = time.time()
     generate(a.forms, a.slips, a.seed, sevs)
-    bench_read.generate(a.forms, 0, a.seed, sevs)  # the validation-digit photos of bench/read.py
+    jobs, _ = bench_read.plan(a.forms, 0, 0, 0, 0, a.seed)  # bench/read.py's mixed validation-digit photos
+    bench_read.generate([j for j in jobs if j[1] in sevs], [], os.cpu_count() or 1)
     print(f"photos ready in {time.time() - t0:.0f} s", file=sys.stderr)
 
     import cv2
@@ -143,7 +144,8 @@ def main() -> int:
     n = a.forms // len(codes)
     sets = {}
     for sev in sevs:
-        sets[f"validation digits, {sev}"] = [bench_read.OUT / sev / f"{c}_{i:04d}.jpg" for c in codes for i in range(n)]
+        sets[f"validation digits, {sev}"] = [bench_read._job_path("mixed", sev, "all", c, i) for c in codes
+                                             for i in range(n)]
         sets[f"held-out officers, {sev}"] = [OUT / sev / f"{c}_{i:04d}.jpg" for c in codes for i in range(n)]
     slips = sorted((OUT / "slips").glob("*.jpg"))
     lines = ["| model | handwriting, severity | forms | fields correct | silent errors | review | forms ok unaided "
