@@ -444,9 +444,10 @@ class SimulatedControls(_PatternDriver):
         self._record("beep", Beep(pattern))
 
     def signal(self, sig: Signal) -> None:
+        # Lights first: a reader of `state` that sees the signal also sees its lights.
+        super().signal(sig)
         self._last_signal = sig
         self._record("signal", sig)
-        super().signal(sig)
 
     def show(self, message: OfficerMessage) -> None:
         self._state.message = message

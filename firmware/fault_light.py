@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ControlsConfig.model_validate(table)
     except (OSError, ValueError):
         cfg = ControlsConfig()  # the default board wiring: better a red light on the usual pin than none
-    controls = make_controls(cfg)
+    # Handlers first: systemd (or a test) may stop us as soon as the controls are up.
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    controls = make_controls(cfg)
     try:
         controls.signal(Signal.FAULT)
         stop.wait()

@@ -197,12 +197,15 @@ def test_fault_light_holds_the_fault_signal_until_systemd_stops_it(tmp_path: Pat
     try:
         deadline = time.monotonic() + 20
         state = None
-        while time.monotonic() < deadline and proc.poll() is None:  # wait for the socket, not a fixed time
+        # Poll for the fault signal, not a fixed time: the socket is up a moment before the light is set.
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 state = sim_client.state(sock)
-                break
+                if state["signal"] == "fault":
+                    break
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         assert state is not None and state["signal"] == "fault" and state["leds"]["red"] == "on"
     finally:
         proc.send_signal(signal.SIGTERM)
