@@ -246,6 +246,30 @@ def test_sheet_tilted_20_degrees_curled_and_folded_is_read_and_the_grid_error_re
     assert r.gate["grid_error_mm"] < r.gate["grid_error_markers_mm"]
 
 
+@pytest.mark.parametrize("code", ["PPWP", "KWK"])
+def test_a_sheet_curled_14_mm_at_one_edge_is_followed_field_by_field_and_read(code, templates, model, digits):
+    # The fields near the curled edge move, turn and grow beyond the first search (they were all lost and
+    # the sheet refused as not flat): each is searched again through the local map its found neighbours give.
+    sheet, _ = _sheet(templates[code], digits, seed=1, severity="normal")
+    photo = _shot_photo(sheet, 1, size=(3040, 4056), quarter_turns=2, fill=0.94, tilt_deg=13.0, tilt_dir_deg=165.0,
+                        curl_mm=14.0, curl_edge=1, curl_width_mm=85.0, blur_sigma=1.2)
+    r = read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS))
+    _assert_read(r, sheet)
+    assert r.gate["unfound_box_offset"] == 0.0 and r.gate["grid_error_markers_mm"] > 2.0
+
+
+def test_a_shaken_photo_whose_markers_smear_is_out_of_focus_not_another_form(templates, model, digits):
+    from dataclasses import replace
+
+    from tpskit.sheets.camera import sample_shot, shoot
+
+    # Motion blur leaves the edges across it sharp: judged on the whole frame, the page looked crisp.
+    sheet, rng = _sheet(templates["KWK"], digits, seed=28, severity="normal")
+    shot = replace(sample_shot(rng, "clean"), blur_sigma=0.5, motion_px=48.0)
+    r = read_sheet(shoot(sheet.page, shot, rng).jpeg, templates, model, ReadOptions(expected_tps=TPS))
+    assert (r.status, r.reason) == ("rejected", "out_of_focus"), r.gate
+
+
 def test_bright_paper_clipped_at_255_under_a_lamp_gradient_is_not_glare(templates, model, digits):
     sheet, _ = _sheet(templates["KWK"], digits, seed=23, severity="normal")
     photo = _shot_photo(sheet, 23, exposure=1.35, gradient=0.35, paper=(0.97, 0.97, 0.97))

@@ -52,6 +52,17 @@ NEIGHBOUR_MM = 30.0
 GROUP_MAX = 6
 #: A line is "found" when its darkness peak stands this far above the profile's median.
 _FOUND = 0.12
+#: Fields not found at first are searched again in up to this many rounds, each reaching this much (mm)
+#: farther from the found boxes than the nearest lost field, through the local affine map the found boxes
+#: weighted by a Gaussian of this width (mm) describe (a curl's displacement changes over a few cm).
+CURL_ROUNDS = 4
+#: Stretches of a field's comb of vertical lines tried (the printed size first), and how much more clearly
+#: a stretched comb must fit to be taken (a curl's rise of 15 mm under a lens 400 mm away enlarges 4 %).
+FIELD_SCALES = (1.0, 0.97, 1.03, 1.06)
+SCALE_PENALTY = 0.02
+CURL_TURNS_DEG = (0.0, -1.5, 1.5, -3.0, 3.0, -4.5, 4.5)
+CURL_STEP_MM = 25.0
+CURL_SIGMA_MM = 35.0
 
 
 @dataclass(frozen=True)
@@ -91,13 +102,32 @@ class FieldFit:
     dx_mm: float
     dy_mm: float
     found: bool
+    #: For a field searched where the found boxes around it say the sheet went (a curl): the local affine
+    #: map (2 x 3, page mm -> page mm) the strip was warped through. Box offsets stay in page mm under the
+    #: homography; in the strip, a box sits at the inverse of this map applied to where it is.
+    correction: np.ndarray | None = None
+    #: How clearly the field's lines stood out where they were found (the weaker of its two directions).
+    score: float = 0.0
+
+    def strip_mm(self, centre_mm: tuple[float, float], off: tuple[float, float]) -> tuple[float, float]:
+        """Where a box centre at template `centre_mm` moved by `off` lies in the strip's page millimetres."""
+        x, y = centre_mm[0] + off[0], centre_mm[1] + off[1]
+        if self.correction is None:
+            return x, y
+        inv = cv2.invertAffineTransform(self.correction)
+        return float(inv[0, 0] * x + inv[0, 1] * y + inv[0, 2]), float(inv[1, 0] * x + inv[1, 1] * y + inv[1, 2])
 
     def box_origin_px(self, spec: FieldSpec, k: int, shift_mm: tuple[float, float] = (0.0, 0.0)) -> tuple[int, int]:
         """Top-left pixel in `strip` of box `k` where it was found, moved by `shift_mm`."""
         b, fit = spec.boxes[k], self.boxes[k]
-        u = (b.x_mm + fit.dx_mm + shift_mm[0] - self.x0_mm) * BOX_PX_PER_MM
-        v = (b.y_mm + fit.dy_mm + shift_mm[1] - self.y0_mm) * BOX_PX_PER_MM
+        cx, cy = self.strip_mm((b.x_mm + b.w_mm / 2, b.y_mm + b.h_mm / 2), (fit.dx_mm, fit.dy_mm))
+        u = (cx - b.w_mm / 2 + shift_mm[0] - self.x0_mm) * BOX_PX_PER_MM
+        v = (cy - b.h_mm / 2 + shift_mm[1] - self.y0_mm) * BOX_PX_PER_MM
         return round(u), round(v)
+
+    def geometry(self, geom: PageGeometry) -> PageGeometry:
+        """The page geometry this field's strip was warped with."""
+        return geom if self.correction is None else corrected(geom, self.correction)
 
 
 @dataclass
@@ -197,11 +227,18 @@ def _layout(f: FieldSpec) -> tuple:
     return tuple((round(b.x_mm - b0.x_mm, 3), round(b.y_mm - b0.y_mm, 3), b.w_mm, b.h_mm) for b in f.boxes)
 
 
+def corrected(geom: PageGeometry, correction: np.ndarray) -> PageGeometry:
+    """`geom` seen through a local affine correction of the page (2 x 3, page mm -> page mm)."""
+    A = np.vstack([correction, [0.0, 0.0, 1.0]])
+    return replace(geom, H=geom.H @ A)
+
+
 def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
-               prior: dict[str, tuple[float, float]] | None = None) -> list[FieldFit]:
-    """Fields of one layout, warped and measured together (one array operation for all of them); `prior`:
-    where to centre the search of a field (mm from where the homography puts it)."""
-    prior = prior or {}
+               corrections: dict[str, np.ndarray] | None = None) -> list[FieldFit]:
+    """Fields of one layout, warped and measured together (one array operation for all of them);
+    `corrections`: a local affine map of the page (2 x 3, mm) to warp a field's strip through, where the
+    homography alone puts it too far from where it is."""
+    corrections = corrections or {}
     ppm = BOX_PX_PER_MM
     pad = SEARCH_MM + BOX_SEARCH_MM + 1.0
     g = len(fields)
@@ -213,12 +250,11 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     bh = np.array([b.h_mm for b in ref.boxes])
     n = len(rx)
     fx0, fy0, fx1, fy1 = rx.min(), ry.min(), (rx + bw).max(), (ry + bh).max()
-    shift = [prior.get(f.name, (0.0, 0.0)) for f in fields]
-    origins = [(f.boxes[0].x_mm + fx0 - pad + sx, f.boxes[0].y_mm + fy0 - pad + sy)
-               for f, (sx, sy) in zip(fields, shift, strict=True)]
+    origins = [(f.boxes[0].x_mm + fx0 - pad, f.boxes[0].y_mm + fy0 - pad) for f in fields]
     bx, by = rx - fx0 + pad, ry - fy0 + pad  # box corners in strip mm
     sw, sh = fx1 - fx0 + 2 * pad, fy1 - fy0 + 2 * pad
-    strips = [warp_region(gray, geom, x, y, sw, sh, ppm) for x, y in origins]
+    strips = [warp_region(gray, corrected(geom, corrections[f.name]) if f.name in corrections else geom,
+                          x, y, sw, sh, ppm) for f, (x, y) in zip(fields, origins, strict=True)]
     H, W = strips[0].shape
     # Stacked vertically, the max filter runs once; it reaches ~1 mm into a neighbour, well inside the pad.
     dark2, paper2 = _darkness(np.vstack(strips))
@@ -229,11 +265,18 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     rows = _span(pad + _CORNER_MM, pad + fy1 - fy0 - _CORNER_MM, 0.0, H)
     xprof = np.median(dark[:, rows][:, ::2], axis=1)  # (g, W); every other row is plenty
     xs = _line_centres(list(bx), list(bx + bw), 0.0)
-    dx, hx = _shifts(xprof, np.repeat(xs[None], g, axis=0), SEARCH_MM * ppm, np.zeros(g))
+    # A field raised towards the lens by a curl looks larger: its comb of lines is also tried stretched.
+    fc = (pad + (fx1 - fx0) / 2) * ppm - 0.5
+    S = len(FIELD_SCALES)
+    combs = fc + (xs[None, :] - fc) * np.array(FIELD_SCALES)[:, None]  # (S, L)
+    dxs, hxs = _shifts(np.repeat(xprof, S, axis=0), np.tile(combs, (g, 1)), SEARCH_MM * ppm, np.zeros(g * S))
+    dxs, hxs = dxs.reshape(g, S), hxs.reshape(g, S)
+    pick = np.argmax(hxs - SCALE_PENALTY * (np.arange(S) > 0), axis=1)  # the printed size unless clearly not
+    dx, hx = dxs[gi := np.arange(g), pick], hxs[gi, pick]
+    xscale = np.array(FIELD_SCALES)[pick]
     csum = np.concatenate([np.zeros((g, H, 1), np.float32), np.cumsum(dark, axis=2, dtype=np.float32)], axis=2)
     c0 = np.clip(np.round((pad + _CORNER_MM) * ppm + dx).astype(int), 0, W)
     c1 = np.clip(np.round((pad + fx1 - fx0 - _CORNER_MM) * ppm + dx).astype(int), 0, W)
-    gi = np.arange(g)
     yprof = (csum[gi, :, c1] - csum[gi, :, c0]) / np.maximum(c1 - c0, 1)[:, None]  # (g, H)
     ys = _line_centres([pad], [pad + fy1 - fy0], 0.0)
     dy, hy = _shifts(yprof, np.repeat(ys[None], g, axis=0), SEARCH_MM * ppm, np.zeros(g))
@@ -247,7 +290,8 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     # Each box on its own, near its field's position: (g * n) profiles.
     reach = BOX_SEARCH_MM * ppm
     bxs = np.stack([(bx + LINE_MM / 2) * ppm - 0.5, (bx + bw - LINE_MM / 2) * ppm - 0.5], axis=1)  # (n, 2)
-    ddx, hbx = _shifts(np.repeat(xprof, n, axis=0), np.tile(bxs, (g, 1)), reach, np.repeat(dx, n))
+    around = dx[:, None] + (xscale[:, None] - 1.0) * ((bx + bw / 2) * ppm - 0.5 - fc)[None, :]  # (g, n)
+    ddx, hbx = _shifts(np.repeat(xprof, n, axis=0), np.tile(bxs, (g, 1)), reach, around.reshape(-1))
     ddx, hbx = ddx.reshape(g, n), hbx.reshape(g, n)
     c0 = np.clip(np.round((bx + _CORNER_MM) * ppm + ddx).astype(int), 0, W)  # (g, n)
     c1 = np.clip(np.round((bx + bw - _CORNER_MM) * ppm + ddx).astype(int), 0, W)
@@ -294,15 +338,27 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
 
     out = []
     for k, f in enumerate(fields):
-        sx, sy = shift[k]
-        boxes = [BoxFit(dx_mm=float(ddx[k, j] / ppm + sx), dy_mm=float(ddy[k, j] / ppm + sy), found=bool(found[k, j]),
-                        visibility=tuple(vis[k, j].tolist()), paper=tuple(pap[k, j].tolist()),
-                        contrast=float(contrast[k, j]), width_mm=float(width[k, j]),
-                        centre_mm=(f.boxes[j].x_mm + f.boxes[j].w_mm / 2, f.boxes[j].y_mm + f.boxes[j].h_mm / 2))
-                 for j in range(n)]
+        A = corrections.get(f.name)
+
+        def moved(c: tuple[float, float], d: tuple[float, float], A: np.ndarray | None = A) -> tuple[float, float]:
+            """Offset under the homography of a point at `c` found `d` away from it in the strip."""
+            if A is None:
+                return d
+            x, y = c[0] + d[0], c[1] + d[1]
+            return (float(A[0, 0] * x + A[0, 1] * y + A[0, 2] - c[0]),
+                    float(A[1, 0] * x + A[1, 1] * y + A[1, 2] - c[1]))
+
+        boxes = []
+        for j in range(n):
+            c = (f.boxes[j].x_mm + f.boxes[j].w_mm / 2, f.boxes[j].y_mm + f.boxes[j].h_mm / 2)
+            ox, oy = moved(c, (float(ddx[k, j] / ppm), float(ddy[k, j] / ppm)))
+            boxes.append(BoxFit(dx_mm=ox, dy_mm=oy, found=bool(found[k, j]), visibility=tuple(vis[k, j].tolist()),
+                                paper=tuple(pap[k, j].tolist()), contrast=float(contrast[k, j]),
+                                width_mm=float(width[k, j]), centre_mm=c))
+        fdx, fdy = moved(_field_centre(f), (float(dx[k] / ppm), float(dy[k] / ppm)))
         out.append(FieldFit(name=f.name, x0_mm=origins[k][0], y0_mm=origins[k][1], strip=strips[k], boxes=boxes,
-                            dx_mm=float(dx[k] / ppm + sx), dy_mm=float(dy[k] / ppm + sy),
-                            found=bool(field_found[k])))
+                            dx_mm=fdx, dy_mm=fdy, found=bool(field_found[k]), correction=A,
+                            score=float(min(hx[k], hy[k]))))
     return out
 
 
@@ -317,20 +373,84 @@ def fit_grid(gray: np.ndarray, geom: PageGeometry, t: Template) -> GridFit:
         for k in range(0, len(fields), GROUP_MAX):
             for fit in _fit_group(gray, geom, fields[k : k + GROUP_MAX]):
                 fits[fit.name] = fit
-    # A strongly curled edge moves its fields beyond the search: look again where their found neighbours say.
-    lost = [f for f in t.fields if not fits[f.name].found]
-    if lost and len(lost) < len(t.fields):
-        prior = {f.name: local_offset(fits.values(), _field_centre(f)) for f in lost}
-        prior = {n: o for n, o in prior.items() if o is not None and max(abs(o[0]), abs(o[1])) > 0.5}
-        for fields in groups.values():
-            again = [f for f in fields if f.name in prior]
-            for k in range(0, len(again), GROUP_MAX):
-                for fit in _fit_group(gray, geom, again[k : k + GROUP_MAX], prior):
-                    if fit.found:
-                        fits[fit.name] = fit
+    _follow_curl(gray, geom, t, groups, fits)
     grid = GridFit(fields={f.name: fits[f.name] for f in t.fields})
     _place_unfound(grid)
     return grid
+
+
+def _follow_curl(gray: np.ndarray, geom: PageGeometry, t: Template, groups: dict[tuple, list[FieldSpec]],
+                 fits: dict[str, FieldFit]) -> None:
+    """Search again, in place, the fields whose lines were not found, warped through the local affine map
+    the found boxes around each describe (`local_affine`): a strongly curled edge moves, turns and
+    enlarges its fields beyond the first search, smoothly. Nearest fields first, each round adding what it
+    found to the evidence of the next, so the search follows the curl towards the edge."""
+    for _ in range(CURL_ROUNDS):
+        lost = [f for f in t.fields if not fits[f.name].found]
+        if not lost or len(lost) == len(t.fields):
+            return
+        boxes = [b for fit in fits.values() for b in fit.boxes if b.found]
+        centres = np.array([b.centre_mm for b in boxes])
+        # This round: the lost fields within reach of the found boxes (the nearest first).
+        dist = {f.name: float(np.min(np.hypot(*(centres - _field_centre(f)).T))) for f in lost}
+        reach = min(dist.values()) + CURL_STEP_MM
+        local = {}
+        for f in lost:
+            if dist[f.name] <= reach:
+                A = local_affine(fits.values(), _field_centre(f))
+                if A is not None:
+                    local[f.name] = A
+        if not local:
+            return
+        # Near a curled edge a field also turns, faster than the boxes farther in can tell: each is tried
+        # turned by CURL_TURNS_DEG about its centre, and the turn its lines fit best is kept.
+        best: dict[str, FieldFit] = {}
+        for turn in CURL_TURNS_DEG:
+            corrections = {n: _turned(A, _field_centre(t.field_map[n]), turn) for n, A in local.items()}
+            for fields in groups.values():
+                again = [f for f in fields if f.name in corrections]
+                for k in range(0, len(again), GROUP_MAX):
+                    for fit in _fit_group(gray, geom, again[k : k + GROUP_MAX], corrections):
+                        if fit.found and (fit.name not in best or fit.score > best[fit.name].score):
+                            best[fit.name] = fit
+        if not best:
+            return
+        fits.update(best)
+
+
+def _turned(A: np.ndarray, centre: tuple[float, float], deg: float) -> np.ndarray:
+    """The affine map `A` after a turn of `deg` degrees of the page about `centre` (mm)."""
+    if deg == 0:
+        return A
+    a = np.radians(deg)
+    c, s = np.cos(a), np.sin(a)
+    cx, cy = centre
+    R = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0.0, 0.0, 1.0]])
+    return (np.vstack([A, [0.0, 0.0, 1.0]]) @ R)[:2]
+
+
+def local_affine(fields: Iterable[FieldFit], at_mm: tuple[float, float]) -> np.ndarray | None:
+    """The affine map (2 x 3, page mm -> page mm under the homography) that the found boxes describe around
+    a page point: weighted least squares on their centres and offsets, nearer boxes weighing more
+    (Gaussian, `CURL_SIGMA_MM`). A translation alone when the boxes near it do not span two directions;
+    None when fewer than three boxes were found."""
+    boxes = [b for f in fields for b in f.boxes if b.found]
+    if len(boxes) < 3:
+        return None
+    c = np.array([b.centre_mm for b in boxes])
+    moved = c + np.array([(b.dx_mm, b.dy_mm) for b in boxes])
+    d2 = np.sum((c - at_mm) ** 2, axis=1)
+    w = np.exp(-0.5 * (d2 - d2.min()) / CURL_SIGMA_MM**2)
+    sw = np.sqrt(w)[:, None]
+    X = np.column_stack([c - at_mm, np.ones(len(c))])  # centred on the point: a well-conditioned fit
+    spread = np.linalg.svd((c - np.average(c, axis=0, weights=w)) * sw, compute_uv=False) / np.sqrt(w.sum())
+    if spread[-1] < 3.0:  # boxes along a line (weighted spread under 3 mm across it): no turn or stretch known
+        off = np.average(moved - c, axis=0, weights=w)
+        return np.array([[1.0, 0.0, off[0]], [0.0, 1.0, off[1]]])
+    coef, *_ = np.linalg.lstsq(X * sw, moved * sw, rcond=None)  # (3, 2): [M^T; t'] in centred coordinates
+    M = coef[:2].T
+    t_ = coef[2] - M @ np.asarray(at_mm)
+    return np.column_stack([M, t_])
 
 
 def _field_centre(f: FieldSpec) -> tuple[float, float]:

@@ -26,6 +26,7 @@ from .grid import SEGMENTS, GridFit, fit_grid, local_offset
 from .locate import Located, locate_sheet, markers_sharpness
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
+from .qr import read_qr_grid
 from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
 from .trace import Measure, Refused, Trace
 from .types import EMPTY, BoxReading, CheckResult, FieldReading, ReadingResult
@@ -47,6 +48,8 @@ FULL_DECODE_BELOW_PX_PER_MM = 4.0
 #: is not. On bench/read.py's normal sheets (single-CNN model) it took forms read unaided from 89.0 to
 #: 90.5 % and fields sent to review from 5.5 to 4.8 %, for about 10 ms per photo.
 DEFAULT_SHIFTS_MM: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.35, 0.0), (-0.35, 0.0), (0.0, 0.35), (0.0, -0.35))
+#: Only boxes read below this probability where they were found are read at the other shifts.
+DEFAULT_STEADY_P = 2.0
 
 DebugSink = Callable[[str, np.ndarray], None]
 
@@ -60,8 +63,11 @@ class ReadOptions:
     confidence: float = DEFAULT_CONFIDENCE
     margin: float = DEFAULT_MARGIN
     node_budget: int = DEFAULT_NODE_BUDGET
-    #: Offsets (mm) at which every box is read; probabilities are averaged over them.
+    #: Offsets (mm) at which a box is read; probabilities are averaged over them.
     shifts_mm: tuple[tuple[float, float], ...] = DEFAULT_SHIFTS_MM
+    #: A box whose best class has at least this probability where it was found is not read at the other
+    #: shifts (above 1: every box is read at every shift).
+    steady_p: float = DEFAULT_STEADY_P
     #: Prior probability that a sheet as written breaks a check (see resolve.py).
     slip_prior: float = DEFAULT_SLIP_PRIOR
     #: False: measure the capture on the box grid but do not refuse on it (too dark, out of focus, glare,
@@ -151,13 +157,17 @@ def _read_qr(gray: np.ndarray, templates: Mapping[str, Template], geom: PageGeom
     spots = {(q.qr.x_mm + offset[0], q.qr.y_mm + offset[1], q.qr.size_mm) for q in templates.values()
              if q.markers == t.markers and q.page == t.page}
     for x, y, s in sorted(spots):
-        for ppm, pad in ((QR_PX_PER_MM, 2.0), (6.0, 2.0), (8.0, 3.0), (5.0, 4.0)):
+        for ppm, pad in ((QR_PX_PER_MM, 2.0), (6.0, 2.0)):
             region = warp_region(gray, geom, x - pad, y - pad, s + 2 * pad, s + 2 * pad, ppm)
-            for img in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
-                text, _, _ = detector.detectAndDecode(img)
-                payload = parse_qr_payload(text) if text else None
-                if payload is not None:
-                    return payload.form_code, payload.tps
+            text, _, _ = detector.detectAndDecode(region)
+            payload = parse_qr_payload(text) if text else None
+            if payload is not None:
+                return payload.form_code, payload.tps
+        # Blur merges the modules before it harms the digits: read the symbol from its module grid.
+        text = read_qr_grid(gray, geom, x, y, s).text
+        payload = parse_qr_payload(text) if text else None
+        if payload is not None:
+            return payload.form_code, payload.tps
     raise Refused("qr_unreadable")
 
 
@@ -208,21 +218,49 @@ def _crop(strip: np.ndarray, u: int, v: int, w: int, h: int) -> np.ndarray:
     return strip[np.ix_(ys, xs)]
 
 
-def _box_crops(grid: GridFit, t: Template, shifts_mm: Sequence[tuple[float, float]]) -> list[np.ndarray]:
-    """Every digit box at every shift, cut from its field's strip where its printed lines were found.
+def _box_crops(grid: GridFit, t: Template, shifts_mm: Sequence[tuple[float, float]],
+               only: set[int] | None = None) -> list[np.ndarray]:
+    """Every digit box (or the boxes numbered in `only`, in template order) at every shift, cut from its
+    field's strip where its printed lines were found.
 
     Ordered shift-major: all boxes at the first shift, then all at the second...
     """
     ppm = BOX_PX_PER_MM
     per_shift: list[list[np.ndarray]] = [[] for _ in shifts_mm]
+    i = -1
     for f in t.fields:
         fit = grid.fields[f.name]
         for k, b in enumerate(f.boxes):
+            i += 1
+            if only is not None and i not in only:
+                continue
             w, h = round(b.w_mm * ppm), round(b.h_mm * ppm)
             for j, shift in enumerate(shifts_mm):
                 u, v = fit.box_origin_px(f, k, shift)
                 per_shift[j].append(_crop(fit.strip, u, v, w, h))
     return [c for crops in per_shift for c in crops]
+
+
+def _read_boxes(grid: GridFit, t: Template, model: DigitModel, opts: ReadOptions, clock: _Clock) -> np.ndarray:
+    """(boxes, 11) class probabilities: every box read where it was found; a box the model is not sure of
+    there (best class below `opts.steady_p`) is read again at the other shifts and the probabilities of all
+    its readings averaged."""
+    shifts = opts.shifts_mm or ((0.0, 0.0),)
+    # Normalised one shift at a time: the float work arrays stay small (the kit has little memory).
+    first = batch_to_model_input(_box_crops(grid, t, shifts[:1]))
+    clock.lap("boxes")
+    probs = np.asarray(model.predict(first), np.float64)
+    clock.lap("infer")
+    unsure = np.flatnonzero(probs.max(axis=1) < opts.steady_p)
+    if len(shifts) == 1 or len(unsure) == 0:
+        return probs
+    more = batch_to_model_input(_box_crops(grid, t, shifts[1:], only=set(unsure.tolist())))
+    clock.lap("boxes")
+    # One invoke for every other shift of the unsure boxes (the runtime's arena follows the batch size).
+    extra = np.asarray(model.predict(more), np.float64).reshape(len(shifts) - 1, len(unsure), -1)
+    probs[unsure] = (probs[unsure] + extra.sum(axis=0)) / len(shifts)
+    clock.lap("infer")
+    return probs
 
 
 def _bubble_rows(gray: np.ndarray, geom: PageGeometry, t: Template, grid: GridFit) -> dict[str, list[BubbleRow]]:
@@ -233,10 +271,11 @@ def _bubble_rows(gray: np.ndarray, geom: PageGeometry, t: Template, grid: GridFi
             continue
         fit = grid.fields[f.name]
         found = [b for b in fit.boxes if b.found]
-        dx = float(np.mean([b.dx_mm for b in found])) if found else 0.0
-        dy = float(np.mean([b.dy_mm for b in found])) if found else 0.0
+        # In the field's own strip geometry (a curled field's local correction included).
+        offs = [np.subtract(fit.strip_mm(b.centre_mm, (b.dx_mm, b.dy_mm)), b.centre_mm) for b in found]
+        dx, dy = (float(v) for v in np.mean(offs, axis=0)) if offs else (0.0, 0.0)
         x, y, w, h = bubble_region(f.bubbles)
-        region = warp_region(gray, geom, x + dx, y + dy, w, h, BUBBLE_PX_PER_MM)
+        region = warp_region(gray, fit.geometry(geom), x + dx, y + dy, w, h, BUBBLE_PX_PER_MM)
         rows[f.name] = read_bubbles(region, f.bubbles, (x, y))
     return rows
 
@@ -346,18 +385,7 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
             opts.debug("refused", draw_refusal(gray, trace, r, templates.get(r.params.get("form", "")) or t))
         return _rejected(photo, r.reason, clock, r.params, t, tps, _gate_summary(trace, located, grid_error))
 
-    shifts = opts.shifts_mm or ((0.0, 0.0),)
-    crops = _box_crops(grid, t, shifts)
-    n_boxes = len(crops) // len(shifts)
-    # Normalised one shift at a time: the float work arrays stay small (the kit has little memory).
-    batch = np.concatenate([batch_to_model_input(crops[k : k + n_boxes]) for k in range(0, len(crops), n_boxes)])
-    del crops
-    clock.lap("boxes")
-    # One invoke per shift: the runtime's activation arena follows the batch size, and 5 x 57 boxes in one
-    # batch cost ~9 MB more peak memory than 57 at a time, for no gain in speed.
-    probs = np.mean([np.asarray(model.predict(batch[k : k + n_boxes]), np.float64)
-                     for k in range(0, len(batch), n_boxes)], axis=0)
-    clock.lap("infer")
+    probs = _read_boxes(grid, t, model, opts, clock)
     bubble_rows = _bubble_rows(gray, geom, t, grid)
     clock.lap("bubbles")
 

@@ -224,15 +224,26 @@ def sheet_too_small(sheet: FilledSheet, rng: np.random.Generator, *, severity: S
 
 
 def _qr_decodes(page: np.ndarray, template: Template, ppm: float) -> bool:
-    """Whether OpenCV still decodes the QR from the page region (at 5 px/mm, as a reader would see it)."""
+    """Whether the QR can still be decoded from the flat page: by OpenCV's detector (at 5 px/mm, as a reader
+    would see it) or by the reader's own module-grid decoder, whose error correction reads through a
+    scribble or a smudge that leaves enough of the code (then the code is readable, not a bad capture)."""
+    from tpskit.edge.reader.geometry import PageGeometry
+    from tpskit.edge.reader.qr import read_qr_grid
+
     q = template.qr
     m = 6.0
     x0, y0 = max(0, int((q.x_mm - m) * ppm)), max(0, int((q.y_mm - m) * ppm))
     x1, y1 = int((q.x_mm + q.size_mm + m) * ppm), int((q.y_mm + q.size_mm + m) * ppm)
     crop = np.clip(page[y0:y1, x0:x1] * 255, 0, 255).astype(np.uint8)
-    crop = cv2.resize(crop, None, fx=5.0 / ppm, fy=5.0 / ppm, interpolation=cv2.INTER_AREA)
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
-    return bool(text)
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(gray, None, fx=5.0 / ppm, fy=5.0 / ppm, interpolation=cv2.INTER_AREA)
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(small)
+    if text:
+        return True
+    # Page mm -> crop pixels (pixel centres at integers, as the reader's warps expect).
+    H = np.array([[ppm, 0.0, -x0 - 0.5], [0.0, ppm, -y0 - 0.5], [0.0, 0.0, 1.0]])
+    geom = PageGeometry(H=H, error_mm=0.0, px_per_mm=ppm)
+    return read_qr_grid(gray, geom, q.x_mm, q.y_mm, q.size_mm).text is not None
 
 
 def _cover_qr(page: np.ndarray, template: Template, ppm: float, rng: np.random.Generator, how: str) -> None:
