@@ -158,6 +158,8 @@ class Checker:
     def __post_init__(self) -> None:
         self._rev_mtime: float | None = None
         self._signer = CompactSigner(self.key, self.chain)
+        #: Bumped at every change of the revocation list: a verdict taken at an older revision is stale.
+        self.revision = 0
         self.reload_revocations()
 
     def reload_revocations(self) -> None:
@@ -173,6 +175,7 @@ class Checker:
             return
         self.verifier.revocations = load_revocations(p)
         self._rev_mtime = mtime
+        self.revision += 1
 
     def check_many(self, items: list[tuple[str, bytes]]) -> list[Checked]:
         """(topic TPS, payload) of result messages, in order."""
@@ -335,6 +338,10 @@ class Ingest:
         self._poison_run = 0
         # Submissions whose result was refused lately: their photo, which follows, is dropped quietly.
         self._refused: OrderedDict[str, None] = OrderedDict()
+        # Verdicts of results waiting for their photo, with the revocation revision they were taken at: a
+        # photo arriving in a later batch (usual when the service keeps up and batches are small) then needs
+        # no second signature check unless the revocation list changed meanwhile.
+        self._waiting_verdicts: OrderedDict[str, tuple[Checked, int]] = OrderedDict()
         if self.helpers > 0 and self.make_checker is not None:
             self._pool = ProcessPoolExecutor(self.helpers, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(self.make_checker,))
@@ -585,6 +592,9 @@ class Ingest:
         used[1] += new_bytes
         compact = c.row["envelope"]
         b.pending[sid] = _Waiting(compact, env_sha, c.evidence_sha or "", c.evidence_bytes, c)
+        self._waiting_verdicts[sid] = (c, self.checker.revision)
+        if len(self._waiting_verdicts) > REMEMBER_REFUSED:
+            self._waiting_verdicts.popitem(last=False)
         b.new_pending.append({"submission_id": sid, "kit_id": c.kit, "cert_serial": c.serial, "seq": c.seq,
                               "envelope": compact, "evidence_sha256": c.evidence_sha,
                               "evidence_bytes": c.evidence_bytes, "received_at": time.time()})
@@ -642,9 +652,13 @@ class Ingest:
         envelope = waiting.envelope.encode()
         c = waiting.checked
         if c is None:
-            # Verified again: a kit revoked (or a certificate expired) while its result waited is refused now.
+            # Verified again, unless nothing changed: a kit revoked while its result waited is refused now.
             self.checker.reload_revocations()
-            c = self.checker.check(it.tps, envelope)
+            kept = self._waiting_verdicts.pop(sid, None)
+            if kept is not None and kept[1] == self.checker.revision and kept[0].env_sha == waiting.envelope_sha:
+                c = kept[0]
+            else:
+                c = self.checker.check(it.tps, envelope)
         result_it = it._replace(topic=f"tps/{it.tps}/result", payload=envelope, kind="result", checked=c)
         if c.reason is not None:
             self._reject(b, acks, logs, result_it, c.reason, c.detail, c.sid, c.kit, c.ack)

@@ -68,3 +68,30 @@ def test_a_defect_inside_the_reader_is_the_refusal_reader_error_not_an_exception
     r = read_sheet(REFERENCE.read_bytes(), *reader)
     assert (r.status, r.reason) == ("rejected", "reader_error")
     assert "technician" in r.message.en
+
+
+def test_a_78_byte_png_with_a_corrupt_stream_is_refused_without_opencvs_png_decoder(reader, monkeypatch):
+    """Found by the reader fuzzer: OpenCV 4.14 spent 1.6 s and 2 GB decoding it (a kit would be killed
+    for lack of memory). PNG, TIFF and BMP are decoded by Pillow, which refuses it at once."""
+    png = (Path(__file__).resolve().parent / "fuzz" / "crashes" / "reader" /
+           "png-corrupt-stream-opencv-2gb.png").read_bytes()
+    assert len(png) == 78
+
+    def no_opencv(*_a, **_k):
+        raise AssertionError("OpenCV decoded a PNG")
+
+    monkeypatch.setattr(decode.cv2, "imdecode", no_opencv)
+    r = read_sheet(png, *reader)
+    assert (r.status, r.reason) == ("rejected", "unreadable_file")
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".bmp"])
+def test_the_reference_sheet_as_png_tiff_or_bmp_reads_the_same_values_as_its_jpeg(ext, reader):
+    import cv2
+    import numpy as np
+
+    jpeg = REFERENCE.read_bytes()
+    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    other = cv2.imencode(ext, gray)[1].tobytes()
+    a, b = read_sheet(jpeg, *reader), read_sheet(other, *reader)
+    assert b.status == a.status and b.values() == a.values()
