@@ -84,7 +84,7 @@ fuzz: $(STAMP)
 # killed and restarted and the disk fills; prints sent, stored, lost, duplicated (BENCHMARKS.md).
 CHAOS_SECONDS ?= 1800
 chaos: $(STAMP)
-	nice -n 10 $(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS)
+	nice -n 10 $(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS) --kits 8 --period 4 --interval 2
 
 clean:
 	rm -rf $(VENV) demo-run bench-out fuzz-out *.egg-info
