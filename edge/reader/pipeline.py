@@ -34,7 +34,7 @@ from .values import bubble_likelihoods, field_candidates, value_log_likelihood
 
 #: A field whose best value has at least this probability, with digits and bubbles agreeing, is `ok`
 #: on its own. Calibrated by bench/calibrate.py (models/digits_int8.json, "calibration").
-DEFAULT_CONFIDENCE = 0.995
+DEFAULT_CONFIDENCE = 0.99
 #: Every box at least this likely empty, and no bubble filled: nothing was written on the sheet.
 BLANK_BOX_P = 0.9
 QR_PX_PER_MM = 4.0
