@@ -72,7 +72,9 @@ class BrokerSection(Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds")
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0,
                                   description="how long the broker keeps our session (queued acks) while offline")
-    client_id: str | None = Field(default=None, description="MQTT client id; the kit id / service id when unset")
+    client_id: str | None = Field(default=None, description="MQTT client id asked for; the kit id / service id when "
+                                                           "unset. A tpskit district broker replaces it with the "
+                                                           "certificate's subject (one session per certificate)")
 
 
 class DeliverySection(Section):
@@ -217,7 +219,8 @@ class LimitsSection(Section):
 
 class DistrictBroker(BrokerSection):
     client_id: str | None = Field(default="tpskit-district",
-                                  description="MQTT client id of the service (its persistent session)")
+                                  description="MQTT client id the service asks for; a tpskit district broker gives "
+                                              "each certificate its subject as client id (its persistent session)")
     receive_maximum: int = Field(default=1000, ge=1, le=65535,
                                  description="unacknowledged messages the broker may send us at once")
 
