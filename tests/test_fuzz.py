@@ -26,6 +26,19 @@ def test_every_input_that_once_crashed_a_fuzz_target_is_now_a_clean_refusal(path
     TARGETS[path.parent.name](path.read_bytes())
 
 
+def test_a_grid_whose_fields_were_found_without_a_single_box_is_not_followed_along_a_curl():
+    """Found by the reader fuzzer: a corrupt JPEG whose combs matched but no box did; the curl search took
+    the nearest found box from an empty list (crashes/reader/crash-cb2d6c22...)."""
+    from tpskit.edge.reader.grid import FieldFit, _follow_curl
+    from tpskit.forms import load_templates
+
+    t = load_templates()["KWK"]
+    fits = {f.name: FieldFit(name=f.name, x0_mm=0.0, y0_mm=0.0, strip=None, boxes=[], dx_mm=0.0, dy_mm=0.0,
+                             found=i == 0) for i, f in enumerate(t.fields)}
+    _follow_curl(None, None, t, {}, fits)  # nothing to follow from: returns without searching
+    assert [f.found for f in fits.values()].count(True) == 1
+
+
 def test_a_template_file_that_is_not_utf8_is_a_template_error_not_a_traceback(tmp_path):
     """Found by the template fuzzer: UnicodeDecodeError escaped load_template."""
     bad = tmp_path / "t.json"

@@ -3,16 +3,19 @@
 A 12 MP JPEG decoded at half size by libjpeg's DCT scaling costs a fraction of a full decode and still
 gives ~4 px/mm on the sheet, enough for the digit boxes (read at 6 px/mm by interpolation).
 
-The dimensions are read from the file's header (Pillow parses only the header) before anything is
-decoded: a 436 KB JPEG can claim 30000 x 30000 pixels, which OpenCV would spend seconds and a gigabyte
-on; a header with a side of 1 pixel made OpenCV's resize assert later on.
+The dimensions are read from the file's header (a JPEG's or PNG's by a few lines here, other formats'
+by Pillow) before anything is decoded: a 436 KB JPEG can claim 30000 x 30000 pixels, which OpenCV would
+spend seconds and a gigabyte on; a header with a side of 1 pixel made OpenCV's resize assert later on.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -52,9 +55,46 @@ def _check_container(data: bytes) -> None:
         raise UnreadablePhoto("not a JPEG, PNG, TIFF or BMP image")
 
 
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a JPEG's start-of-frame segment: the camera's format, parsed here without
+    Pillow (whose import and parser cost the kit 5 MB of memory on every read)."""
+    p, n = 2, len(data)
+    while p + 4 <= n:
+        if data[p] != 0xFF:
+            raise UnreadablePhoto("the JPEG header is corrupt (no marker where one must be)")
+        m = data[p + 1]
+        if m == 0xFF:  # fill byte before a marker
+            p += 1
+            continue
+        if m == 0x01 or 0xD0 <= m <= 0xD8:  # markers without a length
+            p += 2
+            continue
+        if m == 0xD9 or m == 0xDA:
+            break  # end of image, or image data before any frame header
+        length = (data[p + 2] << 8) | data[p + 3]
+        if length < 2:
+            raise UnreadablePhoto("the JPEG header is corrupt (a segment shorter than its length field)")
+        if m in _SOF:
+            if p + 9 > n or length < 7:
+                break
+            height = (data[p + 5] << 8) | data[p + 6]
+            width = (data[p + 7] << 8) | data[p + 8]
+            return width, height
+        p += 2 + length
+    raise UnreadablePhoto("the JPEG header has no frame size")
+
+
 def photo_size(data: bytes) -> tuple[int, int]:
     """(width, height) from the header alone, without decoding. Raises UnreadablePhoto."""
-    from PIL import Image
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    from PIL import Image  # TIFF, BMP and damaged PNGs: rare on a kit, Pillow knows them
 
     try:
         with warnings.catch_warnings():
@@ -103,6 +143,42 @@ def _decode_other(data: bytes, full: bool) -> Decoded:
     return Decoded(gray=gray, scale=1)
 
 
+@lru_cache(maxsize=1)
+def _turbojpeg() -> object | None:
+    try:
+        from turbojpeg import TurboJPEG
+
+        return TurboJPEG()
+    except (ImportError, OSError, RuntimeError):  # libturbojpeg0 not installed: OpenCV decodes instead
+        return None
+
+
+def _decode_jpeg(data: bytes, half: bool) -> np.ndarray | None:
+    """A JPEG decoded to grey by libjpeg-turbo, straight into the array the reader keeps (OpenCV's imdecode
+    hands back a copy of its own buffer: twice the image at once, 12 MB more at the peak for a 12 MP photo
+    decoded at full size). None when the library is missing or refuses the file (a CMYK JPEG, say)."""
+    tj = _turbojpeg()
+    if tj is None:
+        return None
+    from turbojpeg import TJPF_GRAY
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "corrupt data" warnings: the image is checked below as for OpenCV
+            img = tj.decode(data, pixel_format=TJPF_GRAY, scaling_factor=(1, 2) if half else None)
+    except (OSError, ValueError):
+        return None
+    return img[:, :, 0]
+
+
+def _decode(data: bytes, buf: np.ndarray, half: bool) -> np.ndarray | None:
+    """A JPEG: libjpeg-turbo, or OpenCV where it is missing or refuses the file."""
+    gray = _decode_jpeg(data, half)
+    if gray is None:
+        gray = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_2 if half else cv2.IMREAD_GRAYSCALE)
+    return gray
+
+
 def decode_photo(data: bytes, full: bool = False) -> Decoded:
     """Decode to grayscale; half size when the photo is large (unless `full`). Raises UnreadablePhoto."""
     _check_container(data)
@@ -110,11 +186,31 @@ def decode_photo(data: bytes, full: bool = False) -> Decoded:
     if data[:2] != b"\xff\xd8":
         return _decode_other(data, full)
     buf = np.frombuffer(data, np.uint8)
-    gray = None if full else cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_2)
+    gray = None if full else _decode(data, buf, half=True)
     scale = 2
     if gray is None or max(gray.shape) < FULL_DECODE_BELOW_PX // 2:
-        gray, scale = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE), 1
+        gray, scale = _decode(data, buf, half=False), 1
     if gray is None or gray.size == 0 or min(gray.shape) < MIN_PHOTO_SIDE_PX // scale:
         # The decoder may disagree with the header (a second frame header, a corrupt stream).
         raise UnreadablePhoto("the image data could not be decoded")
     return Decoded(gray=gray, scale=scale)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> object | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the pages of freed buffers back to the system (glibc keeps them for reuse by default).
+
+    Called once before a full-size decode: the half-size image and the marker search's buffers are freed by
+    then, but held, and the 12 MP image would come on top of them (the peak memory of `tpskit read` on a small
+    sheet: 140 MB without, 12-15 MB less with). Changes no result; costs well under a millisecond."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -390,6 +390,8 @@ def _follow_curl(gray: np.ndarray, geom: PageGeometry, t: Template, groups: dict
         if not lost or len(lost) == len(t.fields):
             return
         boxes = [b for fit in fits.values() for b in fit.boxes if b.found]
+        if len(boxes) < 3:  # a field's comb can be found while none of its boxes is: nothing to follow
+            return
         centres = np.array([b.centre_mm for b in boxes])
         # This round: the lost fields within reach of the found boxes (the nearest first).
         dist = {f.name: float(np.min(np.hypot(*(centres - _field_centre(f)).T))) for f in lost}

@@ -239,6 +239,28 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     raise Refused("sheet_out_of_frame", side=side)
 
 
+def at_full_size(located: Located, trace: Trace, gray: np.ndarray, k: int) -> Located:
+    """`located` (found on an image `k` times smaller) moved onto the full-size `gray`: each corner refined
+    where it lands, the homography refitted on them. A second marker search on the full image would cost
+    time and, with the small image's buffers still held by the allocator, the kit's memory."""
+    t = located.template
+
+    def up(c: np.ndarray) -> np.ndarray:  # pixel centres: small pixel i spans full pixels k*i .. k*i+k-1
+        return (np.asarray(c, np.float32) * k + (k - 1) / 2.0).astype(np.float32)
+
+    ppm = located.geom.px_per_mm * k
+    markers = {i: _refine_corners(gray, up(c), ppm) for i, c in located.markers.items()}
+    geom = page_geometry(t.markers, markers, t.page.width_mm, t.page.height_mm, min_markers=1)
+    if geom is None:  # pragma: no cover - the same corners gave a homography at the small size
+        raise Refused("reader_error")
+    trace.shape = gray.shape
+    trace.markers_found = {i: markers[i] if i in markers else up(c) for i, c in trace.markers_found.items()}
+    trace.markers_confirmed = {i: markers.get(i, up(c)) for i, c in trace.markers_confirmed.items()}
+    trace.markers_missing = {i: (up(c), m) for i, (c, m) in trace.markers_missing.items()}
+    trace.homography = geom.H
+    return Located(template=t, geom=geom, markers=markers, outside=located.outside)
+
+
 def _no_marker(gray: np.ndarray, trace: Trace) -> Refused:
     """No kit marker in view: dark, no sheet, out of focus, or a page that is not the kit's form."""
     small = quality.small_copy(gray)

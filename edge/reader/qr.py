@@ -90,24 +90,25 @@ def _function_modules(n: int) -> tuple[np.ndarray, np.ndarray]:
     return known, dark
 
 
-@lru_cache(maxsize=8)
-def _finder_picture(px: int) -> np.ndarray:
-    """A finder pattern with its light separator, 9 x 9 modules at `px` pixels per module (1 = dark)."""
-    cells = np.zeros((9, 9), np.float32)
-    cells[1:8, 1:8] = 1
-    cells[2:7, 2:7] = 0
-    cells[3:6, 3:6] = 1
-    return np.kron(cells, np.ones((px, px), np.float32))
+#: Rings of the finder pattern and of the alignment pattern, in module units within their windows (the
+#: finder's 9 x 9 window includes its light separator): (start, end, +1 dark / -1 light) squares whose sum
+#: is the pattern.
+_FINDER = (9, ((1, 8, 1), (2, 7, -1), (3, 6, 1)))
+_ALIGN = (7, ((1, 6, 1), (2, 5, -1), (3, 4, 1)))
 
 
 def _darkness(region: np.ndarray, px_per_mm: float) -> np.ndarray:
     """1 - grey / local paper; the paper is the brightest level within ~6 mm (the quiet zone and light
-    modules are never farther), smoothed."""
-    k = max(3, round(6.0 * px_per_mm) | 1)
-    paper = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    paper = cv2.blur(paper, (k, k)).astype(np.float32)
+    modules are never farther), found on a copy four times smaller and smoothed (it varies slowly)."""
+    h, w = region.shape
+    small = cv2.resize(region, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    k = max(3, round(6.0 * px_per_mm / 4) | 1)
+    paper = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    paper = cv2.blur(paper, (k, k))
+    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     dark = 1.0 - region.astype(np.float32) / np.maximum(paper, 1.0)
     return np.clip(dark, 0.0, 1.0)
+
 
 
 def _peak(score: np.ndarray) -> tuple[float, float, float]:
@@ -128,60 +129,68 @@ def _peak(score: np.ndarray) -> tuple[float, float, float]:
     return fx, fy, float(v)
 
 
-def _locate(dark: np.ndarray, origin_px: float, square_px: float, n: int) -> np.ndarray | None:
-    """Homography from module coordinates (col, row; module centres at k + 0.5) to `dark` pixels, from the
-    three finder patterns found near where the print contract puts them (and the alignment pattern)."""
+
+
+def _pattern_search(S: np.ndarray, S2: np.ndarray, x0: float, y0: float, step: float, reach: int,
+                    pattern: tuple[int, tuple[tuple[int, int, int], ...]]) -> tuple[float, float, float]:
+    """Normalised correlation of a square ring pattern (`_FINDER`, `_ALIGN`) whose window has its top-left
+    near (x0, y0), in an image with integral images S (values) and S2 (squares), over shifts within `reach`
+    pixels: the window's best top-left (sub-pixel) and its score. Box sums from the integral images only,
+    no convolution (OpenCV's matchTemplate sets up DFT buffers worth 10 MB of the kit's memory on first use)."""
+    size, rings = pattern
+    d = np.arange(-reach, reach + 1)
+    ys = (round(y0) + d)[:, None]
+    xs = (round(x0) + d)[None, :]
+    h, w = S.shape[0] - 1, S.shape[1] - 1
+    span = round(size * step)
+    if ys.min() < 0 or xs.min() < 0 or ys.max() + span > h or xs.max() + span > w:
+        return x0, y0, -1.0
+
+    def box(a: float, b: float, T: np.ndarray = S) -> np.ndarray:
+        ea, eb = round(a * step), round(b * step)
+        return T[ys + eb, xs + eb] - T[ys + ea, xs + eb] - T[ys + eb, xs + ea] + T[ys + ea, xs + ea]
+
+    # The pattern as nested +1/-1 squares: 1 on its dark modules, 0 on its light ones.
+    ti = sum(sign * box(a, b) for a, b, sign in rings)
+    n = float(span * span)
+    t_sum = float(sum(sign * (round(b * step) - round(a * step)) ** 2 for a, b, sign in rings))
+    i_sum = box(0, size)
+    i2_sum = box(0, size, S2)
+    cov = ti - t_sum * i_sum / n
+    var_t = t_sum - t_sum * t_sum / n
+    var_i = np.maximum(i2_sum - i_sum * i_sum / n, 1e-9)
+    score = (cov / np.sqrt(var_t * var_i)).astype(np.float32)
+    fx, fy, v = _peak(score)
+    return float(xs[0, 0] + fx), float(ys[0, 0] + fy), v
+
+
+def _locate(S: np.ndarray, S2: np.ndarray, origin_px: float, square_px: float, n: int) -> np.ndarray | None:
+    """Homography from module coordinates (col, row; module centres at k + 0.5) to darkness-image pixels,
+    from the three finder patterns found near where the print contract puts them (and the alignment
+    pattern). S, S2: integral images of the darkness and of its square."""
     step = square_px / (n + 2 * QUIET_INSIDE)
-    px = max(3, round(step))
-    tmpl = _finder_picture(px)
     reach = round(FINDER_REACH_MODULES * step)
     src, dst = [], []
     for r, c in ((0, 0), (0, n - 7), (n - 7, 0)):
-        # Predicted top-left of the 9 x 9 picture (separator included) in `dark` pixels.
+        # Predicted top-left of the 9 x 9 window (separator included).
         x0 = origin_px + (QUIET_INSIDE + c - 1) * step
         y0 = origin_px + (QUIET_INSIDE + r - 1) * step
-        scale = px / step
-        u0, v0 = round(x0 - reach), round(y0 - reach)
-        size = round(9 * step) + 2 * reach
-        h, w = dark.shape
-        if u0 < 0 or v0 < 0 or u0 + size > w or v0 + size > h:
-            return None
-        roi = dark[v0 : v0 + size, u0 : u0 + size]
-        if abs(scale - 1.0) > 1e-3:
-            roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        score = cv2.matchTemplate(roi, tmpl, cv2.TM_CCOEFF_NORMED)
-        fx, fy, v = _peak(score)
+        fx, fy, v = _pattern_search(S, S2, x0, y0, step, reach, _FINDER)
         if v < MIN_FINDER_SCORE:
             return None
-        # Centre of the finder in `dark` pixels; module centre (c + 3.5, r + 3.5).
         src.append((c + 3.5, r + 3.5))
-        dst.append((u0 + (fx + 4.5 * px) / scale, v0 + (fy + 4.5 * px) / scale))
+        dst.append((fx + 4.5 * step, fy + 4.5 * step))
     src_a, dst_a = np.array(src, np.float64), np.array(dst, np.float64)
     A = cv2.getAffineTransform(src_a.astype(np.float32), dst_a.astype(np.float32)).astype(np.float64)
     H = np.vstack([A, [0.0, 0.0, 1.0]])
     for r, c in _alignment_centres(n):
-        # The alignment pattern: a 5 x 5 ring around a dark centre, searched within 1.5 modules.
+        # The alignment pattern (a 5 x 5 ring around a dark centre, in a 7 x 7 window), within 1.5 modules.
         pred = H @ np.array([c + 0.5, r + 0.5, 1.0])
-        a = np.zeros((7, 7), np.float32)
-        a[1:6, 1:6] = 1
-        a[2:5, 2:5] = 0
-        a[3, 3] = 1
-        apx = np.kron(a, np.ones((px, px), np.float32))
-        scale = px / step
-        reach_a = round(1.5 * step)
-        size = round(7 * step) + 2 * reach_a
-        u0, v0 = round(pred[0] - 3.5 * step - reach_a), round(pred[1] - 3.5 * step - reach_a)
-        h, w = dark.shape
-        if u0 < 0 or v0 < 0 or u0 + size > w or v0 + size > h:
-            continue
-        roi = dark[v0 : v0 + size, u0 : u0 + size]
-        if abs(scale - 1.0) > 1e-3:
-            roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        score = cv2.matchTemplate(roi, apx, cv2.TM_CCOEFF_NORMED)
-        fx, fy, v = _peak(score)
+        fx, fy, v = _pattern_search(S, S2, pred[0] - 3.5 * step, pred[1] - 3.5 * step, step, round(1.5 * step),
+                                    _ALIGN)
         if v >= MIN_FINDER_SCORE:
             src_a = np.vstack([src_a, [c + 0.5, r + 0.5]])
-            dst_a = np.vstack([dst_a, [u0 + (fx + 3.5 * px) / scale, v0 + (fy + 3.5 * px) / scale]])
+            dst_a = np.vstack([dst_a, [fx + 3.5 * step, fy + 3.5 * step]])
             H = cv2.getPerspectiveTransform(src_a.astype(np.float32), dst_a.astype(np.float32)).astype(np.float64)
     return H
 
@@ -267,9 +276,11 @@ def read_qr_grid(gray: np.ndarray, geom: PageGeometry, x_mm: float, y_mm: float,
     region = warp_region(gray, geom, x_mm - SLACK_MM, y_mm - SLACK_MM, size_mm + 2 * SLACK_MM,
                          size_mm + 2 * SLACK_MM, ppm)
     dark = _darkness(region, ppm)
+    S = cv2.integral(dark, sdepth=cv2.CV_64F)
+    S2 = cv2.integral(dark * dark, sdepth=cv2.CV_64F)
     best = GridRead(text=None)
     for n in SIZES:
-        H = _locate(dark, SLACK_MM * ppm, size_mm * ppm, n)
+        H = _locate(S, S2, SLACK_MM * ppm, size_mm * ppm, n)
         if H is None:
             continue
         y = _sample(dark, H, n)
