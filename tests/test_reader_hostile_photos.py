@@ -95,3 +95,14 @@ def test_the_reference_sheet_as_png_tiff_or_bmp_reads_the_same_values_as_its_jpe
     other = cv2.imencode(ext, gray)[1].tobytes()
     a, b = read_sheet(jpeg, *reader), read_sheet(other, *reader)
     assert b.status == a.status and b.values() == a.values()
+
+
+def test_a_photo_whose_fields_are_found_without_any_found_box_is_read_not_a_reader_error(reader):
+    """Found by the reader fuzzer (a mutated JPEG of the reference sheet): the search along a curled edge
+    raised ValueError on an empty set of found boxes, which read_sheet turned into reader_error."""
+    from tpskit.edge.reader import pipeline
+
+    jpeg = (Path(__file__).resolve().parent / "fuzz" / "crashes" / "reader" /
+            "found-field-without-found-box.jpg").read_bytes()
+    r = pipeline._read_sheet(jpeg, *reader, None, "fuzz.jpg")  # the inner function: a defect would raise
+    assert r.reason != "reader_error"
