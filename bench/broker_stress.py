@@ -102,14 +102,18 @@ def _client(port: int, ca: str, cert: str, key: str, client_id: str, clean: bool
 def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: int = 3, work: Path | None = None,
         echo: Any = print) -> dict[str, Any]:
     """Run the mix for `seconds`; returns the figures (and never leaves a process behind)."""
-    from tpskit.config import BrokerSection, DeliverySection, load_district_config
+    from tpskit.config import BrokerSection
+    from tpskit.district.config import load_district_config
     from tpskit.district.service import DistrictService
+    from tpskit.edge.config import DeliverySection
     from tpskit.edge.submit import build_payload
     from tpskit.edge.transport import MqttLink, TlsIdentity
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
-    from tpskit.keys import load_key
-    from tpskit.provisioning.district import bench_kit, district_init, keygen, revoke, service_user, sign_csr
-    from tpskit.provisioning.pki import ProvisioningError, load_certs
+    from tpskit.provisioning.district import bench_kit, district_init, revoke, service_user, sign_csr
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.csr import keygen
+    from tpskit.trust.identity import TrustError
+    from tpskit.trust.keys import load_key
 
     work = Path(work or tempfile.mkdtemp(prefix="tpskit-broker-stress-"))
     n_tps = steady_kits + 40
@@ -227,7 +231,7 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
                         broker.send_signal(signal.SIGHUP)
                         figures["reloads"] += 1
                 figures["provisioning"] += 1
-            except ProvisioningError as e:
+            except TrustError as e:  # ProvisioningError is one
                 errors.append(str(e))
             stop.wait(0.3)
 

@@ -125,7 +125,7 @@ def _outbox_rows(path: Path) -> list[tuple[str, str, str | None, str | None, str
 def run(seconds: float, kits: int = 6, interval: float = 1.0, seed: int = 1, period: float = 3.0,
         disk_mb: int = 128, work: Path | None = None, echo: Any = print) -> dict[str, Any]:
     """The chaos run itself (in the current mount namespace; see main)."""
-    from tpskit.config import load_kit_config
+    from tpskit.edge.config import load_kit_config
     from tpskit.edge.submit import sign_and_queue
     from tpskit.provisioning.district import bench_kit, district_init
 

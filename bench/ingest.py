@@ -205,14 +205,14 @@ def main() -> int:
     ap.add_argument("--markdown", type=Path, default=None, help="update this file's Ingest section")
     args = ap.parse_args()
 
-    from tpskit.config import load_district_config
+    from tpskit.district.config import load_district_config
     from tpskit.district.service import client_ids, share_config
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
-    from tpskit.keys import load_key
     from tpskit.progress import progress
     from tpskit.provisioning.district import bench_kit, district_init, service_shares
-    from tpskit.provisioning.pki import load_certs
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.keys import load_key
 
     work = Path(tempfile.mkdtemp(prefix="tpskit-bench-ingest-"))
     tps_codes = [str(TPS_BASE + i + 1) for i in range(args.kits)]

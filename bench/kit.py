@@ -68,7 +68,7 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=10, help="distinct photos, served in a loop")
     args = ap.parse_args()
 
-    from tpskit.config import load_district_config
+    from tpskit.district.config import load_district_config
     from tpskit.district.service import DistrictService
     from tpskit.edge.daemon import control
     from tpskit.firmware.sim_client import press

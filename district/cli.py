@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from tpskit.config import DEFAULT_DISTRICT_CONFIG, ConfigError, DistrictConfig, load_district_config
+from tpskit.config import ConfigError
+from tpskit.district.config import DEFAULT_DISTRICT_CONFIG, DistrictConfig, load_district_config
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_DISTRICT_CONFIG,
@@ -37,12 +38,12 @@ def check_config(config_path: Path) -> None:
                if not Path(p).exists()]
     if missing:
         raise click.ClickException(f"{config_path}: files not found: {', '.join(missing)}")
-    from tpskit.provisioning.district import read_tps_csv
-    from tpskit.provisioning.pki import ProvisioningError
+    from tpskit.trust.identity import TrustError
+    from tpskit.trust.tps import read_tps_csv
 
     try:
         n = len(read_tps_csv(cfg.district.tps_list))
-    except ProvisioningError as e:
+    except TrustError as e:
         raise click.ClickException(str(e)) from e
     from tpskit.district.service import missing_share_identities
 
@@ -84,7 +85,7 @@ def tally(config_path: Path, csv_path: Path | None, json_path: Path | None, as_t
 
     from tpskit.district import tally as t
     from tpskit.district.db import open_db
-    from tpskit.provisioning.district import read_tps_csv
+    from tpskit.trust.tps import read_tps_csv
 
     cfg = load_config(config_path)
     engine = open_db(cfg.database.url)
@@ -109,7 +110,7 @@ def export(config_path: Path, signed_path: Path) -> None:
     `tpskit verify FILE --ca ca.pem --tally`)."""
     from tpskit.district.db import open_db
     from tpskit.district.tally import export_signed
-    from tpskit.provisioning.district import read_tps_csv
+    from tpskit.trust.tps import read_tps_csv
 
     cfg = load_config(config_path)
     n = export_signed(open_db(cfg.database.url), signed_path, district=cfg.district.id,

@@ -51,7 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, delete, exc, insert, select
 
-from tpskit.config import LimitsSection
+from tpskit.district.config import LimitsSection
 from tpskit.district.db import evidence, lock_batch, pending, placeholders, rejections, results
 from tpskit.district.limits import DiskFloor, QuotaBook
 from tpskit.envelope import (
@@ -71,7 +71,7 @@ from tpskit.envelope import (
 )
 from tpskit.events import Event, log_event, register
 from tpskit.forms import Template
-from tpskit.provisioning.district import TpsInfo
+from tpskit.trust.tps import TpsInfo
 
 log = logging.getLogger("tpskit.district.ingest")
 

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tpskit.config import LimitsSection
+from tpskit.district.config import LimitsSection
 
 
 def _hour(now: float) -> int:

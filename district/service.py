@@ -13,17 +13,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from tpskit.config import DistrictConfig
+from tpskit.district.config import DistrictConfig
 from tpskit.district.db import open_db
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register, setup_logging
-from tpskit.firmware.watchdog import SystemdNotifier
 from tpskit.forms import load_templates
-from tpskit.keys import load_key
-from tpskit.provisioning.district import read_tps_csv, share_identity
-from tpskit.provisioning.pki import load_certs
+from tpskit.systemd import SystemdNotifier
+from tpskit.trust.certs import load_certs, share_identity
+from tpskit.trust.keys import load_key
+from tpskit.trust.tps import read_tps_csv
 
 log = logging.getLogger("tpskit.district.service")
 

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from tpskit.district.db import results
-from tpskit.provisioning.district import TpsInfo
+from tpskit.trust.tps import TpsInfo
 
 EXPORT_FORMAT = "tpskit/signed-results"
 EXPORT_VERSION = 1

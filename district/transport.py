@@ -21,8 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tpskit.config import DistrictConfig
-from tpskit.keys import client_tls_context
+from tpskit.district.config import DistrictConfig
+from tpskit.trust.keys import client_tls_context
 
 SUBSCRIPTIONS = ("tps/+/result", "tps/+/evidence/+")
 

@@ -38,7 +38,7 @@ from tpskit.envelope import (
     verify_result,
 )
 from tpskit.forms import load_templates
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
 
 
 @dataclass

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tpskit.config import KitConfig
+from tpskit.edge.config import KitConfig
 from tpskit.edge.pending import CorrectionError, Pending, PendingStore, apply_correction, needs_review
 from tpskit.edge.readiness import Problem, startup_problems
 from tpskit.edge.states import BUSY, PENDING, STATE_SIGNAL, KitState, capture_allowed, check_transition
@@ -45,8 +45,8 @@ from tpskit.firmware.controls import (
     make_controls,
     make_screen,
 )
-from tpskit.firmware.watchdog import SystemdNotifier
 from tpskit.forms import Template
+from tpskit.systemd import SystemdNotifier
 
 log = logging.getLogger("tpskit.kit.daemon")
 S = KitState

@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tpskit.config import KitConfig
+from tpskit.edge.config import KitConfig
 from tpskit.edge.outbox import Outbox, OutboxRow
 from tpskit.edge.transport import MqttLink, TlsIdentity, kit_topics
 from tpskit.envelope import VerificationError, Verifier, parse_ack
 from tpskit.events import Event, log_event, register
-from tpskit.provisioning.pki import ROLE_DISTRICT, load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.identity import ROLE_DISTRICT
 
 log = logging.getLogger("tpskit.kit.delivery")
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from tpskit.config import DEFAULT_KIT_CONFIG, ConfigError, KitConfig, load_kit_config
+from tpskit.config import ConfigError
+from tpskit.edge.config import DEFAULT_KIT_CONFIG, KitConfig, load_kit_config
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_KIT_CONFIG, show_default=True,
@@ -49,10 +50,10 @@ def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None, service_
     """Create the kit's Ed25519 key and a certificate request naming the kit id and TPS."""
     import os
 
-    from tpskit.keys import KeyFileError
-    from tpskit.provisioning.district import keygen as make
-    from tpskit.provisioning.layout import Owner, set_owner
-    from tpskit.provisioning.pki import ProvisioningError
+    from tpskit.layout import LayoutError, Owner, set_owner
+    from tpskit.trust.csr import keygen as make
+    from tpskit.trust.identity import TrustError
+    from tpskit.trust.keys import KeyFileError
 
     owner = Owner(service_user=service_user)
     try:
@@ -64,7 +65,7 @@ def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None, service_
         key, csr = make(csr_dir or key_path.parent, kit_id, tps, key_path=key_path)
         set_owner(key, 0o600, owner, user=service_user)
         set_owner(csr, 0o644, owner, user=service_user)
-    except (ProvisioningError, KeyFileError) as e:
+    except (TrustError, LayoutError, KeyFileError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"key: {key} (mode 0600; it never leaves this kit)")
     click.echo(f"certificate request: {csr} -> take it to the district: tpskit provision sign-csr {csr.name}")
@@ -82,7 +83,7 @@ def submit(reading: Path, photo: Path, deliver: bool, timeout: float, config_pat
     """Sign a confirmed reading (JSON of `tpskit read --json`) and queue it; optionally deliver it."""
     from tpskit.edge.readiness import startup_problems
     from tpskit.edge.submit import SubmitError, sign_and_queue, utcnow
-    from tpskit.keys import KeyFileError
+    from tpskit.trust.keys import KeyFileError
 
     _logging()
     cfg = load_config(config_path)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tpskit.envelope import sha256_hex
+from tpskit.files import write_atomic
 from tpskit.forms import Template
 
 #: Field statuses that may travel in an `ok` result.
@@ -87,20 +87,10 @@ class PendingStore:
         self.json_path = Path(data_dir) / "pending.json"
         self.photo_path = Path(data_dir) / "pending.jpg"
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
     def save(self, p: Pending) -> None:
-        self._write(self.photo_path, p.photo)
-        self._write(self.json_path, json.dumps({"reading": p.reading, "captured_at": p.captured_at.isoformat(),
-                                                "photo_sha256": p.photo_sha256}).encode())
+        write_atomic(self.photo_path, p.photo, durable=True)
+        write_atomic(self.json_path, json.dumps({"reading": p.reading, "captured_at": p.captured_at.isoformat(),
+                                                "photo_sha256": p.photo_sha256}), durable=True)
 
     def load(self) -> Pending | None:
         try:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tpskit.config import KitConfig
+from tpskit.edge.config import KitConfig
+from tpskit.trust.certs import load_cert
+from tpskit.trust.identity import Identity, identity_of
+from tpskit.trust.keys import KeyFileError, load_key
 
 #: No genuine kit clock reads earlier than this release's build date (bump it with each release). The
 #: certificate's notBefore is the other floor: a kit cannot have been provisioned in its own future.
@@ -29,10 +31,6 @@ class Problem:
     key: str
     message: str
     transient: bool = False
-
-
-def _load_cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(Path(path).read_bytes())
 
 
 def clock_problem(now: dt.datetime, not_before: dt.datetime | None, not_after: dt.datetime | None
@@ -53,15 +51,12 @@ def clock_problem(now: dt.datetime, not_before: dt.datetime | None, not_after: d
 
 def startup_problems(cfg: KitConfig, now: dt.datetime | None = None) -> list[Problem]:
     """Everything that must hold before the kit may capture; empty when ready."""
-    from tpskit.keys import KeyFileError, load_key
-    from tpskit.provisioning.pki import identity_of
-
     now = now or dt.datetime.now(dt.UTC)
     problems: list[Problem] = []
     ident = cfg.identity
     cert: x509.Certificate | None = None
     try:
-        cert = _load_cert(ident.certificate)
+        cert = load_cert(ident.certificate)
     except OSError as e:
         problems.append(Problem("identity.certificate", f"cannot read the kit certificate {ident.certificate}: "
                                 f"{e.strerror}. Fix: copy kit.pem from the district (`tpskit provision "
@@ -84,7 +79,10 @@ def startup_problems(cfg: KitConfig, now: dt.datetime | None = None) -> list[Pro
                                         f"{ident.certificate} (issued for another key). Fix: install the "
                                         "certificate issued from THIS kit's request, or make a new request "
                                         "with `tpskit kit keygen` and have it signed"))
-        who = identity_of(cert)
+        try:
+            who = identity_of(cert)
+        except ValueError:
+            who = Identity("", None, None)
         if who.tps is None:
             problems.append(Problem("kit.tps", "the kit certificate names no TPS. Fix: have the district issue "
                                     "the certificate from the kit's request (`tpskit provision sign-csr`)"))
@@ -96,7 +94,7 @@ def startup_problems(cfg: KitConfig, now: dt.datetime | None = None) -> list[Pro
             problems.append(Problem("kit.id", f"kit.id is {cfg.kit.id!r} but the certificate names "
                                     f"{who.common_name!r}. Fix: set kit.id = \"{who.common_name}\""))
         try:
-            ca = _load_cert(ident.ca)
+            ca = load_cert(ident.ca)
             cert.verify_directly_issued_by(ca)
         except OSError as e:
             problems.append(Problem("identity.ca", f"cannot read the district CA {ident.ca}: {e.strerror}. "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tpskit.config import KitConfig
+from tpskit.edge.config import KitConfig
 from tpskit.events import Event, log_event, register
 from tpskit.progress import wait_visibly
 

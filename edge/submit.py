@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 from pydantic import ValidationError
 
-from tpskit.config import KitConfig
+from tpskit.edge.config import KitConfig
 from tpskit.edge.outbox import Outbox, OutboxRow, Signed
 from tpskit.envelope import (
     MAX_EVIDENCE_BYTES,
@@ -31,8 +31,8 @@ from tpskit.envelope import (
     sign_compact,
 )
 from tpskit.forms import load_templates
-from tpskit.keys import load_key
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 
 class SubmitError(ValueError):

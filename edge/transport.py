@@ -26,8 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tpskit.config import BrokerSection, DeliverySection
-from tpskit.keys import client_tls_context
+from tpskit.config import BrokerSection
+from tpskit.edge.config import DeliverySection
+from tpskit.trust.keys import client_tls_context
 
 
 @dataclass(frozen=True)

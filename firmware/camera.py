@@ -280,7 +280,7 @@ FAIL_FILE = "FAIL_NEXT"
 
 
 class SimulatedCamera:
-    """Serves JPEGs from a folder in name order, or renders a filled tally sheet per capture.
+    """Serves JPEGs from a folder in name order.
 
     Tests and demos make it fail: a file FAIL_NEXT in the folder holding a kind (`timeout`, `busy`,
     `no_camera`, `error`) and optionally a count (`timeout 2`) fails that many captures, then is removed;
@@ -297,17 +297,14 @@ class SimulatedCamera:
         self._status = CameraStatus("error", "camera not started")
         self.captures = 0  # successful captures, for tests and benches
         self.opens = 0  # times started, so tests can see the re-open of a retry
-        self.last_truth: dict[str, Any] | None = None  # render mode: what the last rendered sheet says
-        self._render_ctx: tuple[Any, Any] | None = None
 
     @property
-    def folder(self) -> Path | None:
-        return None if self.sim.source == "render" else Path(self.sim.source)
+    def folder(self) -> Path:
+        return Path(self.sim.source)
 
     def start(self) -> None:
         self.opens += 1
-        if self.folder is not None:
-            self._photos()  # refuses a missing or empty folder at start, not at the first press
+        self._photos()  # refuses a missing or empty folder at start, not at the first press
         self._started = True
         self._status = CameraStatus("ready", "simulated camera ready")
 
@@ -316,7 +313,6 @@ class SimulatedCamera:
 
     def _photos(self) -> list[Path]:
         folder = self.folder
-        assert folder is not None
         photos = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg")) \
             if folder.is_dir() else []
         if not photos:
@@ -328,7 +324,7 @@ class SimulatedCamera:
 
     def _take_forced_failure(self) -> CameraKind | None:
         folder = self.folder
-        if folder is not None and (folder / FAIL_FILE).exists():
+        if (folder / FAIL_FILE).exists():
             words = (folder / FAIL_FILE).read_text().split() or ["error"]
             (folder / FAIL_FILE).unlink()
             count = int(words[1]) if len(words) > 1 else 1
@@ -343,8 +339,6 @@ class SimulatedCamera:
             err = CameraError(kind, messages.get(kind, f"simulated {kind} failure"))
             self._status = CameraStatus(kind, err.message)
             raise err
-        if self.folder is None:
-            return self._render()
         photos = self._photos()
         if self._next >= len(photos):
             if not self.sim.loop:
@@ -354,36 +348,6 @@ class SimulatedCamera:
         photo = photos[self._next]
         self._next += 1
         return photo.read_bytes()
-
-    def _render(self) -> bytes:
-        try:
-            import numpy as np
-
-            from tpskit.forms import load_templates
-            from tpskit.sheets.camera import photograph
-            from tpskit.sheets.digits_data import load_validation_digits
-            from tpskit.sheets.fill import fill_sheet, random_result
-        except ImportError as e:
-            raise CameraError("error", 'Simulated camera source "render" needs tpskit.sheets, which is not '
-                                       "in this build; use a folder of photos as source.") from e
-        if self._render_ctx is None:
-            templates = load_templates()
-            template = templates.get(self.sim.template) or next(
-                (t for t in templates.values() if t.id == self.sim.template), None)
-            if template is None:
-                raise CameraError("error", f"camera.simulated.template {self.sim.template!r} is not a known "
-                                           f"template; known: {sorted(t.id for t in templates.values())}")
-            try:
-                digits = load_validation_digits()
-            except RuntimeError as e:  # DigitsDataError: the handwriting file is missing
-                raise CameraError("error", f"cannot render sheets: {e}") from e
-            self._render_ctx = (template, digits)
-        template, digits = self._render_ctx
-        rng = np.random.default_rng([self.sim.seed, self.captures])
-        values = random_result(template, rng)
-        sheet = fill_sheet(template, self.sim.tps, values, rng, digits, severity=self.sim.severity)
-        self.last_truth = sheet.truth  # what was written, for tests and benches to score against
-        return photograph(sheet.page, rng, self.sim.severity)
 
     def capture_jpeg(self) -> bytes:
         with self._lock:

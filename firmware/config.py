@@ -24,13 +24,13 @@ class _Strict(BaseModel):
 
 
 class SimulatedCameraConfig(_Strict):
-    """The simulated camera, for tests, the demo and a bench without a camera."""
+    """The simulated camera, for tests, the demo and a bench without a camera: it serves photos from a
+    folder (make some with `tpskit form fill ... -o FOLDER`, or copy real ones there)."""
 
-    source: Literal["render"] | Path = Field(
+    source: Path = Field(
         Path("/var/lib/tpskit/sim-photos"),
-        title="Photo source",
-        description='A folder of JPEG photos served in name order, or "render" to render a freshly filled '
-        "tally sheet for every capture (needs tpskit.sheets).",
+        title="Photo folder",
+        description="A folder of JPEG photos served in name order.",
     )
     loop: bool = Field(
         True,
@@ -38,26 +38,14 @@ class SimulatedCameraConfig(_Strict):
         description="Start again at the first photo after the last one; when false, a capture after the last "
         "photo fails with a plain error.",
     )
-    template: str = Field(
-        "c-hasil-ppwp-2024",
-        title="Template to render",
-        description='Form template id rendered in "render" mode.',
-    )
-    tps: str = Field(
-        "3171010001001",
-        pattern=r"^\d{13}$",
-        title="TPS printed on rendered sheets",
-        description="13-digit TPS code printed in the QR of rendered sheets (use the kit's own TPS).",
-    )
-    severity: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        title="Photo roughness",
-        description="How rough the simulated photo is (tilt, blur, shadow, noise): 0 is a clean scan, 1 the "
-        "worst a capture gate should still see.",
-    )
-    seed: int = Field(0, title="Random seed", description="Seed for rendered values and photo effects.")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _no_render(cls, v: object) -> object:
+        if v == "render":  # the kit never renders sheets: the generator is a development tool
+            raise ValueError('the "render" source is gone: write photos with `tpskit form fill TEMPLATE --tps '
+                             'TPS --count N -o FOLDER` and set source = "FOLDER"')
+        return v
 
 
 class CameraConfig(_Strict):

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from tpskit.keys import KeyFileError
-from tpskit.provisioning.pki import ProvisioningError
+from tpskit.layout import LayoutError
+from tpskit.trust.identity import TrustError
+from tpskit.trust.keys import KeyFileError
 
 
 def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     try:
         return fn(*args, **kwargs)
-    except (ProvisioningError, KeyFileError) as e:
+    except (TrustError, LayoutError, KeyFileError) as e:  # ProvisioningError is a TrustError
         raise click.ClickException(str(e)) from e
     except OSError as e:  # e.g. the installed layout as a user who may not write it
         raise click.ClickException(f"cannot write {e.filename}: {e.strerror}. The installed district is written "
@@ -27,7 +28,7 @@ def provision() -> None:
 
 def _workspace(root: Path | None, system_root: Path | None) -> Path:
     """The district's CA workspace: --dir, or the installed one (under --root)."""
-    from tpskit.provisioning.layout import CA_WORKSPACE, SystemLayout
+    from tpskit.layout import CA_WORKSPACE, SystemLayout
 
     if root is not None and system_root is not None:
         raise click.UsageError("give --dir (a district folder) or --root (an installed district), not both")
@@ -63,8 +64,8 @@ def district_init_cmd(root: Path | None, system_root: Path | None, tps_csv: Path
     """Create the district CA, the broker's certificate and configuration, and the service's identity and
     configuration: installed (FHS: /etc/tpskit, /etc/mosquitto/tpskit, /var/lib/tpskit-ca; run as root so
     that owners are set), or in a district folder with --dir."""
+    from tpskit.layout import Owner
     from tpskit.provisioning.district import district_init
-    from tpskit.provisioning.layout import Owner
 
     if root is not None and system_root is not None:
         raise click.UsageError("give --dir (a district folder) or --root (an installed district), not both")

@@ -1,7 +1,7 @@
 """District provisioning: the CA, the broker's files, the service identity, kit certificates, revocation.
 
 Two layouts. An installed district (`district-init` without `--dir`) follows the FHS layout of
-`tpskit.provisioning.layout`: the CA's workspace in /var/lib/tpskit-ca, what the service reads in
+`tpskit.layout`: the CA's workspace in /var/lib/tpskit-ca, what the service reads in
 /etc/tpskit, the broker's files in /etc/mosquitto/tpskit, owners and modes set for the service and
 broker users; `sign-csr` and `revoke` republish the revocations, CRL and ACL there. A district folder
 (`--dir`: the demo, tests, bench rigs) keeps everything in one folder, with relative paths:
@@ -20,7 +20,6 @@ broker users; `sign-csr` and `revoke` republish the revocations, CRL and ACL the
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import getpass
 import json
@@ -33,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tpskit.config import toml_dumps
-from tpskit.keys import create_key, load_key
-from tpskit.provisioning import broker as broker_files
-from tpskit.provisioning.layout import (
+from tpskit.files import write_atomic
+from tpskit.layout import (
     BROKER,
     BROKER_STATE,
     BROKER_USER,
@@ -47,80 +45,22 @@ from tpskit.provisioning.layout import (
     SystemLayout,
     set_owner,
 )
+from tpskit.provisioning import broker as broker_files
 from tpskit.provisioning.pki import (
-    ROLE_DISTRICT,
-    ROLE_KIT,
     ProvisioningError,
-    cert_pem,
     check_ca_usable,
-    check_kit_id,
-    check_tps,
     create_ca,
-    fingerprint,
-    identity_of,
     issue_role_cert,
     issue_server_cert,
-    load_cert,
     make_crl,
-    make_csr,
     mqtt_username,
     utcnow,
 )
-
-
-@dataclass(frozen=True)
-class TpsInfo:
-    tps: str
-    registered_voters: int
-    village: str
-    kecamatan: str
-    regency: str
-
-
-def read_tps_csv(path: Path) -> dict[str, TpsInfo]:
-    """The voter registry export: `tps,registered_voters[,village,kecamatan,regency]`.
-
-    Missing area names are derived from the code (regency = first 4 digits, kecamatan = 6, village = 10).
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise ProvisioningError(f"cannot read the TPS list {path}: {e.strerror}") from e
-    reader = csv.DictReader(text.splitlines())
-    cols = set(reader.fieldnames or [])
-    if not {"tps", "registered_voters"} <= cols:
-        raise ProvisioningError(f"{path}: the first line must name the columns tps,registered_voters "
-                                f"(optionally village,kecamatan,regency); found {sorted(cols)}")
-    out: dict[str, TpsInfo] = {}
-    for n, row in enumerate(reader, start=2):
-        code = (row.get("tps") or "").strip()
-        try:
-            check_tps(code)
-        except ProvisioningError as e:
-            raise ProvisioningError(f"{path} line {n}: {e}") from None
-        raw = (row.get("registered_voters") or "").strip()
-        if not raw.isdigit() or not 0 < int(raw) <= 1000:
-            raise ProvisioningError(f"{path} line {n}: registered_voters {raw!r} for TPS {code} must be a whole "
-                                    "number between 1 and 1000")
-        if code in out:
-            raise ProvisioningError(f"{path} line {n}: TPS {code} is listed twice")
-        out[code] = TpsInfo(
-            tps=code, registered_voters=int(raw),
-            village=(row.get("village") or "").strip() or code[:10],
-            kecamatan=(row.get("kecamatan") or "").strip() or code[:6],
-            regency=(row.get("regency") or "").strip() or code[:4],
-        )
-    if not out:
-        raise ProvisioningError(f"{path}: the TPS list is empty")
-    return out
-
-
-def write_tps_csv(path: Path, tps: dict[str, TpsInfo]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["tps", "registered_voters", "village", "kecamatan", "regency"])
-        for t in tps.values():
-            w.writerow([t.tps, t.registered_voters, t.village, t.kecamatan, t.regency])
+from tpskit.trust.certs import cert_pem, fingerprint, load_cert, share_identity
+from tpskit.trust.csr import keygen
+from tpskit.trust.identity import ROLE_DISTRICT, ROLE_KIT, check_kit_id, check_tps, identity_of
+from tpskit.trust.keys import create_key, load_key
+from tpskit.trust.tps import TpsInfo, read_tps_csv, write_tps_csv
 
 
 def service_user(district_id: str) -> str:
@@ -135,17 +75,6 @@ def admin_user(district_id: str) -> str:
 
 #: The serialNumber of every provisioning certificate: one fixed broker user, whichever certificate.
 ADMIN_SUBJECT_SERIAL = "provisioning"
-
-
-def share_identity(certificate: Path, key: Path, share: int, shares: int) -> tuple[Path, Path]:
-    """The certificate and key of service process `share` (0-based) out of `shares`: the configured ones
-    for a single process, `<name>-<i>of<n>` next to them otherwise (the broker gives every certificate one
-    session, so each process needs its own; `tpskit provision service-shares` issues them)."""
-    if shares == 1:
-        return certificate, key
-    tag = f"-{share + 1}of{shares}"
-    return (certificate.with_name(certificate.stem + tag + certificate.suffix),
-            key.with_name(key.stem + tag + key.suffix))
 
 
 @dataclass(frozen=True)
@@ -254,15 +183,6 @@ def open_district(root: Path) -> District:
     return d
 
 
-def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def district_init(root: Path | None, tps_csv: Path, *, district_id: str, broker_host: str = "127.0.0.1",
                   broker_port: int = 8883, bind: str = "0.0.0.0", run_as: str | None = None,
                   ca_days: int = 3650, ca_not_before: dt.datetime | None = None, system_root: Path | None = None,
@@ -298,31 +218,32 @@ def district_init(root: Path | None, tps_csv: Path, *, district_id: str, broker_
     ca_key = create_key(d.ca_key_path)
     os.chmod(d.ca_key_path.parent, 0o700)
     ca = create_ca(ca_key, district_id, days=ca_days, not_before=ca_not_before)
-    _write(d.ca_cert_path, cert_pem(ca))
+    write_atomic(d.ca_cert_path, cert_pem(ca))
     check_ca_usable(ca)
 
     bdir = pub.broker_dir
     server_key = create_key(bdir / "server.key")
-    _write(bdir / "server.pem", cert_pem(issue_server_cert(ca_key, ca, server_key, broker_host)))
-    _write(bdir / "ca.pem", cert_pem(ca))
+    write_atomic(bdir / "server.pem", cert_pem(issue_server_cert(ca_key, ca, server_key, broker_host)))
+    write_atomic(bdir / "ca.pem", cert_pem(ca))
     pub.broker_data.mkdir(parents=True, exist_ok=True)
 
     svc_key = create_key(pub.service_key)
     svc = issue_role_cert(ca_key, ca, svc_key.public_key(), service_user(district_id), ROLE_DISTRICT)
-    _write(pub.service_cert, cert_pem(svc))
+    write_atomic(pub.service_cert, cert_pem(svc))
     # the broker's users of the service (one per certificate), kept in the CA's workspace
-    _write(root / "service" / "broker-users.json", json.dumps({mqtt_username(svc): pub.service_cert.name}, indent=2))
+    write_atomic(root / "service" / "broker-users.json",
+                 json.dumps({mqtt_username(svc): pub.service_cert.name}, indent=2))
 
     write_tps_csv(root / "tps.csv", tps)
-    _write(root / "settings.json", json.dumps(settings, indent=2))
-    _write(root / "kits.json", "{}\n")
-    _write(root / "revoked.json", "{}\n")
-    _write(bdir / "mosquitto.conf", broker_files.mosquitto_conf(
+    write_atomic(root / "settings.json", json.dumps(settings, indent=2))
+    write_atomic(root / "kits.json", "{}\n")
+    write_atomic(root / "revoked.json", "{}\n")
+    write_atomic(bdir / "mosquitto.conf", broker_files.mosquitto_conf(
         pub.broker_dir_installed, port=broker_port, bind=bind, run_as=run_as, data_dir=pub.broker_data_installed,
         dynsec_file=pub.dynsec_installed))
     v = pub.config_values
     shown = ETC / "district.toml" if system else "district.toml"
-    _write(pub.config, toml_dumps({
+    write_atomic(pub.config, toml_dumps({
         "district": {"id": district_id, "tps_list": v["tps_list"], "revocations": v["revocations"]},
         "identity": {"key": v["key"], "certificate": v["certificate"], "ca": v["ca"]},
         "broker": {"host": broker_host if bind in ("0.0.0.0", "::") else bind, "port": broker_port,
@@ -331,7 +252,7 @@ def district_init(root: Path | None, tps_csv: Path, *, district_id: str, broker_
     }, header="# District service configuration, generated by `tpskit provision district-init`.\n"
               f"# Check it with: tpskit district check-config --config {shown}"))
     if system:
-        _write(pub.ca, cert_pem(ca))
+        write_atomic(pub.ca, cert_pem(ca))
         write_tps_csv(pub.tps_csv, tps)
     _refresh_broker_lists(d)
     _write_dynsec_file(d)
@@ -370,9 +291,9 @@ def _refresh_broker_lists(d: District) -> None:
     entries = [(int(v["serial"]), dt.datetime.fromisoformat(v["revoked_at"]) if v.get("revoked_at") else utcnow())
                for v in revoked.values()]
     crl = make_crl(ca_key, ca, entries)
-    _write(pub.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+    write_atomic(pub.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
     if pub.revoked != d.root / "revoked.json":
-        _write(pub.revoked, json.dumps(revoked, indent=2))
+        write_atomic(pub.revoked, json.dumps(revoked, indent=2))
 
 
 # ------------------------------------------------------------------------------------------ the broker's users
@@ -403,7 +324,7 @@ def _write_dynsec_file(d: District) -> None:
     """The plugin's file from kits.json, revoked.json and the service identities (broker stopped)."""
     cfg = broker_files.dynsec_config(_desired_clients(d), d.tps())
     pub = d.published
-    _write(pub.dynsec, json.dumps(cfg, indent=2), mode=0o640)
+    write_atomic(pub.dynsec, json.dumps(cfg, indent=2), mode=0o640)
     if d.installed:  # the plugin rewrites it, as the broker's user
         set_owner(pub.dynsec, 0o600, d.owner, user=d.owner.broker_user)
 
@@ -477,12 +398,12 @@ def service_shares(root: Path, processes: int) -> list[Path]:
             set_owner(key_path, 0o600, d.owner, user=d.owner.service_user)
         cert = issue_role_cert(ca_key, ca, key.public_key(), f"{service_user(s['district_id'])}-{i + 1}of{processes}",
                                ROLE_DISTRICT)
-        _write(cert_path, cert_pem(cert))
+        write_atomic(cert_path, cert_pem(cert))
         users[mqtt_username(cert)] = cert_path.name
         commands += broker_files.create_commands(broker_files.BrokerClient(
             mqtt_username(cert), broker_files.ROLE_DISTRICT, f"district service ({cert_path.name})"))
         made.append(cert_path)
-    _write(users_path, json.dumps(users, indent=2))
+    write_atomic(users_path, json.dumps(users, indent=2))
     _apply_to_broker(d, commands, broker_files.ALREADY)
     return made
 
@@ -514,7 +435,10 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     pub = csr.public_key()
     if not isinstance(pub, Ed25519PublicKey):
         raise ProvisioningError(f"{csr_path}: the kit key must be Ed25519 (made by `tpskit kit keygen`)")
-    ident = identity_of(csr)
+    try:
+        ident = identity_of(csr)
+    except ValueError as e:
+        raise ProvisioningError(f"{csr_path}: the request's name or extensions do not parse ({e})") from e
     check_kit_id(ident.common_name)
     if ident.common_name.startswith("district"):
         raise ProvisioningError(f"kit id {ident.common_name!r} may not start with 'district' (reserved)")
@@ -537,8 +461,8 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     ca_key = load_key(d.ca_key_path)
     cert = issue_role_cert(ca_key, ca, pub, ident.common_name, ROLE_KIT, ident.tps)
     folder = Path(out_dir) if out_dir else d.root / "kits" / ident.common_name
-    _write(folder / "kit.pem", cert_pem(cert))
-    _write(folder / "ca.pem", cert_pem(ca))
+    write_atomic(folder / "kit.pem", cert_pem(cert))
+    write_atomic(folder / "ca.pem", cert_pem(ca))
     s = d.settings()
     info = tps_list[ident.tps]
     if kit_paths == "relative":
@@ -547,7 +471,7 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     else:
         identity = {"key": "/var/lib/tpskit/kit.key", "certificate": "/etc/tpskit/kit.pem", "ca": "/etc/tpskit/ca.pem"}
         data_dir = "/var/lib/tpskit"
-    _write(folder / "kit.toml", toml_dumps({
+    write_atomic(folder / "kit.toml", toml_dumps({
         "kit": {"id": ident.common_name, "tps": ident.tps, "registered_voters": info.registered_voters,
                 "data_dir": data_dir},
         "identity": identity,
@@ -556,7 +480,7 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
               "# Check them with: tpskit kit check-config --config kit.toml"))
     issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),
                                  "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
-    _write(d.root / "kits.json", json.dumps(issued, indent=2))
+    write_atomic(d.root / "kits.json", json.dumps(issued, indent=2))
     if previous is not None:
         # The replaced certificate must stop working too (a lost or stolen kit key is the usual reason to
         # replace): revoke its serial. The key "<kit>@<serial>" can never be a kit id ('@' is not allowed
@@ -565,7 +489,7 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
         revoked[f"{ident.common_name}@{previous['serial']}"] = {
             "serial": previous["serial"], "tps": previous["tps"], "reason": "superseded",
             "revoked_at": utcnow().isoformat(), "mqtt_user": _kit_client(ident.common_name, previous).username}
-        _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
+        write_atomic(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
     commands = broker_files.create_commands(_kit_client(ident.common_name, issued[ident.common_name]), ident.tps)
     if previous is not None:  # the replaced certificate loses its broker user at once: disconnected, powerless
@@ -585,24 +509,12 @@ def revoke(root: Path, kit_id: str, reason: str = "unspecified") -> dict:
     entry = {"serial": issued[kit_id]["serial"], "tps": issued[kit_id]["tps"], "reason": reason,
              "revoked_at": utcnow().isoformat(), "mqtt_user": user}
     revoked[kit_id] = entry
-    _write(d.root / "revoked.json", json.dumps(revoked, indent=2))
+    write_atomic(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
     # Deleting its broker user disconnects the kit at once and leaves it no topic (no reload).
     entry = {**entry, "broker": _apply_to_broker(d, [{"command": "deleteClient", "username": user}],
                                                  broker_files.GONE)}
     return entry
-
-
-def keygen(kit_dir: Path, kit_id: str, tps: str, *, key_path: Path | None = None) -> tuple[Path, Path]:
-    """On the kit: create the key (0600, never overwritten) and a CSR naming the kit id and TPS."""
-    check_kit_id(kit_id)
-    check_tps(tps)
-    kit_dir = Path(kit_dir)
-    key_path = Path(key_path) if key_path else kit_dir / "kit.key"
-    key = create_key(key_path)
-    csr_path = kit_dir / "kit.csr"
-    _write(csr_path, make_csr(key, kit_id, tps).public_bytes(Encoding.PEM))
-    return key_path, csr_path
 
 
 def bench_kit(root: Path, kit_id: str, tps: str, kit_dir: Path) -> IssuedKit:

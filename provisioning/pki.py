@@ -5,70 +5,31 @@ certificate and every kit's certificate. One kit key does both jobs (TLS client 
 JWS over each result), so the kit holds exactly one secret. mosquitto 2.0 on OpenSSL 3 accepts Ed25519
 for TLS 1.2 and 1.3 (the tests prove it with a real handshake).
 
-Identity inside a certificate:
-- subject CN: the kit id (the signed results' kit_id);
-- subject serialNumber: the certificate's own serial number in hex, so that the subject is unique per
-  certificate: the broker takes the whole subject as the MQTT user name and client id
-  (`use_subject_as_username`, `use_username_as_clientid`), so a replaced or revoked certificate of a kit
-  is a different, powerless user, and no certificate can take another one's session;
-- SAN URI `urn:tps:<13 digits>`: the TPS the kit serves;
-- SAN URI `urn:tpskit:role:kit` or `urn:tpskit:role:district`: what the key may sign.
+What a certificate says (CN, role and TPS URIs) is read by `tpskit.trust.identity`. Issued client
+certificates also carry a subject serialNumber: the certificate's own serial number in hex, so that the
+subject is unique per certificate: the broker takes the whole subject as the MQTT user name and client id
+(`use_subject_as_username`, `use_username_as_clientid`), so a replaced or revoked certificate of a kit is
+a different, powerless user, and no certificate can take another one's session.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
-from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tpskit.forms import valid_tps
-
-TPS_URI_PREFIX = "urn:tps:"
-ROLE_URI_PREFIX = "urn:tpskit:role:"
-ROLE_KIT = "kit"
-ROLE_DISTRICT = "district"
-KIT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,62}$")
+from tpskit.trust.identity import ROLE_URI_PREFIX, TPS_URI_PREFIX, TrustError
 
 
-class ProvisioningError(ValueError):
+class ProvisioningError(TrustError):
     """Refused input, with a message a technician can act on."""
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What a certificate says about its holder."""
-
-    common_name: str
-    role: str | None
-    tps: str | None
-
-
-def identity_of(cert: x509.Certificate | x509.CertificateSigningRequest) -> Identity:
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else ""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
-    roles = [u[len(ROLE_URI_PREFIX):] for u in uris if u.startswith(ROLE_URI_PREFIX)]
-    tpss = [u[len(TPS_URI_PREFIX):] for u in uris if u.startswith(TPS_URI_PREFIX)]
-    return Identity(
-        common_name=cn,
-        role=roles[0] if len(roles) == 1 else None,
-        tps=tpss[0] if len(tpss) == 1 else None,
-    )
 
 
 def _name(cn: str, org: str | None = None) -> x509.Name:
@@ -176,31 +137,6 @@ def mqtt_username(cert: x509.Certificate) -> str:
     return ",".join(parts)
 
 
-def make_csr(key: Ed25519PrivateKey, kit_id: str, tps: str) -> x509.CertificateSigningRequest:
-    check_kit_id(kit_id)
-    check_tps(tps)
-    san = x509.SubjectAlternativeName([
-        x509.UniformResourceIdentifier(ROLE_URI_PREFIX + ROLE_KIT),
-        x509.UniformResourceIdentifier(TPS_URI_PREFIX + tps),
-    ])
-    return (x509.CertificateSigningRequestBuilder()
-            .subject_name(_name(kit_id)).add_extension(san, critical=False).sign(key, None))
-
-
-def check_kit_id(kit_id: str) -> None:
-    if not KIT_ID_RE.fullmatch(kit_id):  # not match: its '$' lets a trailing newline through into the ACL
-        raise ProvisioningError(
-            f"kit id {kit_id!r} is not usable: 3-63 characters, lower-case letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (it becomes the MQTT user name)")
-
-
-def check_tps(tps: str) -> None:
-    if not valid_tps(tps):
-        raise ProvisioningError(
-            f"TPS code {tps!r} is malformed: it must be 13 digits, the 10-digit village (kelurahan) code "
-            "followed by the 3-digit TPS number, e.g. 3201012001001")
-
-
 def make_crl(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate,
              revoked: list[tuple[int, dt.datetime]]) -> x509.CertificateRevocationList:
     """The CRL of (serial, when revoked) pairs; the broker checks it at each TLS handshake (read at start)."""
@@ -214,19 +150,3 @@ def make_crl(ca_key: Ed25519PrivateKey, ca_cert: x509.Certificate,
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
     return builder.sign(ca_key, None)
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def load_cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(Path(path).read_bytes())
-
-
-def load_certs(path: Path) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(Path(path).read_bytes())
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()

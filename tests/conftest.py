@@ -149,7 +149,7 @@ class KitHandle:
         return self.folder / "kit.toml"
 
     def config(self) -> Any:
-        from tpskit.config import load_kit_config
+        from tpskit.edge.config import load_kit_config
 
         return load_kit_config(self.config_path)
 
@@ -187,7 +187,7 @@ class Rig:
         return self.kits[i]
 
     def district_cfg(self) -> Any:
-        from tpskit.config import load_district_config
+        from tpskit.district.config import load_district_config
 
         return load_district_config(self.district_config)
 
@@ -324,7 +324,7 @@ class RawKit:
     def __init__(self, handle: KitHandle):
         from tpskit.edge.transport import MqttLink, TlsIdentity
         from tpskit.envelope import Verifier
-        from tpskit.provisioning.pki import load_certs
+        from tpskit.trust.certs import load_certs
 
         cfg = handle.config()
         self.cfg = cfg
@@ -352,8 +352,8 @@ class RawKit:
 
         from tpskit.edge.submit import build_payload
         from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
-        from tpskit.keys import load_key
-        from tpskit.provisioning.pki import load_certs
+        from tpskit.trust.certs import load_certs
+        from tpskit.trust.keys import load_key
 
         sid = submission_id or str(uuid.uuid4())
         payload = build_payload(reading, kit_id=self.cfg.kit.id, tps=tps or self.cfg.kit.tps, seq=seq,

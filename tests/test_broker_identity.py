@@ -17,8 +17,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tpskit.district.service import client_ids
-from tpskit.provisioning.district import keygen, sign_csr
-from tpskit.provisioning.pki import load_cert, mqtt_username
+from tpskit.provisioning.district import sign_csr
+from tpskit.provisioning.pki import mqtt_username
+from tpskit.trust.certs import load_cert
+from tpskit.trust.csr import keygen
 
 pytestmark = pytest.mark.broker
 

@@ -10,8 +10,10 @@ from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
 from tpskit.edge.transport import MqttLink, TlsIdentity
 from tpskit.envelope import Verifier, parse_ack, sha256_hex
-from tpskit.keys import create_key
-from tpskit.provisioning.pki import ROLE_DISTRICT, ROLE_KIT, cert_pem, create_ca, issue_role_cert, load_certs
+from tpskit.provisioning.pki import create_ca, issue_role_cert
+from tpskit.trust.certs import cert_pem, load_certs
+from tpskit.trust.identity import ROLE_DISTRICT, ROLE_KIT
+from tpskit.trust.keys import create_key
 
 pytestmark = pytest.mark.broker
 

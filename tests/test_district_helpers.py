@@ -7,13 +7,13 @@ import json
 
 from conftest import TPS_CODES, fake_jpeg, make_reading
 
-from tpskit.config import load_district_config
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init, revoke
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 
 def _messages(d, tmp_path, kit: str, tps: str, seqs: list[int], tag: str) -> list[tuple[str, bytes]]:

@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from tpskit.config import load_district_config
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
 from tpskit.district.verify_cli import verify_lines
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init, revoke
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 TPS = TPS_CODES[0]
 

@@ -13,14 +13,14 @@ from conftest import TPS_CODES, fake_jpeg, make_reading
 from hostile import der, signed_over
 from sqlalchemy import create_engine, exc
 
-from tpskit.config import load_district_config
 from tpskit.district import ingest as ingest_module
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 TPS, OTHER = TPS_CODES[0], TPS_CODES[1]
 

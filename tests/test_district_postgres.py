@@ -8,7 +8,7 @@ from conftest import fake_jpeg, make_reading
 from tpskit.district import tally
 from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
-from tpskit.provisioning.district import read_tps_csv
+from tpskit.trust.tps import read_tps_csv
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 
@@ -46,13 +46,13 @@ def test_on_postgresql_an_overlong_evidence_topic_or_a_nul_in_a_refusal_does_not
 
     from sqlalchemy import create_engine
 
-    from tpskit.config import load_district_config
+    from tpskit.district.config import load_district_config
     from tpskit.district.service import build_ingest
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
-    from tpskit.keys import load_key
     from tpskit.provisioning.district import bench_kit, district_init
-    from tpskit.provisioning.pki import load_certs
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.keys import load_key
 
     admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:

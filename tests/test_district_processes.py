@@ -16,15 +16,15 @@ from paho.mqtt import _packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tpskit.config import load_district_config
+from tpskit.district.config import load_district_config
 from tpskit.district.ingest import ack_bytes
 from tpskit.district.service import build_ingest
 from tpskit.district.transport import publish_packet, share_subscriptions, split_publish
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import AckPayload, payload_bytes, sha256_hex, sign_compact
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 
 def _publish_body(topic: str, mid: int, payload: bytes, props: Properties | None) -> bytes:

@@ -8,13 +8,15 @@ import pytest
 from conftest import TPS_CODES, fake_jpeg, make_reading
 
 from tpskit.cli import main
-from tpskit.config import ConfigError, load_district_config, load_kit_config
+from tpskit.config import ConfigError
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 
 @pytest.fixture

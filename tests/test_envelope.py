@@ -23,9 +23,10 @@ from tpskit.envelope import (
     sign_compact,
 )
 from tpskit.forms import load_templates
-from tpskit.keys import create_key, load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import create_ca, issue_role_cert, load_certs
+from tpskit.provisioning.pki import create_ca, issue_role_cert
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import create_key, load_key
 
 TPS = TPS_CODES[0]
 

@@ -16,9 +16,9 @@ from joserfc.jwk import OKPKey
 
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import CompactSigner, VerificationError, Verifier, payload_bytes, sign_compact
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 TPS = TPS_CODES[0]
 

@@ -267,24 +267,3 @@ def test_picamera2_missing_library_says_how_to_install(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "picamera2", None)
     with pytest.raises(CameraError, match="apt install python3-picamera2"):
         Picamera2Camera(pi_config()).start()
-
-
-def test_render_mode_photographs_a_freshly_filled_sheet_per_capture(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cv2
-
-    shots: list[tuple[tuple[int, ...], float]] = []
-
-    def photograph(page: np.ndarray, rng: np.random.Generator, severity: float) -> bytes:
-        shots.append((page.shape, severity))  # stand-in for tpskit.sheets.camera: encodes the page as is
-        return cv2.imencode(".jpg", (np.clip(page, 0, 1) * 255).astype(np.uint8))[1].tobytes()
-
-    monkeypatch.setitem(sys.modules, "tpskit.sheets.camera", types.SimpleNamespace(photograph=photograph))
-    cfg = CameraConfig.model_validate({"backend": "simulated", "simulated": {
-        "source": "render", "tps": "3171010001002", "severity": 0.2, "seed": 7}})
-    cam = make_camera(cfg)
-    first = cam.capture_jpeg()
-    truth = cam.last_truth
-    assert first[:2] == b"\xff\xd8" and truth is not None and truth["tps"] == "3171010001002"
-    cam.capture_jpeg()
-    assert cam.last_truth is not None and cam.last_truth["values"] != truth["values"]
-    assert [s for _, s in shots] == [0.2, 0.2]

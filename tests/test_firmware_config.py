@@ -38,10 +38,12 @@ def test_fails_on_two_outputs_on_one_pin() -> None:
         ControlsConfig.model_validate({"pins": {"led_red": 22}})
 
 
-def test_simulated_folder_or_render_source() -> None:
-    assert CameraConfig.model_validate({"simulated": {"source": "render"}}).simulated.source == "render"
+def test_the_simulated_camera_serves_a_folder_and_refuses_the_removed_render_source_naming_the_fix() -> None:
     folder = CameraConfig.model_validate({"simulated": {"source": "/tmp/photos"}}).simulated.source
     assert str(folder) == "/tmp/photos"
+    # The kit never imports the sheet generator: photos are made beforehand by `tpskit form fill`.
+    with pytest.raises(ValidationError, match="tpskit form fill"):
+        CameraConfig.model_validate({"simulated": {"source": "render"}})
 
 
 @pytest.mark.parametrize(("camera", "controls", "key"), [

@@ -12,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 from targets import CORPUS, CRASHES, HERE, TARGETS
 
-from tpskit.config import ConfigError, load_kit_config
+from tpskit.config import ConfigError
+from tpskit.edge.config import load_kit_config
 from tpskit.forms import TemplateError, load_template
 
 #: Seconds each fuzzer runs in the suite (libFuzzer's -max_total_time), after its start-up.

@@ -217,7 +217,7 @@ def _owner_mode(p: Path) -> tuple[int, int, int]:
 
 
 def test_readme_district_install_runs_broker_and_service_as_their_users_and_accepts_a_kit(tmp_path):
-    from tpskit.config import load_kit_config
+    from tpskit.edge.config import load_kit_config
     from tpskit.edge.deliver import Delivery
     from tpskit.edge.submit import sign_and_queue
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tpskit.cli import main
-from tpskit.config import load_kit_config
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.readiness import BUILD_DATE, startup_problems
 
 TPS, OTHER_TPS = "3201012001001", "3201012001002"

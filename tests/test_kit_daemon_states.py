@@ -18,7 +18,7 @@ import pytest
 from conftest import PPWP, fake_jpeg, make_reading, wait_for
 from kit_daemon_rig import cleanup, short_dir, simulate
 
-from tpskit.config import load_kit_config
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.daemon import KitDaemon, Reader, control
 from tpskit.edge.outbox import Outbox
 from tpskit.edge.pending import Pending, PendingStore
@@ -297,7 +297,7 @@ def test_a_reading_waiting_for_confirm_survives_a_restart(kit_file):
 def test_ready_and_watchdog_are_sent_and_a_stuck_capture_stops_the_feeding(kit_file, tmp_path):
     import socket
 
-    from tpskit.firmware.watchdog import SystemdNotifier
+    from tpskit.systemd import SystemdNotifier
 
     sock_path = short_dir() / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

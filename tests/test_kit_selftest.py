@@ -8,7 +8,7 @@ import pytest
 from kit_daemon_rig import cleanup, make_sheet, photo_folder, short_dir, simulate
 
 from tpskit.cli import main
-from tpskit.config import load_kit_config
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.selftest import run_selftest
 from tpskit.firmware.sim_client import history, press
 

@@ -16,8 +16,8 @@ from test_district_reports import filled  # noqa: F401 - the fixture: a district
 from tpskit.cli import main
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import payload_bytes, sign_compact
-from tpskit.keys import load_key
-from tpskit.provisioning.pki import load_certs
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "trust-chain.md"
 

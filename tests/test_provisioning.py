@@ -12,10 +12,13 @@ from conftest import TPS_CODES
 from cryptography import x509
 
 from tpskit.cli import main
-from tpskit.keys import KeyFileError, create_key, load_key
 from tpskit.localhost import free_port
-from tpskit.provisioning.district import bench_kit, district_init, keygen, revoke, sign_csr
-from tpskit.provisioning.pki import ProvisioningError, identity_of, load_cert, mqtt_username
+from tpskit.provisioning.district import bench_kit, district_init, revoke, sign_csr
+from tpskit.provisioning.pki import ProvisioningError, mqtt_username
+from tpskit.trust.certs import load_cert
+from tpskit.trust.csr import keygen
+from tpskit.trust.identity import TrustError, identity_of
+from tpskit.trust.keys import KeyFileError, create_key, load_key
 
 
 @pytest.fixture
@@ -58,7 +61,7 @@ def test_fails_on_loading_a_key_readable_by_others(tmp_path):
 
 @pytest.mark.parametrize("tps", ["320101200100", "32010120010011", "32010120010a1", ""])
 def test_fails_on_malformed_tps_code(tmp_path, tps):
-    with pytest.raises(ProvisioningError, match="13 digits"):
+    with pytest.raises(TrustError, match="13 digits"):
         keygen(tmp_path / "kit", "kit-a", tps)
     assert not (tmp_path / "kit" / "kit.key").exists()
 
@@ -95,10 +98,10 @@ def test_district_init_refuses_to_replace_an_existing_ca(tmp_path, tps_csv, dist
 def test_fails_on_tps_csv_with_bad_rows(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("tps,registered_voters\n3201012001001,250\n3201012001001,200\n")
-    with pytest.raises(ProvisioningError, match="line 3: TPS 3201012001001 is listed twice"):
+    with pytest.raises(TrustError, match="line 3: TPS 3201012001001 is listed twice"):
         district_init(tmp_path / "d", bad, district_id="kab-test")
     bad.write_text("tps,registered_voters\n3201012001001,lots\n")
-    with pytest.raises(ProvisioningError, match="line 2: registered_voters 'lots'"):
+    with pytest.raises(TrustError, match="line 2: registered_voters 'lots'"):
         district_init(tmp_path / "d2", bad, district_id="kab-test")
 
 
@@ -186,7 +189,7 @@ def test_sign_csr_refuses_a_kit_id_ending_in_a_newline_that_would_split_its_acl_
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kit-a\n")]))
            .add_extension(san, critical=False).sign(Ed25519PrivateKey.generate(), None))
     (tmp_path / "kit.csr").write_bytes(csr.public_bytes(Encoding.PEM))
-    with pytest.raises(ProvisioningError, match="not usable"):
+    with pytest.raises(TrustError, match="not usable"):
         sign_csr(district.root, tmp_path / "kit.csr")
     assert not any("kit-a" in u for u in _broker_users(district))
 

@@ -16,16 +16,18 @@ from conftest import TPS_CODES, fake_jpeg, make_reading
 from hostile import der, signed_over
 
 from tpskit.cli import main
-from tpskit.config import load_district_config, load_kit_config
 from tpskit.district import tally
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
 from tpskit.district.verify_cli import verify_lines
 from tpskit.edge import submit
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.submit import SubmitError, build_payload, sign_and_queue
 from tpskit.envelope import payload_bytes, sha256_hex
-from tpskit.keys import load_key
-from tpskit.provisioning.district import bench_kit, district_init, read_tps_csv, revoke
-from tpskit.provisioning.pki import load_certs
+from tpskit.provisioning.district import bench_kit, district_init, revoke
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
+from tpskit.trust.tps import read_tps_csv
 
 TPS = TPS_CODES[0]
 

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from hostile import der, signed_over, with_duplicate_extension, with_version
 
 from tpskit.cli import main
-from tpskit.config import load_district_config
+from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
 from tpskit.district.verify_cli import verify_lines
 from tpskit.edge.submit import build_payload
@@ -29,9 +29,10 @@ from tpskit.envelope import (
     sign_compact,
     strict_json,
 )
-from tpskit.keys import load_key
 from tpskit.provisioning.district import bench_kit, district_init
-from tpskit.provisioning.pki import issue_role_cert, load_certs
+from tpskit.provisioning.pki import issue_role_cert
+from tpskit.trust.certs import load_certs
+from tpskit.trust.keys import load_key
 
 TPS = TPS_CODES[0]
 

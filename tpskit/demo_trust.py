@@ -31,15 +31,18 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     Leaves `workdir/district/ca.pem` and `workdir/district/signed-results.jsonl` for observers.
     Returns a summary: paths, per-kit receipts, how many results the export re-verified.
     """
-    from tpskit.config import load_district_config, load_kit_config
     from tpskit.district import tally
+    from tpskit.district.config import load_district_config
     from tpskit.district.db import open_db
     from tpskit.district.verify_cli import recount_export, verify_export
+    from tpskit.edge.config import load_kit_config
     from tpskit.edge.deliver import Delivery
     from tpskit.edge.submit import sign_and_queue
     from tpskit.envelope import Verifier, parse_ack
-    from tpskit.provisioning.district import bench_kit, district_init, read_tps_csv
-    from tpskit.provisioning.pki import ROLE_DISTRICT, load_certs
+    from tpskit.provisioning.district import bench_kit, district_init
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.identity import ROLE_DISTRICT
+    from tpskit.trust.tps import read_tps_csv
 
     workdir = Path(workdir).resolve()
     for sub in ("district", "kits"):

@@ -34,6 +34,7 @@ from joserfc.jwk import OKPKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from tpskit.forms import TPS_RE, Check, Template
+from tpskit.trust.identity import Signer, signer_of
 
 RESULT_SCHEMA = "tpskit-result/1"
 ACK_SCHEMA = "tpskit-ack/1"
@@ -42,9 +43,6 @@ _ALGS = [ALG]
 # joserfc caps the protected header at 512 bytes by default; ours carries a certificate in x5c.
 _REGISTRY = jws.JWSRegistry(algorithms=_ALGS)
 _REGISTRY.max_header_length = 16_384
-
-TPS_URI_PREFIX = "urn:tps:"
-ROLE_URI_PREFIX = "urn:tpskit:role:"
 
 # Bounds of what a signed payload may carry. Everything that reaches the district's database is bounded
 # here, in the schema, so that a value no column can hold (a sequence number of 2^63, a string longer
@@ -236,47 +234,11 @@ def strict_json(data: bytes | str) -> Any:
         raise ValueError("the JSON text is nested too deep") from e
 
 
-# ------------------------------------------------------------------------------------------ who signed
-@dataclass(frozen=True)
-class Signer:
-    """Who signed: the identity in the verified leaf certificate."""
-
-    common_name: str
-    role: str | None
-    tps: str | None
-    serial: int
-    not_after: dt.datetime
-    not_before: dt.datetime
-
-    def valid_at(self, when: dt.datetime) -> bool:
-        return self.not_before <= when <= self.not_after
-
-
 @dataclass(frozen=True)
 class Verified:
     payload: dict[str, Any]
     signer: Signer
     compact: str
-
-
-def signer_of(cert: x509.Certificate) -> Signer:
-    """The identity a certificate states. Raises ValueError when its name or extensions do not parse."""
-    try:
-        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        try:
-            uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-                x509.UniformResourceIdentifier)
-        except x509.ExtensionNotFound:
-            uris = []
-        roles = [u[len(ROLE_URI_PREFIX):] for u in uris if u.startswith(ROLE_URI_PREFIX)]
-        tpss = [u[len(TPS_URI_PREFIX):] for u in uris if u.startswith(TPS_URI_PREFIX)]
-        return Signer(common_name=str(cns[0].value) if cns else "", role=roles[0] if len(roles) == 1 else None,
-                      tps=tpss[0] if len(tpss) == 1 else None, serial=cert.serial_number,
-                      not_after=cert.not_valid_after_utc, not_before=cert.not_valid_before_utc)
-    except ValueError:
-        raise
-    except Exception as e:  # cryptography raises DuplicateExtension and others that are not ValueError
-        raise ValueError(f"the certificate does not parse ({type(e).__name__})") from e
 
 
 def _lenient_json(data: bytes) -> Any:

@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 with atheris.instrument_imports(include=["tpskit"]):
     # Imported here so that the code under test is instrumented for coverage (the targets import lazily).
     import tpskit.config
+    import tpskit.district.config
+    import tpskit.edge.config
     import tpskit.edge.reader.decode
     import tpskit.edge.reader.pipeline
     import tpskit.envelope

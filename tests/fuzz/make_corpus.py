@@ -49,9 +49,9 @@ def verifier() -> None:
 
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import CompactSigner, payload_bytes, sha256_hex, sign_compact
-    from tpskit.keys import load_key
     from tpskit.provisioning.district import bench_kit, district_init
-    from tpskit.provisioning.pki import load_certs
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.keys import load_key
 
     tmp = Path(tempfile.mkdtemp())
     tps = "3201012001001"

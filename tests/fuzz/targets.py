@@ -36,7 +36,7 @@ def reader(data: bytes) -> None:
 @functools.cache
 def _verifier() -> object:
     from tpskit.envelope import Verifier
-    from tpskit.provisioning.pki import load_certs
+    from tpskit.trust.certs import load_certs
 
     return Verifier(load_certs(HERE / "ca.pem"))
 
@@ -58,7 +58,7 @@ def _kit() -> tuple:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from tpskit.forms import load_templates
-    from tpskit.provisioning.pki import load_certs
+    from tpskit.trust.certs import load_certs
 
     key = load_pem_private_key((HERE / "kit.key").read_bytes(), None)
     return key, load_certs(HERE / "kit.pem"), {t.id: t for t in load_templates().values()}
@@ -107,7 +107,9 @@ def template(data: bytes) -> None:
 
 def config(data: bytes) -> None:
     """Both configuration loaders (kit and district): a config or ConfigError naming the problem."""
-    from tpskit.config import ConfigError, load_district_config, load_kit_config
+    from tpskit.config import ConfigError
+    from tpskit.district.config import load_district_config
+    from tpskit.edge.config import load_kit_config
 
     path = _as_file(data, "x.toml")
     try:

@@ -26,8 +26,6 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tpskit.provisioning.pki import ProvisioningError
-
 ETC = PurePosixPath("/etc/tpskit")
 STATE = PurePosixPath("/var/lib/tpskit")
 CA_WORKSPACE = PurePosixPath("/var/lib/tpskit-ca")
@@ -36,6 +34,10 @@ BROKER_STATE = PurePosixPath("/var/lib/mosquitto")
 RUN = PurePosixPath("/run/tpskit")
 SERVICE_USER = "tpskit"
 BROKER_USER = "mosquitto"
+
+
+class LayoutError(ValueError):
+    """The layout cannot be written as asked (a user that does not exist); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Owner:
         try:
             pw = pwd.getpwnam(user)
         except KeyError:
-            raise ProvisioningError(
+            raise LayoutError(
                 f"user {user!r} does not exist; create it first (README, 'Install the district server': "
                 f"useradd --system --user-group ... {user})") from None
         return pw.pw_uid, pw.pw_gid

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from tpskit.firmware.watchdog import SystemdNotifier
+from tpskit.systemd import SystemdNotifier
 
 
 def test_without_notify_socket_every_call_is_a_no_op() -> None:

@@ -1,8 +1,8 @@
 """The one module that touches private keys (the kit's, the district service's, the CA's).
 
 A key is created in place with mode 0600 (O_EXCL: an existing key is never overwritten, silently or
-otherwise), loaded, and used to sign. Nothing here returns or logs key bytes, and nothing writes a key
-anywhere but the path it was created at.
+otherwise) and loaded; what it signs is signed where it is used (tpskit.envelope). Nothing here returns
+or logs key bytes, and nothing writes a key anywhere but the path it was created at.
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ def load_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} is not an Ed25519 key")
     return key
-
-
-def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
-    return key.sign(data)
 
 
 def client_tls_context(ca: str | Path, certificate: str | Path, key: str | Path) -> ssl.SSLContext:
