@@ -1,10 +1,11 @@
 """The capture gate's curves: how well the boxes read as a condition worsens, against what the gate measures.
 
-    .venv/bin/python bench/gate.py [--per-level 16] [--write-md]
+    .venv/bin/python bench/gate.py [--per-level 16] [--sweeps dark,focus,...] [--write-md]
 
 Each sweep takes one physical condition from harmless to unreadable, everything else as in a clean photo:
 - dark: exposure (paper white = exposure x 255), with the sensor noise a dim scene brings;
-- focus: defocus, sigma in mm on the sheet;
+- focus: defocus, sigma in mm on the sheet; focus_far: the same with the sheet at 5.5 px/mm (the far end of
+  the framing range, decoded at full size);
 - glare: a specular reflection over a field, its strength (1 = white at its centre; above, a saturated core);
 - size: full-resolution pixels per mm on the sheet (how far the sheet is).
 
@@ -216,6 +217,8 @@ def main() -> int:
     unknown = set(sweeps) - set(SWEEPS)
     if unknown:
         ap.error(f"unknown sweep(s) {', '.join(sorted(unknown))}; known: {', '.join(SWEEPS)}")
+    if a.write_md and set(sweeps) != set(SWEEPS):
+        ap.error("--write-md replaces the whole gate section: run every sweep")
     report = run(a.per_level, a.seed, a.workers, sweeps)
     md = markdown(report, a.per_level)
     print(md)

@@ -52,6 +52,11 @@ NEIGHBOUR_MM = 30.0
 GROUP_MAX = 6
 #: A line is "found" when its darkness peak stands this far above the profile's median.
 _FOUND = 0.12
+#: Effective width (mm) of a crisp printed line through the camera (bench/gate.py, "focus", at 0.05 mm
+#: defocus: 0.41-0.43), and the strength of the unsharp mask that undoes part of a wider line's blur
+#: (`sharpen_strips`).
+SHARP_LINE_MM = 0.45
+UNSHARP_AMOUNT = 1.0
 #: Fields not found at first are searched again in up to this many rounds, each reaching this much (mm)
 #: farther from the found boxes than the nearest lost field, through the local affine map the found boxes
 #: weighted by a Gaussian of this width (mm) describe (a curl's displacement changes over a few cm).
@@ -453,6 +458,24 @@ def local_affine(fields: Iterable[FieldFit], at_mm: tuple[float, float]) -> np.n
     M = coef[:2].T
     t_ = coef[2] - M @ np.asarray(at_mm)
     return np.column_stack([M, t_])
+
+
+def sharpen_strips(grid: GridFit) -> None:
+    """Undo part of the blur of each field's strip, in place, before its boxes are cut: an unsharp mask
+    whose Gaussian is the blur the field's own printed lines show (their width beyond a crisp line's,
+    `SHARP_LINE_MM`; a Gaussian of sigma s widens a line's area/peak by about 2.5 s), at `UNSHARP_AMOUNT`.
+    A sharp strip (lines under ~0.47 mm) is left as it is."""
+    for fit in grid.fields.values():
+        widths = [b.width_mm for b in fit.boxes if b.found and np.isfinite(b.width_mm)]
+        if not widths:
+            continue
+        w = float(np.median(widths))
+        sigma_mm = np.sqrt(max(w * w - SHARP_LINE_MM**2, 0.0)) / 2.5
+        if sigma_mm < 0.08:
+            continue
+        strip = fit.strip.astype(np.float32)
+        blurred = cv2.GaussianBlur(strip, (0, 0), sigma_mm * BOX_PX_PER_MM)
+        fit.strip = np.clip(strip + UNSHARP_AMOUNT * (strip - blurred) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _field_centre(f: FieldSpec) -> tuple[float, float]:

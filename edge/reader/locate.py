@@ -171,6 +171,11 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     ours = {**ours, **confirmed}
     W, H = t.page.width_mm, t.page.height_mm
     if not ours:
+        # In a very dark frame noise, not blur, hides the markers' cells: ask for light first.
+        small = quality.small_copy(gray)
+        if quality.frame_too_dark(small):
+            raise Refused("too_dark", trace.measure(Measure("frame p95", float(np.percentile(small, 95)),
+                                                            quality.DARK_FRAME_P95, "below")))
         # A sheet out of focus loses its markers' cells, but on a copy a few times smaller the blur is under
         # a pixel and they decode again: then it is the kit's form, too soft to read.
         ids = {m.id for m in t.markers.items}

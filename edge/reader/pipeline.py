@@ -22,7 +22,7 @@ from .bubbles import BUBBLE_PX_PER_MM, BubbleRow, bubble_region, read_bubbles
 from .decode import UnreadablePhoto, decode_photo, release_freed_memory
 from .digit_model import DigitModel
 from .geometry import PageGeometry, geometry_from_points, marker_page_corners, warp_region
-from .grid import SEGMENTS, GridFit, fit_grid, local_offset
+from .grid import SEGMENTS, GridFit, fit_grid, local_offset, sharpen_strips
 from .locate import Located, at_full_size, locate_sheet, markers_sharpness
 from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
@@ -406,6 +406,7 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
             opts.debug("refused", draw_refusal(gray, trace, r, templates.get(r.params.get("form", "")) or t))
         return _rejected(photo, r.reason, clock, r.params, t, tps, _gate_summary(trace, located, grid_error))
 
+    sharpen_strips(grid)
     probs = _read_boxes(grid, t, model, opts, clock)
     bubble_rows = _bubble_rows(gray, geom, t, grid)
     clock.lap("bubbles")
