@@ -6,17 +6,18 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := mosquitto postgresql
+APT_PACKAGES := mosquitto postgresql nats-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench bench-read system-deps venv clean train fuzz chaos
 
-# System packages the tests need: a real mosquitto, PostgreSQL binaries (tests start their own
+# System packages the tests need: a real mosquitto, PostgreSQL binaries, Debian's nats-server (tests start their own
 # throwaway servers; nothing here uses the machine's running services), and the reader's JPEG decoder.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	ls /usr/lib/*/libturbojpeg.so.0 >/dev/null 2>&1 || missing="$$missing libturbojpeg0"; \
 	if [ -n "$$missing" ]; then \

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tpskit.config import BrokerSection, Section, load_config
 
@@ -98,6 +98,29 @@ class DistrictBroker(BrokerSection):
                                  description="unacknowledged messages the broker may send us at once")
 
 
+class NationalSection(Section):
+    """`[national]`: forward every accepted result to the national tier's NATS JetStream stream (off by default).
+
+    Accepted results are written to a forward-outbox in the same transaction that stores them, and sent in
+    order, each marked once JetStream acknowledged it: a district cut off from NATS forwards its backlog
+    when it is back."""
+
+    enabled: bool = Field(default=False, description="forward accepted results to the national stream")
+    servers: list[str] = Field(default_factory=list, min_length=0, max_length=16,
+                               description="the NATS cluster's nodes, every one (nats://host:port)")
+    replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream, when this district creates it")
+    batch_max: int = Field(default=500, ge=1, le=10_000, description="outbox rows read and sent per round at most")
+    retry_s: float = Field(default=1.0, gt=0, le=60, description="wait before trying NATS again after a failure")
+
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("nats://", "tls://")):
+                raise ValueError(f"{url!r}: a NATS server is nats://host:port")
+        return v
+
+
 class DistrictConfig(Section):
     district: DistrictSection = Field(description="the district and its TPS list")
     identity: DistrictIdentity = Field(default_factory=DistrictIdentity, description="service key and certificates")
@@ -105,6 +128,14 @@ class DistrictConfig(Section):
     database: DatabaseSection = Field(default_factory=DatabaseSection, description="where results are stored")
     ingest: IngestSection = Field(default_factory=IngestSection, description="ingest tuning")
     limits: LimitsSection = Field(default_factory=LimitsSection, description="quotas and the disk floor")
+    national: NationalSection = Field(default_factory=NationalSection,
+                                      description="forwarding to the national tier (off by default)")
+
+    @model_validator(mode="after")
+    def _national_servers(self) -> DistrictConfig:
+        if self.national.enabled and not self.national.servers:
+            raise ValueError("[national] enabled = true needs servers = [\"nats://host:port\", ...]")
+        return self
 
     @property
     def disk_path(self) -> Path:

@@ -4,7 +4,9 @@ Tables:
 - results:    accepted envelopes exactly as received (the compact JWS), plus the columns tally needs;
 - evidence:   the photo of a submission, stored only when its verified result announced it (sha256, size);
 - pending:    verified results whose evidence photo has not arrived yet (no ack until it does);
-- rejections: every refused message with its reason (counted and kept, never a result).
+- rejections: every refused message with its reason (counted and kept, never a result);
+- forward_outbox: what to forward to the national tier, one row per accepted result, written in the
+  transaction that stored it ([national] enabled), marked sent once JetStream acknowledged it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,16 @@ rejections = Table(
     Column("reason", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Column("envelope_sha256", String(64)),
+)
+
+forward_outbox = Table(
+    "forward_outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the order of acceptance, the order sent
+    Column("submission_id", String(64), nullable=False),
+    Column("message", Text, nullable=False),  # tpskit.forwarded: envelope, evidence hash, signed acceptance
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),  # NULL until JetStream acknowledged it
+    Index("forward_outbox_unsent", "sent_at", "id"),
 )
 
 

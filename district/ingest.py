@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, delete, exc, insert, select
 
 from tpskit.district.config import LimitsSection
-from tpskit.district.db import evidence, lock_batch, pending, placeholders, rejections, results
+from tpskit.district.db import evidence, forward_outbox, lock_batch, pending, placeholders, rejections, results
 from tpskit.district.limits import DiskFloor, QuotaBook
 from tpskit.envelope import (
     ACK_SCHEMA,
@@ -71,6 +71,7 @@ from tpskit.envelope import (
 )
 from tpskit.events import Event, log_event, register
 from tpskit.forms import Template
+from tpskit.forwarded import forward_bytes
 from tpskit.trust.tps import TpsInfo
 
 log = logging.getLogger("tpskit.district.ingest")
@@ -328,6 +329,9 @@ class Ingest:
     limits: LimitsSection = field(default_factory=LimitsSection)
     #: Where free disk space is measured for the floor (the database's folder).
     disk_path: Path = field(default_factory=Path.cwd)
+    #: The district id when [national] forwarding is on: every stored result gets a forward-outbox row in
+    #: the same transaction (tpskit.district.forward sends them).
+    forward_district: str | None = None
 
     def __post_init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -602,7 +606,8 @@ class Ingest:
     def _store(self, b: _Batch, c: Checked, acks: list[Ack], logs: list, photo_kept: bool) -> None:
         row = c.row
         assert row is not None
-        b.new_results.append({**row, "received_at": time.time()})
+        now = time.time()
+        b.new_results.append({**row, "received_at": now})
         sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
         b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
         b.max_seq[(kit, c.serial)] = max(b.max_seq.get((kit, c.serial), 0), seq)
@@ -613,6 +618,9 @@ class Ingest:
         else:
             self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"],
                       row["evidence_sha256"] if photo_kept else None, None if photo_kept else PHOTO_NOT_KEPT)
+        if self.forward_district is not None:  # the acceptance just signed for the kit travels on, as it is
+            b.new_forwards.append({"submission_id": sid, "created_at": now, "message": forward_bytes(
+                self.forward_district, row["envelope"], row["evidence_sha256"], acks[-1].jws, now).decode()})
 
     def _evidence(self, b: _Batch, it: _Item, acks: list[Ack], logs: list, below: bool) -> None:
         sid, payload = it.sid, it.payload
@@ -740,6 +748,7 @@ class _Batch:
     new_rejections: list[dict] = field(default_factory=list)
     done_pending: set[str] = field(default_factory=set)
     used: dict[str, list[int]] = field(default_factory=dict)  # TPS -> [new submissions, bytes] (quotas)
+    new_forwards: list[dict] = field(default_factory=list)  # forward-outbox rows ([national])
 
     @classmethod
     def load(cls, conn: Connection, sids: set[str], kits: set[str]) -> _Batch:
@@ -781,3 +790,5 @@ class _Batch:
             conn.execute(insert(results), self.new_results)
         if self.new_rejections:
             conn.execute(insert(rejections), self.new_rejections)
+        if self.new_forwards:
+            conn.execute(insert(forward_outbox), self.new_forwards)

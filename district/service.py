@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from tpskit.district.config import DistrictConfig
 from tpskit.district.db import open_db
+from tpskit.district.forward import Forwarder
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
 from tpskit.envelope import Verifier
@@ -50,7 +51,8 @@ def build_checker(cfg: DistrictConfig) -> Checker:
 def build_ingest(cfg: DistrictConfig) -> Ingest:
     return Ingest(engine=open_db(cfg.database.url, writer=True), checker=build_checker(cfg),
                   helpers=cfg.ingest.verify_processes, make_checker=functools.partial(build_checker, cfg),
-                  limits=cfg.limits, disk_path=cfg.disk_path)
+                  limits=cfg.limits, disk_path=cfg.disk_path,
+                  forward_district=cfg.district.id if cfg.national.enabled else None)
 
 
 def client_ids(cfg: DistrictConfig, shares: int | None = None) -> list[str]:
@@ -93,6 +95,10 @@ class DistrictService:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.processed = 0
+        # One forwarder per district, in the first process: the outbox is sent in one order.
+        self.forwarder: Forwarder | None = None
+        if cfg.national.enabled and share == 0:
+            self.forwarder = Forwarder(open_db(cfg.database.url), cfg.district.id, cfg.national)
 
     def _on_status(self, what: str, detail: str | None) -> None:
         if what == "subscribed":
@@ -105,6 +111,8 @@ class DistrictService:
         self._worker = threading.Thread(target=self._work, name="district-ingest", daemon=True)
         self._worker.start()
         self.link.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
         return self
 
     def wait_ready(self, timeout: float) -> bool:
@@ -119,6 +127,9 @@ class DistrictService:
         if self._worker is not None:
             self._worker.join(10)
         self.link.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.forwarder.engine.dispose()
         self.ingest.close()
         self.ingest.engine.dispose()
         log_event(log, "district.stopped", district=self.cfg.district.id, processed=self.processed,
@@ -166,6 +177,8 @@ class DistrictService:
                 self.link.publish_many([(a.topic, a.jws.encode("ascii")) for a in acks])
                 self.link.confirm_many(done)
                 self.processed += len(done)
+                if self.forwarder is not None:
+                    self.forwarder.wake()
             ahead = nxt
 
 

@@ -17,18 +17,25 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
-import itertools
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from tpskit.district.db import results
+from tpskit.tally import (  # noqa: F401  (the rule and totals live in the core; re-exported)
+    Area,
+    Stored,
+    Tally,
+    current_results,
+    received_iso,
+    render_text,
+    successors,
+    tally_of,
+)
 from tpskit.trust.tps import TpsInfo
 
 EXPORT_FORMAT = "tpskit/signed-results"
@@ -36,74 +43,6 @@ EXPORT_VERSION = 1
 RULE = ("for each TPS and form template the result received last counts (latest received_at, then the higher "
         "seq, then the greater submission_id); status ok results are summed, review results are counted as "
         "reported and in review")
-
-VOTE_FIELDS_EXTRA = ("suara_sah", "suara_tidak_sah", "suara_total")
-
-
-def _vote_fields(names: list[str]) -> list[str]:
-    return [n for n in names if n.startswith("paslon_")] + [n for n in VOTE_FIELDS_EXTRA if n in names]
-
-
-@dataclass
-class Area:
-    level: str
-    code: str
-    name: str
-    tps_total: int = 0
-    reported: int = 0
-    in_review: int = 0
-    totals: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Tally:
-    template_id: str
-    fields: list[str]
-    areas: list[Area]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"template": self.template_id, "fields": self.fields,
-                "areas": [a.__dict__ for a in self.areas]}
-
-
-def received_iso(at: float) -> str:
-    """The district's arrival time as the export writes it: ISO 8601 UTC to the microsecond."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class Stored:
-    """One accepted result, as the tally and the export see it."""
-
-    submission_id: str
-    kit_id: str
-    tps: str
-    template_id: str
-    status: str
-    seq: int
-    received_at: str  # received_iso(...)
-    values: dict[str, int | None]
-    envelope: str = ""
-
-    @property
-    def order(self) -> tuple[str, int, str]:
-        return (self.received_at, self.seq, self.submission_id)
-
-
-def successors(items: Iterable[Stored]) -> dict[str, str | None]:
-    """The rule: submission id -> the submission that superseded it (the next one received for the same
-    TPS and template), or None for the current one."""
-    by_key: dict[tuple[str, str], list[Stored]] = defaultdict(list)
-    for r in items:
-        by_key[(r.tps, r.template_id)].append(r)
-    out: dict[str, str | None] = {}
-    for group in by_key.values():
-        group.sort(key=lambda r: r.order)
-        for a, b in itertools.pairwise(group):
-            out[a.submission_id] = b.submission_id
-        out[group[-1].submission_id] = None
-    return out
-
 
 def stored_results(engine: Engine, *, envelopes: bool = False) -> list[Stored]:
     """Every accepted result in the rule's order (arrival)."""
@@ -119,71 +58,12 @@ def stored_results(engine: Engine, *, envelopes: bool = False) -> list[Stored]:
     return out
 
 
-def current_results(items: Iterable[Stored]) -> dict[tuple[str, str], Stored]:
-    """(TPS, template) -> the result that counts."""
-    items = list(items)
-    nxt = successors(items)
-    return {(r.tps, r.template_id): r for r in items if nxt[r.submission_id] is None}
-
-
 def latest_results(engine: Engine) -> dict[tuple[str, str], dict[str, Any]]:
     return {k: {"status": r.status, "values": r.values} for k, r in current_results(stored_results(engine)).items()}
 
 
 def compute(engine: Engine, tps: dict[str, TpsInfo]) -> list[Tally]:
     return tally_of(current_results(stored_results(engine)), tps)
-
-
-def tally_of(current: Mapping[tuple[str, str], Stored], tps: Mapping[str, TpsInfo]) -> list[Tally]:
-    """Totals per TPS, village, kecamatan and regency of the current results, one Tally per template."""
-    by_template: dict[str, dict[str, Stored]] = defaultdict(dict)
-    for (code, template), res in current.items():
-        by_template[template][code] = res
-    tallies = []
-    for template, per_tps in sorted(by_template.items()):
-        first = min(per_tps.values(), key=lambda r: r.order)  # every result of a template has its fields
-        fields = _vote_fields(list(first.values))
-        areas: dict[tuple[str, str], Area] = {}
-
-        def area(level: str, code: str, name: str, areas=areas, fields=fields) -> Area:  # type: ignore[no-untyped-def]
-            key = (level, code)
-            if key not in areas:
-                areas[key] = Area(level, code, name, totals=dict.fromkeys(fields, 0))
-            return areas[key]
-
-        for info in tps.values():
-            units = [area("tps", info.tps, info.tps), area("village", info.tps[:10], info.village),
-                     area("kecamatan", info.tps[:6], info.kecamatan), area("regency", info.tps[:4], info.regency)]
-            res = per_tps.get(info.tps)
-            for u in units:
-                u.tps_total += 1
-                if res is None:
-                    continue
-                u.reported += 1
-                if res.status == "review":
-                    u.in_review += 1
-                    continue
-                for f in fields:
-                    u.totals[f] += int(res.values.get(f) or 0)
-        order = {"regency": 0, "kecamatan": 1, "village": 2, "tps": 3}
-        tallies.append(Tally(template, fields, sorted(areas.values(), key=lambda a: (order[a.level], a.code))))
-    return tallies
-
-
-def render_text(tallies: list[Tally]) -> str:
-    if not tallies:
-        return "no accepted results yet\n"
-    out = io.StringIO()
-    for t in tallies:
-        out.write(f"template {t.template_id}\n")
-        head = ["level", "code", "name", "reported", "review", *t.fields]
-        rows = [[a.level, a.code, a.name, f"{a.reported}/{a.tps_total}", str(a.in_review)]
-                + [str(a.totals[f]) for f in t.fields] for a in t.areas]
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
-        for r in [head, *rows]:
-            out.write("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=False)).rstrip() + "\n")
-        out.write("\n")
-    return out.getvalue()
 
 
 def write_csv(tallies: list[Tally], path: Path) -> None:

@@ -276,29 +276,31 @@ class Rig:
         self.broker.stop()
 
 
-def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, delivery: str = FAST_DELIVERY) -> Rig:
+def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, delivery: str = FAST_DELIVERY,
+              district_id: str = "kab-test", tps_codes: list[str] = TPS_CODES, extra_config: str = "") -> Rig:
+    """`extra_config`: TOML appended to district.toml (e.g. a [national] section)."""
     import getpass
 
     from tpskit.provisioning.district import bench_kit, district_init
 
     base.mkdir(parents=True, exist_ok=True)
     csv = base / "tps.csv"
-    csv.write_text("tps,registered_voters\n" + "".join(f"{t},{REGISTERED}\n" for t in TPS_CODES))
+    csv.write_text("tps,registered_voters\n" + "".join(f"{t},{REGISTERED}\n" for t in tps_codes))
     port = free_port()
-    d = district_init(base / "district", csv, district_id="kab-test", broker_host="127.0.0.1", broker_port=port,
+    d = district_init(base / "district", csv, district_id=district_id, broker_host="127.0.0.1", broker_port=port,
                       bind="127.0.0.1", run_as=getpass.getuser() if os.geteuid() == 0 else None)
     kits = []
     for i in range(n_kits):
         kid = f"kit-{i + 1:02d}"
-        issued = bench_kit(d.root, kid, TPS_CODES[i], base / "kits" / kid)
+        issued = bench_kit(d.root, kid, tps_codes[i], base / "kits" / kid)
         with open(issued.folder / "kit.toml", "a") as f:
             f.write(delivery)
-        kits.append(KitHandle(kid, TPS_CODES[i], issued.folder))
+        kits.append(KitHandle(kid, tps_codes[i], issued.folder))
     if db_url:
         text = d.config_path.read_text().replace('url = "sqlite:///district.sqlite"', f'url = "{db_url}"')
         d.config_path.write_text(text)
     with d.config_path.open("a") as f:  # test streams send hundreds of results per kit in seconds
-        f.write(RIG_LIMITS)
+        f.write(RIG_LIMITS + extra_config)
     broker = Broker(d.broker_dir / "mosquitto.conf", port, base / "mosquitto.log").start()
     return Rig(d.root, broker, kits, d.config_path)
 
@@ -452,3 +454,81 @@ def postgres_url() -> Iterator[str]:
 
 def load_json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# ------------------------------------------------------------------------------------------ nats, national
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three nats-server nodes with JetStream, clustered on free loopback ports (never the machine's 4222).
+    Shared by a module's tests; `national_stream` gives each test an empty stream."""
+    from tpskit.localnats import NatsCluster
+
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def run_js(servers: list[str], fn: Callable[[Any], Any]) -> Any:
+    """Run `await fn(js)` on a fresh JetStream connection (tests talk to the stream directly)."""
+    import asyncio
+
+    from tpskit.jetstream import JetStream
+
+    async def main() -> Any:
+        js = await JetStream.connect(servers, name="test")
+        try:
+            return await fn(js)
+        finally:
+            await js.close()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def national_stream(nats_cluster: Any) -> Any:
+    """The cluster with the results stream deleted and created again (R3): nothing left from another test."""
+    from tpskit.forwarded import STREAM
+
+    async def fresh(js: Any) -> None:
+        with contextlib.suppress(Exception):
+            await js.js.delete_stream(STREAM)
+        await js.ensure_stream(3)
+
+    run_js(nats_cluster.urls, fresh)
+    return nats_cluster
+
+
+@pytest.fixture
+def national_db_url(postgres_url: str) -> Iterator[str]:
+    """An empty database of its own on the throwaway PostgreSQL."""
+    import uuid
+
+    import psycopg
+
+    name = f"national_{uuid.uuid4().hex[:12]}"
+    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+
+
+def national_toml(folder: Path, servers: list[str], db_url: str, rigs: list[Rig], ack_wait_s: float = 30.0) -> Path:
+    """A national.toml trusting the rigs' districts."""
+    lines = ["[nats]", "servers = [" + ", ".join(f'"{u}"' for u in servers) + "]", f"ack_wait_s = {ack_wait_s}", "",
+             "[database]", f'url = "{db_url}"', ""]
+    for rig in rigs:
+        cfg = rig.district_cfg()
+        lines += ["[[districts]]", f'id = "{cfg.district.id}"', f'ca = "{cfg.identity.ca}"',
+                  f'tps_list = "{cfg.district.tps_list}"', ""]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "national.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def national_section(servers: list[str]) -> str:
+    """The district.toml [national] section forwarding to `servers`, retrying fast."""
+    return ("\n[national]\nenabled = true\nservers = [" + ", ".join(f'"{u}"' for u in servers) + "]\n"
+            "retry_s = 0.3\n")

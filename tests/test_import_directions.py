@@ -1,5 +1,6 @@
 """Who may import whom: the core is shared and depends on no role; kit and district never import each
-other; the technician's tools are a leaf; nothing on the kit's run path imports the sheet generator.
+other; the national tier imports the core only (and no role imports it); the technician's tools are a leaf;
+nothing on the kit's run path imports the sheet generator.
 
 Every import statement counts, inside functions too (a lazy import runs as surely as one at the top).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: Folder -> import package, as pyproject.toml maps them.
 FOLDERS = {"tpskit": "tpskit", "edge": "tpskit.edge", "firmware": "tpskit.firmware", "district": "tpskit.district",
-           "provisioning": "tpskit.provisioning", "models": "tpskit.models"}
+           "national": "tpskit.national", "provisioning": "tpskit.provisioning", "models": "tpskit.models"}
 
 #: The parts, by module name prefix; the first that matches wins. Whatever is left in `tpskit` is core.
 PARTS = (
@@ -22,6 +23,7 @@ PARTS = (
     ("firmware", ("tpskit.firmware",)),
     ("kit", ("tpskit.edge", "tpskit.models")),
     ("district", ("tpskit.district",)),
+    ("national", ("tpskit.national",)),
     ("technician", ("tpskit.provisioning",)),
     ("core", ("tpskit",)),
 )
@@ -29,12 +31,13 @@ PARTS = (
 #: part -> parts it must not import. The kit is `firmware` and `kit` (edge); firmware is its hardware layer,
 #: below the kit's logic. The apps (command line, demo) may import everything.
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "core": frozenset({"firmware", "kit", "district", "technician", "devtool", "app"}),
-    "firmware": frozenset({"kit", "district", "technician", "devtool", "app"}),
-    "kit": frozenset({"district", "technician", "devtool", "app"}),
-    "district": frozenset({"firmware", "kit", "technician", "devtool", "app"}),
-    "technician": frozenset({"firmware", "kit", "district", "devtool", "app"}),
-    "devtool": frozenset({"district", "technician", "app"}),
+    "core": frozenset({"firmware", "kit", "district", "national", "technician", "devtool", "app"}),
+    "firmware": frozenset({"kit", "district", "national", "technician", "devtool", "app"}),
+    "kit": frozenset({"district", "national", "technician", "devtool", "app"}),
+    "district": frozenset({"firmware", "kit", "national", "technician", "devtool", "app"}),
+    "national": frozenset({"firmware", "kit", "district", "technician", "devtool", "app"}),
+    "technician": frozenset({"firmware", "kit", "district", "national", "devtool", "app"}),
+    "devtool": frozenset({"district", "national", "technician", "app"}),
     "app": frozenset(),
 }
 
@@ -127,7 +130,8 @@ def sheet_imports_on_run_path(graph: Mapping[str, Iterable[str]]) -> list[str]:
 # ------------------------------------------------------------------------------------------------ tests
 def test_the_graph_is_read_from_every_folder_with_lazy_imports_too():
     graph = import_graph()
-    assert {part_of(m) for m in graph} >= {"core", "firmware", "kit", "district", "technician", "devtool", "app"}
+    assert {part_of(m) for m in graph} >= {"core", "firmware", "kit", "district", "national", "technician", "devtool",
+                                           "app"}
     assert "tpskit.edge.reader.pipeline" in graph["tpskit.edge.daemon"]  # imported inside a method
     assert "tpskit.trust.identity" in graph["tpskit.trust.csr"]
 

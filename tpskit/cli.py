@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kit": ("tpskit.edge.kit_cli:kit", "Run and maintain the kit (keygen, run, selftest, check-config)."),
     "provision": ("tpskit.provisioning.cli:provision", "Technician tools: district CA, kit certificates."),
     "district": ("tpskit.district.cli:district", "District service: serve, tally, export, check-config."),
+    "national": ("tpskit.national.cli:national", "National tier: workers (verify again, store by province), tally."),
     "verify": ("tpskit.district.verify_cli:verify", "Re-verify exported signed results against a CA."),
 }
 
