@@ -1,5 +1,8 @@
 """The district database (SQLAlchemy Core): a SQLite file by default, PostgreSQL when given a URL.
 
+The tables below are what the code reads and writes; the Alembic revisions in migrations/ build and
+change them (a test checks that both agree). A change here needs a revision: see migrations/env.py.
+
 Tables:
 - results:    accepted envelopes exactly as received (the compact JWS), plus the columns tally needs;
 - evidence:   the photo of a submission, stored only when its verified result announced it (sha256, size);
@@ -98,12 +101,31 @@ forward_outbox = Table(
 
 
 def open_db(url: str, *, writer: bool = False) -> Engine:
-    """Create the engine and the tables. SQLite runs in WAL mode with synchronous=FULL.
+    """The engine, on a database brought to this release's schema (tpskit.district.schema: the Alembic
+    revisions own the tables; SchemaError when the database is newer). SQLite runs in WAL mode with
+    synchronous=FULL.
 
     `writer`: the ingest's engine. Its SQLite transactions begin IMMEDIATE (the write lock is taken
     before the batch reads), so batches of several service processes run one after the other, each
     seeing everything committed before it; on PostgreSQL the ingest takes `lock_batch` instead.
     """
+    from tpskit.district import schema  # its migrations import this module's metadata
+
+    engine = make_engine(url, writer=writer)
+    locking = engine if writer else make_engine(url, writer=True)  # an upgrade runs under the write lock
+    try:
+        schema.upgrade(locking)
+    except BaseException:
+        engine.dispose()
+        raise
+    finally:
+        if locking is not engine:
+            locking.dispose()
+    return engine
+
+
+def make_engine(url: str, *, writer: bool) -> Engine:
+    """The engine alone (see open_db for `writer`): the schema is not looked at."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     engine = create_engine(url, future=True)
@@ -125,7 +147,6 @@ def open_db(url: str, *, writer: bool = False) -> Engine:
             def _begin_immediate(conn):  # type: ignore[no-untyped-def]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    metadata.create_all(engine)
     return engine
 
 

@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from tpskit.district import schema
 from tpskit.district.config import DistrictConfig
-from tpskit.district.db import open_db
+from tpskit.district.db import make_engine, open_db
 from tpskit.district.forward import Forwarder
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
@@ -34,6 +35,10 @@ register(
     Event("district.batch_failed", "error", "A batch could not be committed; the broker will redeliver it."),
     Event("district.stopped", "info", "The district service stopped."),
     Event("district.share_died", "error", "A service process of a share of the TPS list exited; all stop."),
+    Event("district.schema_upgraded", "action", "The database was brought to this release's schema revision at "
+          "start (from `before`, none for an empty database, to `after`)."),
+    Event("district.schema_newer", "error", "The database is at a schema revision newer than this release knows "
+          "(a later release upgraded it); the service does not start and leaves it untouched."),
     Event("district.share_identity_missing", "error", "[ingest] processes = N needs one certificate per process "
           "(tpskit provision service-shares); the service does not start without them."),
 )
@@ -191,6 +196,18 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
         log_event(log, "district.share_identity_missing", shares=shares, missing=missing,
                   fix=f"tpskit provision service-shares --dir DISTRICT --processes {shares}")
         return 1
+    # The schema is upgraded here, once, before any share process opens the database (each would wait
+    # for the migration lock and find nothing left to do).
+    engine = make_engine(cfg.database.url, writer=True)
+    try:
+        done = schema.upgrade(engine)
+    except schema.SchemaError as e:
+        log_event(log, "district.schema_newer", detail=str(e))
+        return 1
+    finally:
+        engine.dispose()
+    if done.changed:
+        log_event(log, "district.schema_upgraded", before=done.before, after=done.after)
     _tune_gc()
     ctx = mp.get_context("spawn")
     children = [ctx.Process(target=_serve_share, args=(cfg, i, shares, os.getpid()), daemon=True,

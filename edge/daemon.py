@@ -234,9 +234,12 @@ class KitDaemon:
                   controls=cfg.controls.backend, auto_send_ok=cfg.daemon.auto_send_ok, pid=os.getpid())
         self._start_thread(self._forward_presses, "kit-presses")
         self._open_control_socket()
-        from tpskit.edge.outbox import Outbox
+        from tpskit.edge.outbox import Outbox, OutboxTooNew
 
-        self.outbox = Outbox(cfg.outbox_path)
+        try:
+            self.outbox = Outbox(cfg.outbox_path)
+        except OutboxTooNew:
+            self.outbox = None  # untouched; startup_problems names it, with the fix, and the kit stays not ready
         self.problems = startup_problems(cfg, self.now())
         if self.reader is None:
             try:
@@ -244,7 +247,7 @@ class KitDaemon:
             except Exception as e:  # missing or corrupt model file: the technician must see it
                 self.problems.append(Problem("reader", f"the digit model cannot be loaded ({e}). Fix: reinstall "
                                                        "tpskit (the model ships in tpskit/models)"))
-        if not any(p.key.startswith("identity") for p in self.problems):
+        if self.outbox is not None and not any(p.key.startswith("identity") for p in self.problems):
             self._start_delivery()
         with contextlib.suppress(CameraError):
             self.camera.start()  # a camera error here shows at the first press, with its message

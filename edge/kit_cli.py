@@ -143,10 +143,14 @@ def deliver(until_idle: bool, timeout: float | None, config_path: Path) -> None:
 @config_option
 def receipts(as_json: bool, config_path: Path) -> None:
     """List every signed result in the outbox with its state and the district's receipt."""
-    from tpskit.edge.outbox import Outbox
+    from tpskit.edge.outbox import Outbox, OutboxTooNew
 
     cfg = load_config(config_path)
-    with Outbox(cfg.outbox_path) as box:
+    try:
+        box = Outbox(cfg.outbox_path)
+    except OutboxTooNew as e:
+        raise click.ClickException(str(e)) from e
+    with box:
         for r in box.rows():
             rec: dict[str, Any] = {"seq": r.seq, "submission_id": r.submission_id, "state": r.state,
                                    "ack": r.ack_status, "reason": r.ack_reason, "last_error": r.last_error,

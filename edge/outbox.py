@@ -22,29 +22,89 @@ from typing import Literal
 State = Literal["queued", "sent", "acknowledged", "rejected"]
 PENDING: tuple[State, ...] = ("queued", "sent")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY,
-    submission_id TEXT NOT NULL UNIQUE,
-    tps TEXT NOT NULL,
-    envelope TEXT NOT NULL,
-    envelope_sha256 TEXT NOT NULL,
-    evidence BLOB NOT NULL,
-    evidence_sha256 TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'acknowledged', 'rejected')),
-    created_at REAL NOT NULL,
-    sent_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    ack_status TEXT,
-    ack_reason TEXT,
-    receipt TEXT,
-    acked_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+# The outbox's schema, step by step: a file at `PRAGMA user_version` N has had steps 1..N. Step 1 is the
+# schema of the release before versions (IF NOT EXISTS: its files have the tables and user_version 0).
+# A change is a new step at the end, never an edit of one that shipped; tests/test_outbox_versions.py
+# upgrades the previous release's file through every step.
+STEPS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS outbox (
+            seq INTEGER PRIMARY KEY,
+            submission_id TEXT NOT NULL UNIQUE,
+            tps TEXT NOT NULL,
+            envelope TEXT NOT NULL,
+            envelope_sha256 TEXT NOT NULL,
+            evidence BLOB NOT NULL,
+            evidence_sha256 TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'acknowledged', 'rejected')),
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            ack_status TEXT,
+            ack_reason TEXT,
+            receipt TEXT,
+            acked_at REAL
+        )""",
+        "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq)",
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    ),
+)
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be used by this release."""
+
+
+class OutboxTooNew(OutboxError):
+    """Written by a later release: its schema version is above every step this release knows."""
+
+
+def _too_new(path: Path, version: int) -> OutboxTooNew:
+    return OutboxTooNew(
+        f"the outbox {path} was written by a newer tpskit (outbox version {version}; this one knows up to "
+        f"{len(STEPS)}). Nothing was changed and no result is lost. Fix: install that release or a later one "
+        "again; do not delete or move the file, it holds the signed results not yet acknowledged")
+
+
+def newer_outbox(path: Path) -> OutboxTooNew | None:
+    """The refusal, when the file at `path` is newer than this release; read only (ExecStartPre checks it)."""
+    if not path.exists():
+        return None
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return None  # not for this check to judge: opening the outbox reports it
+    finally:
+        con.close()
+    return _too_new(path, version) if version > len(STEPS) else None
+
+
+def upgrade(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
+    """Run the steps the file has not had, all in one transaction; (version before, after). `db` in
+    autocommit mode (isolation_level=None). Raises OutboxTooNew, changing nothing, on a newer file."""
+    target = len(STEPS)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > target:  # read before anything writes, WAL mode included
+        raise _too_new(path, version)
+    if version == target:
+        return version, target
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # again, under the write lock
+        if version > target:
+            raise _too_new(path, version)
+        for step in STEPS[version:]:
+            for sql in step:
+                db.execute(sql)
+        db.execute(f"PRAGMA user_version = {target}")  # part of the transaction
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return version, target
 
 
 @dataclass(frozen=True)
@@ -84,16 +144,22 @@ _COLS = ", ".join(OutboxRow.__dataclass_fields__)
 
 
 class Outbox:
-    """Thread-safe: one connection, one lock (the delivery thread and the MQTT thread share it)."""
+    """Thread-safe: one connection, one lock (the delivery thread and the MQTT thread share it). Opening
+    upgrades an older file (see STEPS) and refuses a newer one with OutboxTooNew."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            #: (schema version the file had, the version it has now): they differ after an upgrade.
+            self.upgraded = upgrade(self._db, self.path)
+        except BaseException:
+            self._db.close()
+            raise
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 A kit whose clock is implausible would sign results with a wrong capture time (and fail TLS); a key that
 does not match the certificate signs results the district refuses; a certificate for another TPS or kit
-id cannot deliver. Each problem names the configuration key to look at and the fix, in plain words.
+id cannot deliver; an outbox written by a newer release is not this one's to read or upgrade. Each
+problem names the configuration key to look at and the fix, in plain words.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tpskit.edge.config import KitConfig
+from tpskit.edge.outbox import newer_outbox
 from tpskit.trust.certs import load_cert
 from tpskit.trust.identity import Identity, identity_of
 from tpskit.trust.keys import KeyFileError, load_key
@@ -107,4 +109,7 @@ def startup_problems(cfg: KitConfig, now: dt.datetime | None = None) -> list[Pro
         clock = clock_problem(now, None, None)
     if clock is not None:
         problems.append(clock)
+    newer = newer_outbox(cfg.outbox_path)
+    if newer is not None:
+        problems.append(Problem("kit.data_dir", str(newer)))
     return problems
