@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tpskit import topics
 from tpskit.localhost import free_port, mosquitto_binary, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/readings.py, also when a test imports this
@@ -73,10 +74,11 @@ def _legacy_conf(conf: Path, acl: Path) -> None:
 
 
 def _legacy_acl(path: Path, district_cn: str, kits: dict[str, str]) -> None:
-    out = [f"user {district_cn}", "topic read tps/+/result", "topic read tps/+/evidence/+", "topic write tps/+/ack", ""]
+    out = [f"user {district_cn}", f"topic read {topics.ALL_RESULTS}", f"topic read {topics.ALL_EVIDENCE}",
+           f"topic write {topics.ALL_ACKS}", ""]
     for kid, tps in sorted(kits.items()):
-        out += [f"user {kid}", f"topic write tps/{tps}/result", f"topic write tps/{tps}/evidence/+",
-                f"topic read tps/{tps}/ack", ""]
+        out += [f"user {kid}", f"topic write {topics.result_topic(tps)}", f"topic write {topics.evidence_filter(tps)}",
+                f"topic read {topics.ack_topic(tps)}", ""]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(out))
     os.replace(tmp, path)
@@ -165,8 +167,8 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
                 compact = sign_compact(payload_bytes(p), key, chain)
                 # Like a kit: publish until the broker confirms both (a churner may kick this session).
                 while not stop.is_set():
-                    a = link.publish(f"tps/{tps}/result", compact, 5)
-                    b = link.publish(f"tps/{tps}/evidence/{sid}", photo, 5) if a.delivered else a
+                    a = link.publish(topics.result_topic(tps), compact, 5)
+                    b = link.publish(topics.evidence_topic(tps, sid), photo, 5) if a.delivered else a
                     if a.delivered and b.delivered:
                         with lock:
                             sent.append(sid)
@@ -186,7 +188,7 @@ def run(seconds: float, mode: str = "dynsec", steady_kits: int = 4, churners: in
                 c = _client(port, str(d.ca_cert_path), str(folder / "kit.pem"), str(folder / "kit.key"),
                             rnd.choice(ids), rnd.random() < 0.5, rnd.choice([0, 5, 3600]))
                 c.loop_start()
-                c.subscribe(f"tps/{kits[kid][0]}/ack", qos=1)
+                c.subscribe(topics.ack_topic(kits[kid][0]), qos=1)
                 time.sleep(rnd.random() * 0.2)
                 if rnd.random() < 0.5:
                     c.disconnect()

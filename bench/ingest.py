@@ -51,6 +51,7 @@ def raw_subscriber(conf: dict, expected: int, out: mp.queues.Queue) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from tpskit import topics
     from tpskit.edge.transport import TlsIdentity, tls_context
 
     got = 0
@@ -59,7 +60,7 @@ def raw_subscriber(conf: dict, expected: int, out: mp.queues.Queue) -> None:
     c.tls_set_context(tls_context(TlsIdentity(conf["ca"], conf["cert"], conf["key"])))
 
     def on_connect(client, userdata, flags, rc, props):  # type: ignore[no-untyped-def]
-        client.subscribe([("tps/+/result", 1), ("tps/+/evidence/+", 1)])
+        client.subscribe([(topics.ALL_RESULTS, 1), (topics.ALL_EVIDENCE, 1)])
 
     def on_subscribe(client, userdata, mid, rcs, props):  # type: ignore[no-untyped-def]
         out.put(("ready", time.time()))
@@ -81,6 +82,7 @@ def raw_subscriber(conf: dict, expected: int, out: mp.queues.Queue) -> None:
 
 def publish_all(kits: list, signed: dict, port: int) -> float:
     """Every kit publishes its results (evidence then result) in sequence order; returns start time."""
+    from tpskit import topics
     from tpskit.config import BrokerSection
     from tpskit.edge.transport import MqttLink, TlsIdentity
 
@@ -96,8 +98,8 @@ def publish_all(kits: list, signed: dict, port: int) -> float:
 
     def run(k: dict, link: MqttLink) -> None:
         for sid, compact, photo in signed[k["id"]]:
-            link.publish(f"tps/{k['tps']}/result", compact, 30, wait=False)  # announces its photo: first
-            link.publish(f"tps/{k['tps']}/evidence/{sid}", photo, 30, wait=False)
+            link.publish(topics.result_topic(k["tps"]), compact, 30, wait=False)  # announces its photo: first
+            link.publish(topics.evidence_topic(k["tps"], sid), photo, 30, wait=False)
 
     threads = [threading.Thread(target=run, args=(k, link)) for k, link in zip(kits, links, strict=True)]
     for t in threads:

@@ -51,6 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, delete, exc, insert, select
 
+from tpskit import topics
 from tpskit.district.config import LimitsSection
 from tpskit.district.db import evidence, forward_outbox, lock_batch, pending, placeholders, rejections, results
 from tpskit.district.limits import DiskFloor, QuotaBook
@@ -506,7 +507,7 @@ class Ingest:
                     if waiting is not None:
                         conn.execute(delete(pending).where(pending.c.submission_id == it.sid))
                         env_sha, kit, answer = sha256_hex(waiting[0]), waiting[1], True
-                        row.update(kit_id=kit, envelope_sha256=env_sha, topic=f"tps/{it.tps}/result")
+                        row.update(kit_id=kit, envelope_sha256=env_sha, topic=topics.result_topic(it.tps))
                 conn.execute(insert(rejections), [row])
         except Exception:
             self.counts["storage_failed_unrecorded"] += 1
@@ -520,8 +521,8 @@ class Ingest:
 
     def _ack(self, acks: list[Ack], tps: str, sid: str, kit: str | None, status: str, envelope_sha: str,
              evidence_sha: str | None = None, reason: str | None = None) -> None:
-        acks.append(Ack(f"tps/{tps}/ack", self.checker.sign_ack(tps, sid, kit, status, envelope_sha, evidence_sha,
-                                                                  reason)))
+        signed = self.checker.sign_ack(tps, sid, kit, status, envelope_sha, evidence_sha, reason)
+        acks.append(Ack(topics.ack_topic(tps), signed))
 
     def _reject(self, b: _Batch, acks: list[Ack], logs: list, it: _Item, reason: str, detail: str,
                 sid: str | None, kit: str | None, signed: str | None = None, answer: bool = True) -> None:
@@ -544,7 +545,7 @@ class Ingest:
         if not answer:
             return
         if signed is not None:
-            acks.append(Ack(f"tps/{it.tps}/ack", signed))
+            acks.append(Ack(topics.ack_topic(it.tps), signed))
         elif sid:
             self._ack(acks, it.tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
 
@@ -614,7 +615,7 @@ class Ingest:
         logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
                                            "status": row["status"], "photo": photo_kept}))
         if photo_kept and c.ack is not None:
-            acks.append(Ack(f"tps/{row['tps']}/ack", c.ack))
+            acks.append(Ack(topics.ack_topic(row["tps"]), c.ack))
         else:
             self._ack(acks, row["tps"], sid, kit, "accepted", row["envelope_sha256"],
                       row["evidence_sha256"] if photo_kept else None, None if photo_kept else PHOTO_NOT_KEPT)
@@ -667,7 +668,7 @@ class Ingest:
                 c = kept[0]
             else:
                 c = self.checker.check(it.tps, envelope)
-        result_it = it._replace(topic=f"tps/{it.tps}/result", payload=envelope, kind="result", checked=c)
+        result_it = it._replace(topic=topics.result_topic(it.tps), payload=envelope, kind="result", checked=c)
         if c.reason is not None:
             self._reject(b, acks, logs, result_it, c.reason, c.detail, c.sid, c.kit, c.ack)
             return
@@ -688,14 +689,14 @@ def _plan(msgs: list[tuple[str, bytes]], outcomes: list[Checked]) -> list[_Item]
     it_outcomes = iter(outcomes)
     items: list[_Item] = []
     for topic, payload in msgs:
-        parts = topic.split("/")
-        if len(parts) == 4 and parts[0] == "tps" and parts[2] == "evidence":
-            if SUBMISSION_ID.fullmatch(parts[3]):
-                items.append(_Item(topic, payload, "evidence", parts[1], parts[3], None))
+        t = topics.parse(topic)
+        if t is not None and t.kind == topics.EVIDENCE:
+            if SUBMISSION_ID.fullmatch(t.submission_id):
+                items.append(_Item(topic, payload, "evidence", t.tps, t.submission_id, None))
             else:  # not a submission id: would not fit the evidence table (PostgreSQL refuses the batch)
-                items.append(_Item(topic, payload, "bad_evidence", parts[1], "", None))
-        elif len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
-            items.append(_Item(topic, payload, "result", parts[1], "", next(it_outcomes)))
+                items.append(_Item(topic, payload, "bad_evidence", t.tps, "", None))
+        elif t is not None and t.kind == topics.RESULT:
+            items.append(_Item(topic, payload, "result", t.tps, "", next(it_outcomes)))
         else:
             items.append(_Item(topic, payload, "other", "", "", None))
     announced = {it.checked.sid: i for i, it in enumerate(items)
@@ -718,9 +719,9 @@ def result_items(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """(topic TPS, payload) of the result messages among `messages`, in order, for `Ingest.check`."""
     out = []
     for topic, payload in messages:
-        parts = topic.split("/")
-        if len(parts) == 3 and parts[0] == "tps" and parts[2] == "result":
-            out.append((parts[1], payload))
+        t = topics.parse(topic)
+        if t is not None and t.kind == topics.RESULT:
+            out.append((t.tps, payload))
     return out
 
 

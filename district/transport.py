@@ -21,10 +21,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from tpskit import topics
 from tpskit.district.config import DistrictConfig
 from tpskit.trust.keys import client_tls_context
 
-SUBSCRIPTIONS = ("tps/+/result", "tps/+/evidence/+")
+SUBSCRIPTIONS = (topics.ALL_RESULTS, topics.ALL_EVIDENCE)
 
 # paho's PUBLISH path costs more than everything else the service does per message except the
 # signature check: it copies the payload three times and builds a Properties object and an
@@ -135,8 +136,7 @@ def share_subscriptions(tps_codes: Iterable[str], share: int, shares: int) -> li
     """The topic filters of one service process out of `shares`: the result and evidence topics of
     every TPS whose code modulo `shares` is `share`. A TPS's messages therefore always reach the same
     process (per-kit order and photo pairing stay local); a TPS outside the list reaches none."""
-    return [f"tps/{t}/{kind}" for t in sorted(tps_codes) if int(t) % shares == share
-            for kind in ("result", "evidence/+")]
+    return [f for t in sorted(tps_codes) if int(t) % shares == share for f in topics.tps_filters(t)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tpskit import topics
 from tpskit.edge.config import KitConfig
 from tpskit.edge.outbox import Outbox, OutboxRow
-from tpskit.edge.transport import MqttLink, TlsIdentity, kit_topics
+from tpskit.edge.transport import MqttLink, TlsIdentity
 from tpskit.envelope import VerificationError, Verifier, parse_ack
 from tpskit.events import Event, log_event, register
 from tpskit.trust.certs import load_certs
@@ -68,7 +69,7 @@ class Delivery:
         self._own_outbox = outbox is None
         self.on_change = on_change  # (submission_id, new state) for lights / screen
         self.verifier = Verifier(load_certs(cfg.identity.ca))
-        self.result_topic, self.evidence_prefix, self.ack_topic = kit_topics(cfg.kit.tps)
+        self.result_topic, self.ack_topic = topics.result_topic(cfg.kit.tps), topics.ack_topic(cfg.kit.tps)
         self.link = MqttLink(
             cfg.client_id, TlsIdentity(str(cfg.identity.ca), str(cfg.identity.certificate), str(cfg.identity.key)),
             cfg.broker, subscriptions=[self.ack_topic], retry=cfg.delivery, on_message=self._on_message,
@@ -217,7 +218,7 @@ class Delivery:
         # The signed result first: it announces its photo (SHA-256 and size), and the district stores only
         # a photo a verified result announced.
         for topic, body in ((self.result_topic, row.envelope.encode()),
-                            (f"{self.evidence_prefix}/{row.submission_id}", row.evidence)):
+                            (topics.evidence_topic(self.cfg.kit.tps, row.submission_id), row.evidence)):
             out = self.link.publish(topic, body, timeout)
             if not out.delivered:
                 log_event(log, "kit.publish_refused", kit=self.cfg.kit.id, submission=row.submission_id,

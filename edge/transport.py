@@ -212,8 +212,3 @@ class MqttLink:
             return PublishOutcome(False, rc.value,
                                   f"the broker refused the publish on {topic}: {rc} (0x{rc.value:02x})")
         return PublishOutcome(True, rc.value, "delivered to the broker")
-
-
-def kit_topics(tps: str) -> tuple[str, str, str]:
-    """(result topic, evidence topic prefix, ack topic) for one TPS."""
-    return f"tps/{tps}/result", f"tps/{tps}/evidence", f"tps/{tps}/ack"

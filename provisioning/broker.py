@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from tpskit import topics
+
 PLUGIN_NAME = "mosquitto_dynamic_security.so"
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
@@ -68,19 +70,19 @@ def tps_role(tps: str) -> str:
 def kit_role_acls(tps: str) -> list[dict[str, Any]]:
     """What every kit of one TPS may do: write its result and evidence, read its acks."""
     return [
-        {"acltype": "publishClientSend", "topic": f"tps/{tps}/result", "allow": True},
-        {"acltype": "publishClientSend", "topic": f"tps/{tps}/evidence/+", "allow": True},
-        {"acltype": "subscribeLiteral", "topic": f"tps/{tps}/ack", "allow": True},
-        {"acltype": "publishClientReceive", "topic": f"tps/{tps}/ack", "allow": True},
+        {"acltype": "publishClientSend", "topic": topics.result_topic(tps), "allow": True},
+        {"acltype": "publishClientSend", "topic": topics.evidence_filter(tps), "allow": True},
+        {"acltype": "subscribeLiteral", "topic": topics.ack_topic(tps), "allow": True},
+        {"acltype": "publishClientReceive", "topic": topics.ack_topic(tps), "allow": True},
     ]
 
 
 DISTRICT_ACLS: list[dict[str, Any]] = [
-    {"acltype": "subscribePattern", "topic": "tps/+/result", "allow": True},
-    {"acltype": "subscribePattern", "topic": "tps/+/evidence/+", "allow": True},
-    {"acltype": "publishClientReceive", "topic": "tps/+/result", "allow": True},
-    {"acltype": "publishClientReceive", "topic": "tps/+/evidence/+", "allow": True},
-    {"acltype": "publishClientSend", "topic": "tps/+/ack", "allow": True},
+    {"acltype": "subscribePattern", "topic": topics.ALL_RESULTS, "allow": True},
+    {"acltype": "subscribePattern", "topic": topics.ALL_EVIDENCE, "allow": True},
+    {"acltype": "publishClientReceive", "topic": topics.ALL_RESULTS, "allow": True},
+    {"acltype": "publishClientReceive", "topic": topics.ALL_EVIDENCE, "allow": True},
+    {"acltype": "publishClientSend", "topic": topics.ALL_ACKS, "allow": True},
 ]
 
 ADMIN_ACLS: list[dict[str, Any]] = [

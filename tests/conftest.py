@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tpskit.localhost import free_port, mosquitto_binary, wait_for
+from tpskit.topics import ack_topic, evidence_topic, result_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 PPWP = "c-hasil-ppwp-2024"
@@ -335,7 +336,7 @@ class RawKit:
         self.verifier = Verifier(load_certs(cfg.identity.ca))
         self.link = MqttLink(f"{cfg.kit.id}-raw", TlsIdentity(str(cfg.identity.ca), str(cfg.identity.certificate),
                                                               str(cfg.identity.key)),
-                             cfg.broker, subscriptions=[f"tps/{cfg.kit.tps}/ack"], on_message=self._on_message)
+                             cfg.broker, subscriptions=[ack_topic(cfg.kit.tps)], on_message=self._on_message)
         self.link.start()
         assert self.link.wait_connected(15), f"raw kit could not connect: {self.link.last_error}"
         wait_for(lambda: True, 0.1, "subscription")  # SUBSCRIBE is sent in on_connect before we publish
@@ -365,16 +366,16 @@ class RawKit:
 
     def send(self, sid: str, compact: str | bytes, evidence: bytes, tps: str | None = None) -> None:
         tps = tps or self.cfg.kit.tps
-        out = self.link.publish(f"tps/{tps}/result", compact, 10)  # the result announces its photo: first
+        out = self.link.publish(result_topic(tps), compact, 10)  # the result announces its photo: first
         assert out.delivered, out.reason
-        out = self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10)
+        out = self.link.publish(evidence_topic(tps, sid), evidence, 10)
         assert out.delivered, out.reason
 
     def send_nowait(self, sid: str, compact: str, evidence: bytes) -> None:
         """Publish without waiting for PUBACKs (paho keeps them in flight): a fast stream."""
         tps = self.cfg.kit.tps
-        assert self.link.publish(f"tps/{tps}/result", compact, 10, wait=False).delivered
-        assert self.link.publish(f"tps/{tps}/evidence/{sid}", evidence, 10, wait=False).delivered
+        assert self.link.publish(result_topic(tps), compact, 10, wait=False).delivered
+        assert self.link.publish(evidence_topic(tps, sid), evidence, 10, wait=False).delivered
 
     def all_acks(self) -> list[Any]:
         """Every ack so far, copied under the lock: the client thread adds acks while a test reads them

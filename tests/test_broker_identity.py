@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from tpskit.district.service import client_ids
 from tpskit.provisioning.district import sign_csr
 from tpskit.provisioning.pki import mqtt_username
+from tpskit.topics import result_topic
 from tpskit.trust.certs import load_cert
 from tpskit.trust.csr import keygen
 
@@ -125,7 +126,7 @@ def test_a_replaced_certificate_is_disconnected_and_cannot_disturb_the_new_one(r
     thief = Client(rig.broker.port, *_kit_files(old), client_id="x")
     assert thief.connected.wait(10)
     photo = fake_jpeg("stolen")
-    info = thief.client.publish(f"tps/{old.tps}/result", b"forged", qos=1)
+    info = thief.client.publish(result_topic(old.tps), b"forged", qos=1)
     info.wait_for_publish(10)
     assert kit.link.connected.is_set()
     sid, compact = kit.signed(make_reading(old.tps), photo, seq=1)

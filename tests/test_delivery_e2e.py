@@ -11,6 +11,7 @@ from tpskit.edge.submit import sign_and_queue
 from tpskit.edge.transport import MqttLink, TlsIdentity
 from tpskit.envelope import Verifier, parse_ack, sha256_hex
 from tpskit.provisioning.pki import create_ca, issue_role_cert
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import cert_pem, load_certs
 from tpskit.trust.identity import ROLE_DISTRICT, ROLE_KIT
 from tpskit.trust.keys import create_key
@@ -57,8 +58,8 @@ def test_acl_denies_kit_publishing_under_another_tps(rig_factory):
     link.start()
     try:
         assert link.wait_connected(15), link.last_error
-        own = link.publish(f"tps/{a.tps}/evidence/probe-0001", b"x", 10)
-        other = link.publish(f"tps/{b.tps}/result", b"forged", 10)
+        own = link.publish(evidence_topic(a.tps, "probe-0001"), b"x", 10)
+        other = link.publish(result_topic(b.tps), b"forged", 10)
     finally:
         link.stop()
     assert own.delivered

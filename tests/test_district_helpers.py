@@ -12,6 +12,7 @@ from tpskit.district.service import build_ingest
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
 from tpskit.provisioning.district import bench_kit, district_init, revoke
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -25,8 +26,8 @@ def _messages(d, tmp_path, kit: str, tps: str, seqs: list[int], tag: str) -> lis
         sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}")
         payload = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
-        out += [(f"tps/{tps}/evidence/{sid}", photo),
-                (f"tps/{tps}/result", sign_compact(payload_bytes(payload), key, chain).encode())]
+        out += [(evidence_topic(tps, sid), photo),
+                (result_topic(tps), sign_compact(payload_bytes(payload), key, chain).encode())]
     return out
 
 

@@ -21,6 +21,7 @@ from tpskit.district.verify_cli import verify_lines
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
 from tpskit.provisioning.district import bench_kit, district_init, revoke
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -49,8 +50,8 @@ def _good(rig, seq: int, tag: str) -> tuple[str, list[tuple[str, bytes]]]:
     sid, photo = f"{tag}-{seq:04d}", fake_jpeg(tag)
     payload = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=seq, submission_id=sid,
                             evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
-    return sid, [(f"tps/{TPS}/evidence/{sid}", photo),
-                 (f"tps/{TPS}/result", sign_compact(payload_bytes(payload), rig["key"], rig["chain"]).encode())]
+    return sid, [(evidence_topic(TPS, sid), photo),
+                 (result_topic(TPS), sign_compact(payload_bytes(payload), rig["key"], rig["chain"]).encode())]
 
 
 def _stranger_with_unparsable_san() -> str:
@@ -82,7 +83,7 @@ def test_parser_crashing_messages_are_refused_without_failing_the_batch_of_a_goo
         f"{header}.{_b64(json.dumps({'submission_id': 'abcdefgh' + chr(0)}).encode())}.{sig}",
     ]
     sid, good = _good(rig, 1, "good")
-    batch = [(f"tps/{TPS}/result", h.encode()) for h in hostile] + good
+    batch = [(result_topic(TPS), h.encode()) for h in hostile] + good
     acks = rig["ingest"].process(batch)
     assert _acks(rig, acks) == [(sid, "accepted", "")]  # the refused ones name no routable submission
     counts = rig["ingest"].counts

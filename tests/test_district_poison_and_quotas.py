@@ -19,6 +19,7 @@ from tpskit.district.service import build_ingest
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex
 from tpskit.provisioning.district import bench_kit, district_init
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -57,7 +58,7 @@ def _result(keys, kit: str, seq: int, tag: str, photo: bytes | None = None, **bo
                                                   evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))))
     body.update(seq=seq, **body_changes)
     token = signed_over(json.dumps(body).encode(), key, [der(chain[0])])
-    return sid, [(f"tps/{tps}/result", token.encode()), (f"tps/{tps}/evidence/{sid}", photo)]
+    return sid, [(result_topic(tps), token.encode()), (evidence_topic(tps, sid), photo)]
 
 
 def _acks(d, acks) -> list[tuple[str, str, str]]:
@@ -144,7 +145,7 @@ def test_photos_no_result_announced_are_not_stored_and_their_flood_is_summarised
     """Before: 20 photos of 15 MB under made-up submission ids added 330 MB to the database."""
     _d, ingest, _keys = _district(tmp_path, "refusals_logged_per_tps_hour = 5\n")
     try:
-        flood = [(f"tps/{TPS}/evidence/made-up-{i:04d}", fake_jpeg(f"x{i}", 200_000)) for i in range(20)]
+        flood = [(evidence_topic(TPS, f"made-up-{i:04d}"), fake_jpeg(f"x{i}", 200_000)) for i in range(20)]
         assert ingest.process(flood) == []
         assert _rows(ingest, "SELECT count(*) FROM evidence") == [(0,)]
         assert _rows(ingest, "SELECT count(*) FROM rejections") == [(5,)]  # then only counted
@@ -174,7 +175,7 @@ def test_a_result_announcing_a_photo_above_the_limit_and_oversized_messages_are_
         sid, msgs = _result(keys, "kit-a", 1, "huge", photo=huge_photo)
         padded, padded_msgs = _result(keys, "kit-a", 2, "padded", software={"tpskit": "0.1", "model": "x" * 200})
         envelope_93mb = b"A" * 9_300_000
-        acks = ingest.process([*msgs, (f"tps/{TPS}/result", envelope_93mb), *padded_msgs[:1]])
+        acks = ingest.process([*msgs, (result_topic(TPS), envelope_93mb), *padded_msgs[:1]])
         assert _acks(d, acks) == [(sid, "rejected", "evidence_too_large"), (padded, "rejected", "schema")]
         assert ingest.counts["rejected:too_large"] == 2  # the 9.3 MB "result" and the 300 KB photo
         assert _rows(ingest, "SELECT count(*) FROM evidence") == [(0,)]

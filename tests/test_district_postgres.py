@@ -8,6 +8,7 @@ from conftest import fake_jpeg, make_reading
 from tpskit.district import tally
 from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.tps import read_tps_csv
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
@@ -75,10 +76,10 @@ def test_on_postgresql_an_overlong_evidence_topic_or_a_nul_in_a_refusal_does_not
         photo = fake_jpeg("pg-hostile")
         good = build_payload(make_reading(tps), kit_id="kit-a", tps=tps, seq=2, submission_id="good-0002",
                              evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
-        batch = [(f"tps/{tps}/evidence/{'x' * 65}", b"junk"),
-                 (f"tps/{tps}/result", sign_compact(json.dumps(odd).encode(), key, chain).encode()),
-                 (f"tps/{tps}/evidence/good-0002", photo),
-                 (f"tps/{tps}/result", sign_compact(payload_bytes(good), key, chain).encode())]
+        batch = [(evidence_topic(tps, 'x' * 65), b"junk"),
+                 (result_topic(tps), sign_compact(json.dumps(odd).encode(), key, chain).encode()),
+                 (evidence_topic(tps, "good-0002"), photo),
+                 (result_topic(tps), sign_compact(payload_bytes(good), key, chain).encode())]
         acks = [parse_ack(Verifier(load_certs(d.ca_cert_path)).verify(a.jws, role="district"))
                 for a in ingest.process(batch)]
         assert [(a.submission_id, a.status, (a.reason or "").split(":")[0]) for a in acks] == [

@@ -23,6 +23,7 @@ from tpskit.district.transport import publish_packet, share_subscriptions, split
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import AckPayload, payload_bytes, sha256_hex, sign_compact
 from tpskit.provisioning.district import bench_kit, district_init
+from tpskit.topics import evidence_topic, parse, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -84,8 +85,9 @@ def test_shares_split_the_tps_list_without_overlap_and_cover_it():
     assert len(every) == len(set(every)) == 2 * len(codes)
     assert all(s for s in shares)
     for s in shares:  # a TPS's result and evidence topics are in the same share
-        assert {t.split("/")[1] for t in s if t.endswith("/result")} == \
-            {t.split("/")[1] for t in s if t.endswith("/evidence/+")}
+        parsed = [parse(t) for t in s]
+        assert {t.tps for t in parsed if t and t.kind == "result"} == \
+            {t.tps for t in parsed if t and t.kind == "evidence"}
 
 
 def _signed(d, base: Path, kit: str, tps: str, seqs: range, tag: str) -> list[tuple[str, bytes, bytes, int]]:
@@ -116,9 +118,9 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
     a, b = build_ingest(cfg), build_ingest(cfg)
     try:
         sent = {k: _signed(d, tmp_path, k, t, range(1, 31), "s") for k, t in zip(("kit-a", "kit-b"), tps, strict=True)}
-        photos = [(f"tps/{t}/evidence/{sid}", photo) for k, t in zip(sent, tps, strict=True)
+        photos = [(evidence_topic(t, sid), photo) for k, t in zip(sent, tps, strict=True)
                   for sid, _, photo, _ in sent[k]]
-        results = [(f"tps/{t}/result", env) for k, t in zip(sent, tps, strict=True) for _, env, _, _ in sent[k]]
+        results = [(result_topic(t), env) for k, t in zip(sent, tps, strict=True) for _, env, _, _ in sent[k]]
         acks: list = []
         handled = threading.Condition()
         announced = [0]  # results handled so far, in list order (the photos list has the same order)
@@ -145,7 +147,7 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
 
         # A new result raced into both at once: one stores it, the other answers it as a duplicate.
         (sid, env, photo, _), = _signed(d, tmp_path, "kit-a", tps[0], range(31, 32), "race")
-        pair = [(f"tps/{tps[0]}/evidence/{sid}", photo), (f"tps/{tps[0]}/result", env)]
+        pair = [(evidence_topic(tps[0], sid), photo), (result_topic(tps[0]), env)]
         go, raced = threading.Barrier(2), []
 
         def race(ingest) -> None:
@@ -163,7 +165,7 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
 
         # A replay: a new submission reusing an old sequence number, refused by either ingest.
         (sid, env, photo, _), = _signed(d, tmp_path, "kit-b", tps[1], range(12, 13), "replay")
-        a.process([(f"tps/{tps[1]}/evidence/{sid}", photo), (f"tps/{tps[1]}/result", env)])
+        a.process([(evidence_topic(tps[1], sid), photo), (result_topic(tps[1]), env)])
         assert a.counts["rejected:replay"] == 1
         with a.engine.connect() as c:
             rows = c.exec_driver_sql("SELECT COUNT(*), COUNT(DISTINCT submission_id) FROM results").one()

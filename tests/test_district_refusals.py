@@ -13,6 +13,7 @@ import pytest
 from conftest import connect_outcome, fake_jpeg, make_reading, wait_for
 
 from tpskit.provisioning.district import revoke
+from tpskit.topics import evidence_topic, result_topic
 
 pytestmark = pytest.mark.broker
 
@@ -102,9 +103,9 @@ def test_revoked_kit_is_disconnected_at_once_and_may_publish_nothing_without_a_b
     # It connects again (TLS still takes the certificate until the broker's next start reads the CRL), but
     # it may not publish anything, and nothing of it reaches the district.
     assert kit.link.wait_connected(15)
-    out = kit.link.publish(f"tps/{handle.tps}/result", compact, 10)
+    out = kit.link.publish(result_topic(handle.tps), compact, 10)
     assert (out.delivered, out.reason_code) == (False, 0x87)
-    out = kit.link.publish(f"tps/{handle.tps}/evidence/{sid}", photo, 10)
+    out = kit.link.publish(evidence_topic(handle.tps, sid), photo, 10)
     assert (out.delivered, out.reason_code) == (False, 0x87)
     assert district.stored() == [] and district.rejections() == []
     # After a restart (never a reload) the broker refuses the certificate at the TLS handshake (CRL).

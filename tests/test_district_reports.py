@@ -15,6 +15,7 @@ from tpskit.edge.config import load_kit_config
 from tpskit.edge.submit import build_payload
 from tpskit.envelope import payload_bytes, sha256_hex, sign_compact
 from tpskit.provisioning.district import bench_kit, district_init
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -37,8 +38,8 @@ def filled(tmp_path):
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(k.folder / "kit.key"),
                                load_certs(k.folder / "kit.pem"))
-        msgs += [(f"tps/{TPS_CODES[i]}/evidence/sub-{i:04d}-xxxx", photo),
-                 (f"tps/{TPS_CODES[i]}/result", compact.encode())]
+        msgs += [(evidence_topic(TPS_CODES[i], f"sub-{i:04d}-xxxx"), photo),
+                 (result_topic(TPS_CODES[i]), compact.encode())]
     acks = ingest.process(msgs)
     assert len(acks) == 3
     ingest.engine.dispose()
@@ -135,7 +136,7 @@ def corrected(filled, tmp_path):
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(kit.folder / "kit.key"),
                                load_certs(kit.folder / "kit.pem"))
-        acks = ingest.process([(f"tps/{tps}/evidence/{sid}", photo), (f"tps/{tps}/result", compact.encode())])
+        acks = ingest.process([(evidence_topic(tps, sid), photo), (result_topic(tps), compact.encode())])
         assert len(acks) == 1
     ingest.engine.dispose()
     return filled

@@ -25,6 +25,7 @@ from tpskit.edge.config import load_kit_config
 from tpskit.edge.submit import SubmitError, build_payload, sign_and_queue
 from tpskit.envelope import payload_bytes, sha256_hex
 from tpskit.provisioning.district import bench_kit, district_init, revoke
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 from tpskit.trust.tps import read_tps_csv
@@ -68,7 +69,7 @@ def test_district_and_verify_agree_on_every_kit_clock_skew(rig):
     district, observer = {}, {}
     for seq, (name, skew) in enumerate(SKEWS.items(), start=1):
         sid, photo, token = _signed(rig, seq, rig["now"] + skew, f"skew{seq}")
-        acks = rig["ingest"].process([(f"tps/{TPS}/result", token.encode()), (f"tps/{TPS}/evidence/{sid}", photo)])
+        acks = rig["ingest"].process([(result_topic(TPS), token.encode()), (evidence_topic(TPS, sid), photo)])
         [ack] = [json.loads(_payload_of(a.jws)) for a in acks]
         district[name] = ack["status"] if ack["status"] == "accepted" else ack["reason"].split(":")[0]
         line = json.dumps({"envelope": token, "received_at": ack["received_at"]})
@@ -125,11 +126,11 @@ def test_a_revocation_keeps_results_received_before_it_valid_for_district_tally_
     d = rig["district"]
     sid1, photo1, token1 = _signed(rig, 1, rig["now"], "before")
     assert [json.loads(_payload_of(a.jws))["status"] for a in rig["ingest"].process(
-        [(f"tps/{TPS}/result", token1.encode()), (f"tps/{TPS}/evidence/{sid1}", photo1)])] == ["accepted"]
+        [(result_topic(TPS), token1.encode()), (evidence_topic(TPS, sid1), photo1)])] == ["accepted"]
     revoke(d.root, "kit-a", "stolen")
     sid2, photo2, token2 = _signed(rig, 2, rig["now"], "after")
     [ack2] = [json.loads(_payload_of(a.jws)) for a in rig["ingest"].process(
-        [(f"tps/{TPS}/result", token2.encode()), (f"tps/{TPS}/evidence/{sid2}", photo2)])]
+        [(result_topic(TPS), token2.encode()), (evidence_topic(TPS, sid2), photo2)])]
     assert (ack2["status"], ack2["reason"].split(":")[0]) == ("rejected", "revoked")
     # The tally still counts the result received before the revocation...
     [t] = tally.compute(rig["ingest"].engine, read_tps_csv(d.root / "tps.csv"))

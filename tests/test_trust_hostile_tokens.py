@@ -31,6 +31,7 @@ from tpskit.envelope import (
 )
 from tpskit.provisioning.district import bench_kit, district_init
 from tpskit.provisioning.pki import issue_role_cert
+from tpskit.topics import evidence_topic, result_topic
 from tpskit.trust.certs import load_certs
 from tpskit.trust.keys import load_key
 
@@ -109,9 +110,9 @@ def test_verify_reports_certificates_with_a_bad_version_or_a_duplicate_extension
     photo = fake_jpeg("good")
     good = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=3, submission_id="abcdef12-keep",
                          evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
-    batch = [(f"tps/{TPS}/result", line.encode()) for line in lines[:4]] + [
-        (f"tps/{TPS}/result", sign_compact(payload_bytes(good), rig["key"], rig["chain"]).encode()),
-        (f"tps/{TPS}/evidence/abcdef12-keep", photo)]
+    batch = [(result_topic(TPS), line.encode()) for line in lines[:4]] + [
+        (result_topic(TPS), sign_compact(payload_bytes(good), rig["key"], rig["chain"]).encode()),
+        (evidence_topic(TPS, "abcdef12-keep"), photo)]
     assert [reason for _, reason in _district_verdicts(rig, batch)] == [
         "malformed", "untrusted_certificate", "malformed", "untrusted_certificate"]
     with rig["ingest"].engine.connect() as c:
@@ -154,7 +155,7 @@ def test_payloads_a_second_parser_could_read_otherwise_are_refused_by_district_a
             body["fields"]["x\x00"] = body["fields"].pop("dpk")
         text = json.dumps(body).encode()  # json writes NaN and Infinity; strict JSON has neither
     token = signed_over(text, rig["key"], [der(rig["chain"][0])])
-    [(ok, district_reason)] = [(False, r) for _, r in _district_verdicts(rig, [(f"tps/{TPS}/result", token.encode())])]
+    [(ok, district_reason)] = [(False, r) for _, r in _district_verdicts(rig, [(result_topic(TPS), token.encode())])]
     [(ok, verify_reason)] = _verify_text(rig, [token])
     assert (ok, district_reason) == (False, verify_reason)
     assert district_reason in ("malformed", "schema")
