@@ -70,7 +70,7 @@ def main() -> int:
 
     from tpskit.district.config import load_district_config
     from tpskit.district.service import DistrictService
-    from tpskit.edge.daemon import control
+    from tpskit.edge.control import control
     from tpskit.firmware.sim_client import press
     from tpskit.provisioning.district import bench_kit, district_init
 

@@ -21,31 +21,23 @@ import json
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from tpskit.edge import texts
 from tpskit.edge.config import KitConfig
+from tpskit.edge.control import REPLY_TIMEOUT_S, ControlServer
 from tpskit.edge.pending import CorrectionError, Pending, PendingStore, apply_correction, needs_review
 from tpskit.edge.readiness import Problem, startup_problems
 from tpskit.edge.states import BUSY, PENDING, STATE_SIGNAL, KitState, capture_allowed, check_transition
 from tpskit.events import Event, log_event, register
 from tpskit.firmware.camera import Camera, CameraError, make_camera
-from tpskit.firmware.controls import (
-    Button,
-    ButtonEvent,
-    Controls,
-    OfficerMessage,
-    Screen,
-    Signal,
-    make_controls,
-    make_screen,
-)
+from tpskit.firmware.controls import Button, ButtonEvent, Controls, Screen, Signal, make_controls, make_screen
 from tpskit.forms import Template
+from tpskit.officer import OfficerMessage
 from tpskit.systemd import SystemdNotifier
 
 log = logging.getLogger("tpskit.kit.daemon")
@@ -79,36 +71,6 @@ register(
     Event("kit.control", "info", "A command arrived on the daemon's control socket."),
     Event("kit.stopping", "info", "The kit daemon is stopping."),
 )
-
-
-def bilingual(id_text: str, en_text: str, level: str = "info") -> OfficerMessage:
-    """Screen text: Bahasa Indonesia first, English second."""
-    return OfficerMessage(text=f"{id_text}\n{en_text}", level=level)
-
-
-MSG_READY = bilingual("Siap. Letakkan formulir di alas kamera dan tekan tombol Foto.",
-                      "Ready. Lay the sheet on the stand and press Capture.")
-MSG_WORKING = bilingual("Memotret dan membaca formulir. Jangan digeser.",
-                        "Photographing and reading the sheet. Do not move it.")
-MSG_CONFIRM = bilingual("Formulir terbaca. Periksa angka di layar, lalu tekan Konfirmasi untuk mengirim.",
-                        "Sheet read. Check the numbers on the screen, then press Confirm to send.", "action")
-MSG_QUEUED = bilingual("Hasil ditandatangani dan disimpan di kit; sedang dikirim ke kabupaten/kota.",
-                       "Result signed and saved on the kit; sending it to the district.")
-MSG_ACK = bilingual("Hasil diterima dan dikonfirmasi oleh kabupaten/kota. Selesai.",
-                    "The district received and confirmed the result. Done.")
-MSG_OFFLINE = bilingual("Hasil aman di kit; jaringan tidak tersedia. Hasil terkirim sendiri saat jaringan "
-                        "kembali. Biarkan kit menyala.",
-                        "Result safe on the kit; no network. It is sent by itself when the network returns. "
-                        "Keep the kit powered.", "action")
-MSG_FAULT = bilingual("Kit bermasalah. Hubungi teknisi.", "Kit fault. Call the technician.", "error")
-
-
-def _review_message(fields: list[str]) -> OfficerMessage:
-    names = ", ".join(fields) or "-"
-    return bilingual(f"Beberapa angka perlu diperiksa ({names}). Perbaiki di layar, lalu tekan Konfirmasi; "
-                     "atau tekan Foto untuk memotret ulang.",
-                     f"Some numbers need checking ({names}). Correct them on the screen, then press Confirm; "
-                     "or press Capture to photograph again.", "action")
 
 
 # ------------------------------------------------------------------------------------------- reader
@@ -223,7 +185,7 @@ class KitDaemon:
         self._last_feed = 0.0
         self._delivery_seen: dict[str, str] = {}
         self.attempts = 0  # capture jobs finished (read, refused or failed): lets a driver see a new outcome
-        self._server: socket.socket | None = None
+        self._control = ControlServer(cfg.daemon.control_socket, self._answer)
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -233,7 +195,7 @@ class KitDaemon:
         log_event(log, "kit.started", kit=cfg.kit.id, tps=cfg.kit.tps, camera=cfg.camera.backend,
                   controls=cfg.controls.backend, auto_send_ok=cfg.daemon.auto_send_ok, pid=os.getpid())
         self._start_thread(self._forward_presses, "kit-presses")
-        self._open_control_socket()
+        self._threads.append(self._control.open())
         from tpskit.edge.outbox import Outbox, OutboxTooNew
 
         try:
@@ -285,20 +247,15 @@ class KitDaemon:
             log_event(log, "kit.restored", what="outbox", waiting=waiting)
             waiting_rows = [r for r in self.outbox.rows() if r.state in ("queued", "sent")]
             self.current_submission = waiting_rows[-1].submission_id if waiting_rows else None
-            self._enter(S.QUEUED, MSG_QUEUED)
+            self._enter(S.QUEUED, texts.QUEUED())
             return
-        self._enter(S.IDLE, MSG_READY)
+        self._enter(S.IDLE, texts.READY())
         log_event(log, "kit.ready", kit=self.cfg.kit.id)
 
     def close(self) -> None:
         log_event(log, "kit.stopping", state=str(self.state))
         self.notifier.stopping()
-        if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
-            with contextlib.suppress(FileNotFoundError):
-                self.cfg.daemon.control_socket.unlink()
+        self._control.close()
         if self._job is not None:
             self._job.join(10)
         if self.delivery is not None:
@@ -388,7 +345,7 @@ class KitDaemon:
             log_event(log, "kit.offline", waiting=waiting, why=self.delivery.link.last_error)
             # The words before the light: whoever sees the offline light (the officer, the status
             # socket, a test) finds the message that explains it already there.
-            self._show(MSG_OFFLINE)
+            self._show(texts.OFFLINE())
             self.controls.signal(Signal.OFFLINE)
 
     # ------------------------------------------------------------------ state and officer feedback
@@ -417,8 +374,7 @@ class KitDaemon:
         self.controls.signal(Signal.BUSY_BEEP)
 
     def _not_ready(self) -> None:
-        self._enter(S.FAULT, bilingual("Kit belum siap: " + "; ".join(p.message for p in self.problems),
-                                       "Kit not ready: " + "; ".join(p.message for p in self.problems), "error"))
+        self._enter(S.FAULT, texts.NOT_READY(problems="; ".join(p.message for p in self.problems)))
         for p in self.problems:
             log_event(log, "kit.not_ready", setting=p.key, message=p.message, transient=p.transient)
         self._permanent_fault = not all(p.transient for p in self.problems)
@@ -434,11 +390,7 @@ class KitDaemon:
         self._permanent_fault = True
         log_event(log, "kit.fault", kind=kind, failures=len(self._failures),
                   window_s=self.cfg.daemon.failure_window_s)
-        self._enter(S.FAULT, bilingual(
-            f"Kit bermasalah: {len(self._failures)} kegagalan ({kind}) berturut-turut. Hubungi teknisi; hasil "
-            "yang sudah disimpan tetap dikirim.",
-            f"Kit fault: {len(self._failures)} failures ({kind}) in a row. Call the technician; results already "
-            "saved are still being sent.", "error"))
+        self._enter(S.FAULT, texts.REPEATED_FAILURES(count=len(self._failures), kind=kind))
         return True
 
     # ------------------------------------------------------------------ presses
@@ -454,7 +406,7 @@ class KitDaemon:
                 self.pending = None
                 self.pending_store.clear()
             self._press_at = ev.at
-            self._enter(S.CAPTURING, MSG_WORKING)
+            self._enter(S.CAPTURING, texts.WORKING())
             return self._run_job(self._capture_job)
         if ev.button == Button.CONFIRM and self.state in PENDING and self.pending is not None:
             self._press_at = ev.at
@@ -473,12 +425,10 @@ class KitDaemon:
         try:
             jpeg = self.camera.capture_jpeg()
         except CameraError as e:
-            self._inbox.put(_JobFailed("camera", str(e), bilingual(
-                "Kamera tidak memberi foto. Tekan Foto sekali lagi; jika berulang, hubungi teknisi.",
-                e.message, "error")))
+            self._inbox.put(_JobFailed("camera", str(e), texts.CAMERA_FAILED(detail=e.message)))
             return
         except Exception as e:
-            self._inbox.put(_JobFailed("camera", repr(e), MSG_FAULT))
+            self._inbox.put(_JobFailed("camera", repr(e), texts.FAULT()))
             return
         captured_at = self.now()
         t1 = time.perf_counter()
@@ -487,10 +437,7 @@ class KitDaemon:
             assert self.reader is not None
             result = self.reader.read(jpeg)
         except Exception as e:
-            self._inbox.put(_JobFailed("reader", repr(e), bilingual(
-                "Formulir tidak dapat dibaca karena kesalahan kit. Tekan Foto sekali lagi; jika berulang, "
-                "hubungi teknisi.", "The kit failed to read the sheet. Press Capture again; if it happens "
-                "again, call the technician.", "error")))
+            self._inbox.put(_JobFailed("reader", repr(e), texts.READER_FAILED()))
             return
         t2 = time.perf_counter()
         self._inbox.put(_ReadDone(result, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
@@ -519,9 +466,7 @@ class KitDaemon:
             officer = r.message
             log_event(log, "kit.refused", reason=r.reason, message_id=officer.id if officer else None,
                       message_en=officer.en if officer else None, photo_sha256=photo_sha)
-            text = bilingual(officer.id, officer.en, "action") if officer else bilingual(
-                "Foto ditolak. Tekan Foto sekali lagi.", "Photo refused. Press Capture again.", "action")
-            self._enter(S.REJECTED, text, reason=r.reason)
+            self._enter(S.REJECTED, officer or texts.PHOTO_REFUSED(), reason=r.reason)
             return
         reading = r.to_dict()
         reading["model"] = self.reader.model_version if self.reader else None
@@ -539,13 +484,23 @@ class KitDaemon:
         assert self.pending is not None
         reading = self.pending.reading
         if reading.get("status") == "ok":
-            self._enter(S.CONFIRM, message or MSG_CONFIRM)
+            self._enter(S.CONFIRM, message or texts.CONFIRM())
         else:
-            self._enter(S.REVIEW, message or _review_message(needs_review(reading)))
+            self._enter(S.REVIEW, message or self._review_message(reading))
+
+    def _review_message(self, reading: dict[str, Any]) -> OfficerMessage:
+        """The review message, naming the fields to check as the form prints them."""
+        names = needs_review(reading)
+        try:
+            assert self.reader is not None
+            fields = self.reader.template(reading["template"]).field_map
+            return texts.review(fields[n].label for n in names)
+        except (AssertionError, StopIteration, KeyError):  # no template to name them by: the ids are still true
+            return texts.review(names)
 
     # ------------------------------------------------------------------ sign + queue (worker thread)
     def _start_signing(self) -> None:
-        self._enter(S.SIGNING, MSG_WORKING)
+        self._enter(S.SIGNING, texts.WORKING())
         pending = self.pending
         assert pending is not None
         self._run_job(lambda: self._sign_job(pending))
@@ -568,9 +523,7 @@ class KitDaemon:
                     self._inbox.put(_Signed(stored[0].submission_id, stored[0].seq,
                                             (time.perf_counter() - t0) * 1000))
                     return
-            self._inbox.put(_JobFailed("sign", str(e), bilingual(
-                f"Hasil tidak dapat ditandatangani: {e}. Hubungi teknisi.",
-                f"The result could not be signed: {e}. Call the technician.", "error")))
+            self._inbox.put(_JobFailed("sign", str(e), texts.SIGN_FAILED(error=e)))
             return
         self._inbox.put(_Signed(row.submission_id, row.seq, (time.perf_counter() - t0) * 1000))
 
@@ -581,7 +534,7 @@ class KitDaemon:
         since = (time.monotonic() - self._press_at) * 1000 if self._press_at is not None else None
         log_event(log, "kit.signed", submission=msg.submission_id, seq=msg.seq, sign_ms=round(msg.sign_ms, 1),
                   press_to_queued_ms=round(since, 1) if since is not None else None)
-        self._enter(S.QUEUED, MSG_QUEUED, submission=msg.submission_id)
+        self._enter(S.QUEUED, texts.QUEUED(), submission=msg.submission_id)
         early = self._delivery_seen.pop(msg.submission_id, None)
         if early is not None:
             if early != "sent":
@@ -604,45 +557,19 @@ class KitDaemon:
             since = (time.monotonic() - self._press_at) * 1000 if self._press_at is not None else None
             log_event(log, "kit.receipt", submission=msg.submission_id,
                       press_to_ack_ms=round(since, 1) if since is not None else None)
-            self._enter(S.ACKNOWLEDGED, MSG_ACK, submission=msg.submission_id)
+            self._enter(S.ACKNOWLEDGED, texts.ACKNOWLEDGED(), submission=msg.submission_id)
         elif msg.state == "rejected":
             row = self.outbox.get(msg.submission_id)
             why = row.ack_reason if row else None
             log_event(log, "kit.district_refused", submission=msg.submission_id, why=why)
-            self._enter(S.REJECTED, bilingual(
-                f"Kabupaten/kota menolak hasil ini ({why}). Hubungi teknisi.",
-                f"The district refused this result ({why}). Call the technician.", "error"),
-                submission=msg.submission_id)
+            self._enter(S.REJECTED, texts.DISTRICT_REFUSED(why=why), submission=msg.submission_id)
 
     # ------------------------------------------------------------------ the control socket
-    def _open_control_socket(self) -> None:
-        path = self.cfg.daemon.control_socket
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # stale, from a killed daemon
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(str(path))
-        os.chmod(path, 0o660)
-        srv.listen(8)
-        self._server = srv
-        self._start_thread(self._serve, "kit-control")
-
-    def _serve(self) -> None:
-        assert self._server is not None
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    for line in conn.makefile("r", encoding="utf-8"):
-                        reply: queue.Queue[str] = queue.Queue()
-                        self._inbox.put(_Command(line.strip(), reply))
-                        conn.sendall((reply.get(timeout=10) + "\n").encode())
-                except (OSError, ValueError, queue.Empty):
-                    continue
+    def _answer(self, line: str) -> str:
+        """On the control socket's thread: hand the command to the main loop and wait for its answer."""
+        reply: queue.Queue[str] = queue.Queue()
+        self._inbox.put(_Command(line, reply))
+        return reply.get(timeout=REPLY_TIMEOUT_S)
 
     def status(self) -> dict[str, Any]:
         return {"state": str(self.state), "kit": self.cfg.kit.id, "tps": self.cfg.kit.tps,
@@ -706,10 +633,3 @@ def run_daemon(cfg: KitConfig, stop: threading.Event) -> int:
     finally:
         daemon.close()
     return 0
-
-
-def control(socket_path: Path, line: str, timeout: float = 10.0) -> Any:
-    """Send one command to a running daemon's control socket; returns the decoded JSON reply."""
-    from tpskit.firmware.sim_client import send
-
-    return json.loads(send(socket_path, line, timeout))

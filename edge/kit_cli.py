@@ -244,7 +244,7 @@ def press(button: str, config_path: Path) -> None:
 @config_option
 def control(command: tuple[str, ...], config_path: Path) -> None:
     """Talk to the running daemon: `status`, `pending`, `correct FIELD VALUE` (prints its JSON answer)."""
-    from tpskit.edge.daemon import control as send
+    from tpskit.edge.control import control as send
 
     cfg = load_config(config_path)
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tpskit.events import Event, log_event, register
+from tpskit.officer import OfficerMessage
 
 from .config import ControlsConfig
 
@@ -167,15 +168,6 @@ class Controls(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class OfficerMessage:
-    """What the officer should read: one plain sentence and, when useful, what to do about it."""
-
-    text: str
-    action: str = ""
-    level: str = "info"  # info | action | error
-
-
 class Screen(Protocol):
     def show(self, message: OfficerMessage) -> None: ...
 
@@ -189,7 +181,7 @@ class FileScreen:
     def show(self, message: OfficerMessage) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**asdict(message), "ts": round(time.time(), 3)}))
+        tmp.write_text(json.dumps({**message.to_dict(), "ts": round(time.time(), 3)}))
         os.replace(tmp, self.path)
 
 
@@ -473,7 +465,7 @@ class SimulatedControls(_PatternDriver):
             "leds": {k: str(v) for k, v in asdict(leds).items()},
             "beep": str(self._last_beep),
             "signal": self._last_signal.value if self._last_signal else None,
-            "message": asdict(msg) if msg else None,
+            "message": msg.to_dict() if msg else None,
             "outputs": dict(self._state.outputs),
         }
 
@@ -485,7 +477,7 @@ class SimulatedControls(_PatternDriver):
             if isinstance(value, Leds):
                 value = {k: str(v) for k, v in asdict(value).items()}
             elif isinstance(value, OfficerMessage):
-                value = asdict(value)
+                value = value.to_dict()
             elif isinstance(value, Enum):
                 value = value.value
             out.append({"kind": kind, "value": value})

@@ -142,7 +142,7 @@ class DaemonProc:
             return False
 
     def command(self, line: str) -> Any:
-        from tpskit.edge.daemon import control
+        from tpskit.edge.control import control
 
         return control(self.kit.control_socket, line)
 

@@ -77,8 +77,10 @@ def test_steady_lights_reach_the_outputs(sim: SimulatedControls) -> None:
 
 def test_the_last_officer_message_is_in_the_state(sim: SimulatedControls) -> None:
     screen = make_screen(sim.cfg, sim)
-    screen.show(OfficerMessage("Foto terlalu gelap", "Nyalakan lampu, tekan Capture lagi", "action"))
-    assert sim_client.state(sim.socket_path)["message"]["text"] == "Foto terlalu gelap"
+    screen.show(OfficerMessage("refused.too_dark", "Foto terlalu gelap", "Photo too dark", "action"))
+    shown = sim_client.state(sim.socket_path)["message"]
+    assert (shown["key"], shown["id"], shown["en"], shown["level"]) == (
+        "refused.too_dark", "Foto terlalu gelap", "Photo too dark", "action")
     assert sim_client.history(sim.socket_path)[-1]["kind"] == "message"
 
 

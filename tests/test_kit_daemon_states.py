@@ -19,7 +19,8 @@ from conftest import PPWP, fake_jpeg, make_reading, wait_for
 from kit_daemon_rig import cleanup, short_dir, simulate
 
 from tpskit.edge.config import load_kit_config
-from tpskit.edge.daemon import KitDaemon, Reader, control
+from tpskit.edge.control import control
+from tpskit.edge.daemon import KitDaemon, Reader
 from tpskit.edge.outbox import Outbox
 from tpskit.edge.pending import Pending, PendingStore
 from tpskit.edge.reader.types import CheckResult, FieldReading, OfficerMessage, ReadingResult
@@ -51,7 +52,7 @@ def review_reading() -> dict[str, Any]:
 
 REFUSED = ReadingResult(photo="capture.jpg", template=None, form_code=None, tps=None, status="rejected",
                         reason="marker_missing",
-                        message=OfficerMessage("Tanda sudut kanan bawah tidak terlihat.",
+                        message=OfficerMessage("refused.marker_missing", "Tanda sudut kanan bawah tidak terlihat.",
                                                "The bottom-right corner mark is not visible."))
 
 
@@ -180,7 +181,7 @@ def test_fields_in_review_go_with_their_review_flag_never_as_ok(kit_file):
         press(d, "capture")
         wait_state(d, KitState.REVIEW)
         assert d.controls.signals()[-1] == Signal.REVIEW_NEEDED
-        assert "paslon_01" in d.message.text
+        assert "Pasangan calon nomor urut 01" in d.message.text and "paslon_01" not in d.message.text
         press(d, "confirm")
         wait_state(d, KitState.QUEUED)
     [env] = envelopes(kit_file)

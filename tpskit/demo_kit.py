@@ -84,7 +84,7 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
               timeout: float = 60.0, echo: Echo = print, work_dir: Path | None = None) -> KitRun:
     """Run the kit daemon on `photos` (JPEG bytes, served in order), press Capture (again after a refused
     photo, while photos remain), then Confirm, and wait for the receipt. Returns what the officer saw."""
-    from tpskit.edge.daemon import control
+    from tpskit.edge.control import control
     from tpskit.firmware.sim_client import history, press
 
     kit_config = Path(kit_config).resolve()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from tpskit.edge.texts import refusal
 from tpskit.forms import Template, parse_qr_payload
 
 from . import quality
@@ -24,7 +25,6 @@ from .digit_model import DigitModel
 from .geometry import PageGeometry, geometry_from_points, marker_page_corners, warp_region
 from .grid import SEGMENTS, GridFit, fit_grid, local_offset, sharpen_strips
 from .locate import Located, at_full_size, locate_sheet, markers_sharpness
-from .messages import officer_message
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
 from .qr import QUIET_INSIDE, read_qr_grid
 from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
@@ -306,7 +306,7 @@ def _rejected(photo: str | None, reason: str, clock: _Clock, params: Mapping[str
               gate: Mapping[str, float] | None = None) -> ReadingResult:
     return ReadingResult(photo=photo, template=template.id if template else None,
                          form_code=template.form_code if template else None, tps=tps, status="rejected",
-                         reason=reason, message=officer_message(reason, **(params or {})),
+                         reason=reason, message=refusal(reason, **(params or {})),
                          timings_ms=clock.timings, gate=dict(gate or {}))
 
 

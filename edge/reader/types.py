@@ -5,19 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from tpskit.officer import OfficerMessage
+
 Status = Literal["ok", "review", "rejected"]
 FieldStatus = Literal["ok", "review", "resolved_by_checks"]
 
 #: Class index the digit model uses for a box with no digit in it (blank, dash, X).
 EMPTY = 10
-
-
-@dataclass(frozen=True)
-class OfficerMessage:
-    """What the officer reads on the kit's screen: Bahasa Indonesia first, English second."""
-
-    id: str
-    en: str
 
 
 @dataclass
@@ -98,7 +92,7 @@ class ReadingResult:
             "tps": self.tps,
             "status": self.status,
             "reason": self.reason,
-            "message": asdict(self.message) if self.message else None,
+            "message": self.message.to_dict() if self.message else None,
             "fields": {name: f.to_dict() for name, f in self.fields.items()},
             "checks": [c.to_dict() for c in self.checks],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
