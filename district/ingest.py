@@ -56,15 +56,15 @@ from tpskit.district.config import LimitsSection
 from tpskit.district.db import evidence, forward_outbox, lock_batch, pending, placeholders, rejections, results
 from tpskit.district.limits import DiskFloor, QuotaBook
 from tpskit.envelope import (
-    ACK_SCHEMA,
     MAX_EVIDENCE_BYTES,
     MAX_RESULT_BYTES,
+    AckPayload,
     CompactSigner,
     ResultPayload,
     VerificationError,
     Verifier,
-    canonical_json,
     load_revocations,
+    payload_bytes,
     recheck_arithmetic,
     sha256_hex,
     unverified_payload,
@@ -254,16 +254,15 @@ def _routable(value: object) -> str | None:
 
 def ack_bytes(sid: str, kit: str | None, tps: str | None, status: str, envelope_sha: str, evidence_sha: str | None,
               reason: str | None, district: str, at: dt.datetime | None = None) -> bytes:
-    """Exactly `payload_bytes(AckPayload(...))` with `received_at` in UTC to the second (tests compare
-    them), without building, validating and dumping a model per ack; the values are the service's own."""
-    if status not in ("accepted", "duplicate", "rejected"):
-        raise ValueError(f"ack status {status!r}")
-    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    if reason is not None and len(reason) > MAX_ACK_REASON:  # the kit's AckPayload bounds it
+    """The payload of an ack, built from the one ack schema (`AckPayload`, which the kits parse), with
+    `received_at` in UTC to the second and a refusal reason cut to MAX_ACK_REASON. ValueError (pydantic's
+    ValidationError) on a value the schema refuses."""
+    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    if reason is not None and len(reason) > MAX_ACK_REASON:
         reason = reason[:MAX_ACK_REASON - 3] + "..."
-    return canonical_json({"district": district, "envelope_sha256": envelope_sha, "evidence_sha256": evidence_sha,
-                           "kit_id": kit, "reason": reason, "received_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           "schema": ACK_SCHEMA, "status": status, "submission_id": sid, "tps": tps})
+    return payload_bytes(AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status,  # type: ignore[arg-type]
+                                    reason=reason, envelope_sha256=envelope_sha, evidence_sha256=evidence_sha,
+                                    district=district, received_at=when))
 
 
 def result_row(result: ResultPayload, compact: str, env_sha: str, serial: str) -> dict[str, Any]:

@@ -30,8 +30,9 @@ from typing import Any
 from tpskit.edge import texts
 from tpskit.edge.config import KitConfig
 from tpskit.edge.control import REPLY_TIMEOUT_S, ControlServer
-from tpskit.edge.pending import CorrectionError, Pending, PendingStore, apply_correction, needs_review
+from tpskit.edge.pending import Pending, PendingStore
 from tpskit.edge.readiness import Problem, startup_problems
+from tpskit.edge.reading import CorrectionError, Reading
 from tpskit.edge.states import BUSY, PENDING, STATE_SIGNAL, KitState, capture_allowed, check_transition
 from tpskit.events import Event, log_event, register
 from tpskit.firmware.camera import Camera, CameraError, make_camera
@@ -110,7 +111,8 @@ class _Phase:
 
 @dataclass(frozen=True)
 class _ReadDone:
-    result: Any
+    result: Any  # the reader's ReadingResult
+    reading: Reading | None  # None when the reader refused the photo
     photo: bytes
     captured_at: dt.datetime
     capture_ms: float
@@ -238,7 +240,7 @@ class KitDaemon:
                 pending = None
             else:
                 self.pending = pending
-                log_event(log, "kit.restored", what="pending_reading", status=pending.reading.get("status"))
+                log_event(log, "kit.restored", what="pending_reading", status=pending.reading.status)
                 self._show_pending()
                 return
         counts = self.outbox.counts()
@@ -402,7 +404,7 @@ class KitDaemon:
             return self._show(self.message)
         if ev.button == Button.CAPTURE and capture_allowed(self.state):
             if self.pending is not None:
-                log_event(log, "kit.discarded", status=self.pending.reading.get("status"))
+                log_event(log, "kit.discarded", status=self.pending.reading.status)
                 self.pending = None
                 self.pending_store.clear()
             self._press_at = ev.at
@@ -436,11 +438,12 @@ class KitDaemon:
         try:
             assert self.reader is not None
             result = self.reader.read(jpeg)
-        except Exception as e:
+            reading = None if result.status == "rejected" else Reading.from_result(result, self.reader.model_version)
+        except Exception as e:  # ReadingError too: the reader returned what cannot be confirmed (a defect)
             self._inbox.put(_JobFailed("reader", repr(e), texts.READER_FAILED()))
             return
         t2 = time.perf_counter()
-        self._inbox.put(_ReadDone(result, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
+        self._inbox.put(_ReadDone(result, reading, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
 
     def _on_job_failed(self, msg: _JobFailed) -> None:
         if msg.kind != "sign":
@@ -462,20 +465,19 @@ class KitDaemon:
         photo_sha = sha256_hex(msg.photo)
         log_event(log, "kit.capture", captured_at=msg.captured_at.isoformat(), photo_sha256=photo_sha,
                   bytes=len(msg.photo), capture_ms=round(msg.capture_ms, 1))
-        if r.status == "rejected":
+        reading = msg.reading
+        if reading is None:
             officer = r.message
             log_event(log, "kit.refused", reason=r.reason, message_id=officer.id if officer else None,
                       message_en=officer.en if officer else None, photo_sha256=photo_sha)
             self._enter(S.REJECTED, officer or texts.PHOTO_REFUSED(), reason=r.reason)
             return
-        reading = r.to_dict()
-        reading["model"] = self.reader.model_version if self.reader else None
-        review = needs_review(reading)
-        log_event(log, "kit.read", status=r.status, template=r.template, review_fields=review,
+        log_event(log, "kit.read", status=reading.status, template=reading.template,
+                  review_fields=reading.needs_review(),
                   capture_ms=round(msg.capture_ms, 1), read_ms=round(msg.read_ms, 1))
         self.pending = Pending(reading, msg.photo, msg.captured_at)
         self.pending_store.save(self.pending)  # on disk before the officer is asked anything
-        if r.status == "ok" and self.cfg.daemon.auto_send_ok:
+        if reading.status == "ok" and self.cfg.daemon.auto_send_ok:
             self._start_signing()
             return
         self._show_pending()
@@ -483,17 +485,17 @@ class KitDaemon:
     def _show_pending(self, message: OfficerMessage | None = None) -> None:
         assert self.pending is not None
         reading = self.pending.reading
-        if reading.get("status") == "ok":
+        if reading.status == "ok":
             self._enter(S.CONFIRM, message or texts.CONFIRM())
         else:
             self._enter(S.REVIEW, message or self._review_message(reading))
 
-    def _review_message(self, reading: dict[str, Any]) -> OfficerMessage:
+    def _review_message(self, reading: Reading) -> OfficerMessage:
         """The review message, naming the fields to check as the form prints them."""
-        names = needs_review(reading)
+        names = reading.needs_review()
         try:
             assert self.reader is not None
-            fields = self.reader.template(reading["template"]).field_map
+            fields = self.reader.template(reading.template).field_map
             return texts.review(fields[n].label for n in names)
         except (AssertionError, StopIteration, KeyError):  # no template to name them by: the ids are still true
             return texts.review(names)
@@ -585,7 +587,7 @@ class KitDaemon:
         if words == ["status"]:
             return json.dumps(self.status())
         if words == ["pending"]:
-            return json.dumps(self.pending.reading if self.pending else None)
+            return json.dumps(self.pending.reading.to_dict() if self.pending else None)
         if len(words) == 3 and words[0] == "correct":
             return json.dumps(self.correct(words[1], words[2]))
         return json.dumps({"error": f"unknown command {line!r}; commands: status | pending | correct FIELD VALUE"})
@@ -600,17 +602,18 @@ class KitDaemon:
             return {"error": f"{raw!r} is not a whole number from 0 to 999999999"}
         reading = self.pending.reading
         try:
-            template = self.reader.template(reading["template"])
-            new = apply_correction(reading, template, name, int(raw), self.cfg.kit.registered_voters)
+            template = self.reader.template(reading.template)
+            new = reading.corrected(template, name, int(raw), self.cfg.kit.registered_voters)
+        except StopIteration:
+            return {"error": f"form {reading.template!r} is not installed on this kit"}
         except CorrectionError as e:
             return {"error": str(e)}
-        f = new["fields"][name]
-        log_event(log, "kit.corrected", field=name, ocr_value=f.get("ocr_value"), value=f["value"],
-                  status=new["status"])
+        f = new.fields[name]
+        log_event(log, "kit.corrected", field=name, ocr_value=f.ocr_value, value=f.value, status=new.status)
         self.pending = Pending(new, self.pending.photo, self.pending.captured_at)
         self.pending_store.save(self.pending)
         self._show_pending()
-        return {"ok": True, "status": new["status"], "reading": new}
+        return {"ok": True, "status": new.status, "reading": new.to_dict()}
 
     # ------------------------------------------------------------------ presses arrive on their own thread
     def _forward_presses(self) -> None:

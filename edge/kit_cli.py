@@ -82,6 +82,7 @@ def keygen(kit_id: str, tps: str, key_path: Path, csr_dir: Path | None, service_
 def submit(reading: Path, photo: Path, deliver: bool, timeout: float, config_path: Path) -> None:
     """Sign a confirmed reading (JSON of `tpskit read --json`) and queue it; optionally deliver it."""
     from tpskit.edge.readiness import startup_problems
+    from tpskit.edge.reading import Reading, ReadingError
     from tpskit.edge.submit import SubmitError, sign_and_queue, utcnow
     from tpskit.trust.keys import KeyFileError
 
@@ -91,10 +92,9 @@ def submit(reading: Path, photo: Path, deliver: bool, timeout: float, config_pat
     if problems:
         raise click.ClickException("this kit must not sign yet:\n" + "\n".join(f"  {p.key}: {p.message}"
                                                                             for p in problems))
-    data = json.loads(reading.read_text())
     try:
-        row = sign_and_queue(cfg, data, photo.read_bytes())
-    except (SubmitError, KeyFileError) as e:
+        row = sign_and_queue(cfg, Reading.from_dict(json.loads(reading.read_text())), photo.read_bytes())
+    except (ReadingError, SubmitError, KeyFileError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"queued submission {row.submission_id} seq {row.seq}")
     if not deliver:

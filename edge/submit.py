@@ -1,11 +1,11 @@
 """Sign a confirmed reading and queue it: the step between the officer's confirmation and the network.
 
-`sign_and_queue` turns a reading result (the dict `tpskit read --json` prints, after the officer's
-confirmation) and the evidence JPEG into a signed envelope, and stores both in the outbox in one
-transaction. Nothing here touches the network; delivery picks the row up from the outbox.
+`sign_and_queue` turns a confirmed `Reading` (edge/reading.py) and the evidence JPEG into a signed
+envelope, and stores both in the outbox in one transaction. Nothing here touches the network; delivery
+picks the row up from the outbox.
 
-A field the officer corrected carries `"status": "corrected"` and `"ocr_value"` (what the reader saw)
-in the reading dict; the envelope keeps both.
+A field the officer corrected has status `corrected` and its `ocr_value` (what the reader offered); the
+envelope keeps both.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from cryptography import x509
 from pydantic import ValidationError
 
 from tpskit.edge.config import KitConfig
 from tpskit.edge.outbox import Outbox, OutboxRow, Signed
+from tpskit.edge.reading import Reading
 from tpskit.envelope import (
     MAX_EVIDENCE_BYTES,
     CheckEntry,
@@ -51,40 +51,33 @@ def tpskit_version() -> str:
         return "0+unknown"
 
 
-def build_payload(reading: dict[str, Any], *, kit_id: str, tps: str, seq: int, submission_id: str,
+def build_payload(reading: Reading, *, kit_id: str, tps: str, seq: int, submission_id: str,
                   evidence_sha256: str, evidence_bytes: int, captured_at: dt.datetime | None = None,
                   model_version: str | None = None) -> ResultPayload:
     """The signed payload for one confirmed reading. Refuses what the district would refuse anyway."""
-    status = reading.get("status")
-    if status not in ("ok", "review"):
-        raise SubmitError(f"a reading with status {status!r} cannot be signed (only ok or review)")
-    if reading.get("tps") != tps:
-        raise SubmitError(f"this sheet is for TPS {reading.get('tps')}, but this kit serves TPS {tps}")
+    if reading.tps != tps:
+        raise SubmitError(f"this sheet is for TPS {reading.tps}, but this kit serves TPS {tps}")
     templates = {t.id: t for t in load_templates().values()}
-    template_id = reading.get("template")
-    if template_id not in templates:
-        raise SubmitError(f"unknown form template {template_id!r}")
-    template = templates[template_id]
-    raw_fields = reading.get("fields") or {}
-    missing = [f.name for f in template.fields if f.name not in raw_fields]
+    if reading.template not in templates:
+        raise SubmitError(f"unknown form template {reading.template!r}")
+    template = templates[reading.template]
+    missing = [f.name for f in template.fields if f.name not in reading.fields]
     if missing:
-        raise SubmitError(f"the reading lacks fields {missing} of template {template_id}")
+        raise SubmitError(f"the reading lacks fields {missing} of template {template.id}")
     when = captured_at or utcnow()
     try:
         fields: dict[str, FieldEntry] = {}
         for spec in template.fields:
-            f = raw_fields[spec.name]
-            fields[spec.name] = FieldEntry(
-                value=f.get("value"), status=f.get("status", "review"),
-                confidence=float(f.get("confidence", 0.0)),
-                ocr_value=f.get("ocr_value", f.get("original")) if f.get("status") == "corrected" else None)
-        checks = [CheckEntry(id=c["id"], passed=bool(c["passed"])) for c in reading.get("checks", [])]
+            f = reading.fields[spec.name]
+            fields[spec.name] = FieldEntry(value=f.value, status=f.status, confidence=f.confidence,
+                                           ocr_value=f.ocr_value if f.status == "corrected" else None)
+        checks = [CheckEntry(id=c.id, passed=c.passed) for c in reading.checks]
         return ResultPayload(
             submission_id=submission_id, kit_id=kit_id, tps=tps, template_id=template.id,
-            form_code=template.form_code, status=status, fields=fields, checks=checks,
+            form_code=template.form_code, status=reading.status, fields=fields, checks=checks,
             evidence_sha256=evidence_sha256, evidence_bytes=evidence_bytes,
             captured_at=when.astimezone(dt.UTC).replace(microsecond=0), seq=seq,
-            software=Software(tpskit=tpskit_version(), model=model_version or reading.get("model")))
+            software=Software(tpskit=tpskit_version(), model=model_version or reading.model))
     except ValidationError as e:  # what the district would refuse as `schema`: say which value, here
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -105,7 +98,7 @@ def clock_refusal(chain: list[x509.Certificate], captured_at: dt.datetime, now: 
     return None
 
 
-def sign_and_queue(cfg: KitConfig, reading: dict[str, Any], evidence_jpeg: bytes, *,
+def sign_and_queue(cfg: KitConfig, reading: Reading, evidence_jpeg: bytes, *,
                    outbox: Outbox | None = None, captured_at: dt.datetime | None = None,
                    model_version: str | None = None) -> OutboxRow:
     """Sign the reading with the kit key and store envelope + photo in the outbox (before any I/O)."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tpskit.edge.reading import Reading
 from tpskit.localhost import free_port, mosquitto_binary, wait_for
 from tpskit.topics import ack_topic, evidence_topic, result_topic
 
@@ -60,6 +61,12 @@ def make_reading(tps: str, votes: tuple[int, int, int] = (60, 50, 40), *, status
         "fields": {n: {"value": v, "confidence": 0.999, "status": "ok", "boxes": []} for n, v in values.items()},
         "checks": checks, "timings_ms": {},
     }
+
+
+def reading_of(tps: str, votes: tuple[int, int, int] = (60, 50, 40), *, status: str = "ok",
+               invalid: int = 3) -> Reading:
+    """`make_reading` as the typed `Reading` the kit signs."""
+    return Reading.from_dict(make_reading(tps, votes, status=status, invalid=invalid))
 
 
 def fake_jpeg(tag: str, size: int = 2048) -> bytes:
@@ -348,7 +355,7 @@ class RawKit:
         with self._lock:
             self.acks.setdefault(ack.submission_id, []).append(ack)
 
-    def signed(self, reading: dict[str, Any], evidence: bytes, seq: int, *, submission_id: str | None = None,
+    def signed(self, reading: Reading | dict[str, Any], evidence: bytes, seq: int, *, submission_id: str | None = None,
                tps: str | None = None) -> tuple[str, str]:
         """(submission id, compact JWS) signed with this kit's key, without the outbox."""
         import uuid
@@ -359,8 +366,9 @@ class RawKit:
         from tpskit.trust.keys import load_key
 
         sid = submission_id or str(uuid.uuid4())
-        payload = build_payload(reading, kit_id=self.cfg.kit.id, tps=tps or self.cfg.kit.tps, seq=seq,
-                                submission_id=sid, evidence_sha256=sha256_hex(evidence), evidence_bytes=len(evidence))
+        typed = reading if isinstance(reading, Reading) else Reading.from_dict(reading)
+        payload = build_payload(typed, kit_id=self.cfg.kit.id, tps=tps or self.cfg.kit.tps, seq=seq, submission_id=sid,
+                                evidence_sha256=sha256_hex(evidence), evidence_bytes=len(evidence))
         return sid, sign_compact(payload_bytes(payload), load_key(self.cfg.identity.key),
                                  load_certs(self.cfg.identity.certificate))
 

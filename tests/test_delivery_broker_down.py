@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import fake_jpeg, make_reading, wait_for
+from conftest import fake_jpeg, reading_of, wait_for
 
 from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
@@ -20,7 +20,7 @@ def test_broker_down_while_queued_delivers_each_result_once(rig_factory):
         assert d.link.wait_connected(15), d.link.last_error
         rig.broker.stop()
         wait_for(lambda: not d.link.connected.is_set(), 10, "the kit to notice the broker is gone")
-        rows = [sign_and_queue(cfg, make_reading(kit.tps, (10 + i, 20, 30)), fake_jpeg(f"down-{i}"),
+        rows = [sign_and_queue(cfg, reading_of(kit.tps, (10 + i, 20, 30)), fake_jpeg(f"down-{i}"),
                                outbox=d.outbox) for i in range(3)]
         d.notify()
         assert d.outbox.counts()["queued"] == 3
@@ -54,7 +54,7 @@ def test_an_outbox_read_error_does_not_end_delivery_and_the_result_still_arrives
             return real_next()
 
         d.outbox.next_pending = flaky_once
-        row = sign_and_queue(cfg, make_reading(kit.tps), fake_jpeg("flaky"), outbox=d.outbox)
+        row = sign_and_queue(cfg, reading_of(kit.tps), fake_jpeg("flaky"), outbox=d.outbox)
         d.notify()
         receipt = d.wait_answered(row.submission_id, 30)
         assert receipt is not None and receipt.ack_status == "accepted", receipt

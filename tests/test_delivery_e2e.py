@@ -4,7 +4,7 @@ acks; the kit keeps the signed ack as its receipt. Plus the broker's ACL and TLS
 from __future__ import annotations
 
 import pytest
-from conftest import connect_outcome, fake_jpeg, make_reading, wait_for
+from conftest import connect_outcome, fake_jpeg, reading_of, wait_for
 
 from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
@@ -25,7 +25,7 @@ def test_end_to_end_delivery_stores_result_and_kit_keeps_signed_receipt(rig_fact
     kit = rig.kit(0)
     cfg = kit.config()
     photo = fake_jpeg("evidence-e2e")
-    row = sign_and_queue(cfg, make_reading(kit.tps), photo)
+    row = sign_and_queue(cfg, reading_of(kit.tps), photo)
     assert row.state == "queued" and row.seq == 1
     with Delivery(cfg) as d:
         receipt = d.wait_answered(row.submission_id, 20)

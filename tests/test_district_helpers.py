@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, reading_of
 
 from tpskit.district.config import load_district_config
 from tpskit.district.service import build_ingest
@@ -24,7 +24,7 @@ def _messages(d, tmp_path, kit: str, tps: str, seqs: list[int], tag: str) -> lis
     out = []
     for seq in seqs:
         sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}")
-        payload = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
+        payload = build_payload(reading_of(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         out += [(evidence_topic(tps, sid), photo),
                 (result_topic(tps), sign_compact(payload_bytes(payload), key, chain).encode())]

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, reading_of
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -48,7 +48,7 @@ def rig(tmp_path):
 
 def _good(rig, seq: int, tag: str) -> tuple[str, list[tuple[str, bytes]]]:
     sid, photo = f"{tag}-{seq:04d}", fake_jpeg(tag)
-    payload = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=seq, submission_id=sid,
+    payload = build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=seq, submission_id=sid,
                             evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
     return sid, [(evidence_topic(TPS, sid), photo),
                  (result_topic(TPS), sign_compact(payload_bytes(payload), rig["key"], rig["chain"]).encode())]
@@ -115,7 +115,7 @@ def test_result_waiting_for_its_photo_is_refused_when_its_kit_is_revoked_before_
 
 
 def test_observer_verify_reports_a_capture_time_without_timezone_instead_of_crashing(rig):
-    body = json.loads(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=1,
+    body = json.loads(payload_bytes(build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=1,
                                                   submission_id="naive-0001", evidence_sha256="0" * 64,
                                                   evidence_bytes=2048)))
     body["captured_at"] = "2024-02-14T09:30:00"  # a capture time must say its time zone

@@ -9,7 +9,7 @@ import json
 import uuid
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, reading_of
 from hostile import der, signed_over
 from sqlalchemy import create_engine, exc
 
@@ -54,7 +54,7 @@ def _result(keys, kit: str, seq: int, tag: str, photo: bytes | None = None, **bo
     tps = TPS if kit == "kit-a" else OTHER
     sid = f"{tag}-{seq:04d}"
     photo = photo if photo is not None else fake_jpeg(sid)
-    body = json.loads(payload_bytes(build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=1, submission_id=sid,
+    body = json.loads(payload_bytes(build_payload(reading_of(tps), kit_id=kit, tps=tps, seq=1, submission_id=sid,
                                                   evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))))
     body.update(seq=seq, **body_changes)
     token = signed_over(json.dumps(body).encode(), key, [der(chain[0])])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import fake_jpeg, make_reading
+from conftest import fake_jpeg, reading_of
 
 from tpskit.district import tally
 from tpskit.edge.deliver import Delivery
@@ -21,7 +21,7 @@ def test_district_on_postgresql_stores_each_result_once_and_tallies(rig_factory,
     for i in range(2):
         kit = rig.kit(i)
         cfg = kit.config()
-        row = sign_and_queue(cfg, make_reading(kit.tps, (70 + i, 50, 40)), fake_jpeg(f"pg-{i}"))
+        row = sign_and_queue(cfg, reading_of(kit.tps, (70 + i, 50, 40)), fake_jpeg(f"pg-{i}"))
         with Delivery(cfg) as d:
             receipt = d.wait_answered(row.submission_id, 30)
         assert receipt is not None and receipt.ack_status == "accepted"
@@ -69,12 +69,12 @@ def test_on_postgresql_an_overlong_evidence_topic_or_a_nul_in_a_refusal_does_not
         update={"url": postgres_url.rsplit("/", 1)[0] + "/hostile"})})
     ingest = build_ingest(cfg)
     try:
-        odd = json.loads(payload_bytes(build_payload(make_reading(tps), kit_id="kit-a", tps=tps, seq=1,
+        odd = json.loads(payload_bytes(build_payload(reading_of(tps), kit_id="kit-a", tps=tps, seq=1,
                                                      submission_id="odd-0001", evidence_sha256="0" * 64,
                                                      evidence_bytes=2048)))
         odd["fields"]["x\x00"] = {"value": -1}  # the schema error names this field
         photo = fake_jpeg("pg-hostile")
-        good = build_payload(make_reading(tps), kit_id="kit-a", tps=tps, seq=2, submission_id="good-0002",
+        good = build_payload(reading_of(tps), kit_id="kit-a", tps=tps, seq=2, submission_id="good-0002",
                              evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         batch = [(evidence_topic(tps, 'x' * 65), b"junk"),
                  (result_topic(tps), sign_compact(json.dumps(odd).encode(), key, chain).encode()),

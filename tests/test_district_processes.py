@@ -5,13 +5,14 @@ packets without paho's copies."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import fake_jpeg, make_reading, wait_for
+from conftest import fake_jpeg, make_reading, reading_of, wait_for
 from paho.mqtt import _packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -65,17 +66,20 @@ def test_acks_built_for_bulk_publishing_are_the_publish_packets_paho_reads():
         assert (ref.topic, ref.mid, ref.qos, ref.payload) == (b"tps/3201012001001/ack", 65535, 1, payload)
 
 
-def test_acks_written_without_the_model_are_byte_for_byte_the_models():
+def test_an_ack_is_the_ack_schema_the_kit_parses_stamped_to_the_second_and_refuses_an_unknown_status():
     at = dt.datetime(2026, 2, 14, 13, 5, 9, 123456, tzinfo=dt.UTC)  # the service stamps UTC, whole seconds
     cases = [("s-1", "kit-01", "3201012001001", "accepted", "a" * 64, "b" * 64, None),
              ("s-2", "kit-01", "3201012001001", "duplicate", "a" * 64, None, None),
-             ("s-3", None, "3201012001001", "rejected", "c" * 64, None, "replay: sequence 3 is not above 9 — ñ")]
+             ("s-3", None, "3201012001001", "rejected", "c" * 64, None, "replay: sequence 3 is not above 9 — ñ"),
+             ("s-4", "kit-01", "3201012001001", "rejected", "c" * 64, None, "x" * 5000)]
     for sid, kit, tps, status, env, ev, reason in cases:
-        model = AckPayload(submission_id=sid, kit_id=kit, tps=tps, status=status, reason=reason, envelope_sha256=env,
-                           evidence_sha256=ev, district="kab-test", received_at=at.replace(microsecond=0))
-        assert ack_bytes(sid, kit, tps, status, env, ev, reason, "kab-test", at) == payload_bytes(model)
+        ack = AckPayload.model_validate(json.loads(ack_bytes(sid, kit, tps, status, env, ev, reason, "kab-test", at)))
+        assert (ack.submission_id, ack.kit_id, ack.tps, ack.status, ack.envelope_sha256, ack.evidence_sha256) == (
+            sid, kit, tps, status, env, ev)
+        assert ack.received_at == at.replace(microsecond=0) and ack.district == "kab-test"
+        assert ack.reason == (reason if reason is None or len(reason) <= 1000 else reason[:997] + "...")
     with pytest.raises(ValueError):
-        ack_bytes("s", None, None, "stored", "a", None, None, "kab-test")
+        ack_bytes("s", None, None, "stored", "a" * 64, None, None, "kab-test")
 
 
 def test_shares_split_the_tps_list_without_overlap_and_cover_it():
@@ -98,7 +102,7 @@ def _signed(d, base: Path, kit: str, tps: str, seqs: range, tag: str) -> list[tu
     out = []
     for seq in seqs:
         sid, photo = f"{tag}-{kit}-{seq:04d}", fake_jpeg(f"{tag}{kit}{seq}", 256)
-        p = build_payload(make_reading(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
+        p = build_payload(reading_of(tps), kit_id=kit, tps=tps, seq=seq, submission_id=sid,
                           evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         out.append((sid, sign_compact(payload_bytes(p), key, chain).encode(), photo, seq))
     return out

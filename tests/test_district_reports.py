@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, reading_of
 
 from tpskit.cli import main
 from tpskit.config import ConfigError
@@ -33,7 +33,7 @@ def filled(tmp_path):
     for i, (votes, status) in enumerate([((60, 50, 40), "ok"), ((10, 20, 30), "ok"), ((1, 2, 3), "review")]):
         k = bench_kit(d.root, f"kit-{i}", TPS_CODES[i], tmp_path / f"kit{i}")
         photo = fake_jpeg(f"r{i}")
-        payload = build_payload(make_reading(TPS_CODES[i], votes, status=status), kit_id=f"kit-{i}",
+        payload = build_payload(reading_of(TPS_CODES[i], votes, status=status), kit_id=f"kit-{i}",
                                 tps=TPS_CODES[i], seq=1, submission_id=f"sub-{i:04d}-xxxx",
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(k.folder / "kit.key"),
@@ -132,7 +132,7 @@ def corrected(filled, tmp_path):
                                  (k, TPS_CODES[3], 4, (7, 8, 9)), (k2, TPS_CODES[0], 1, (61, 50, 40))]:
         photo = fake_jpeg(f"c{seq}{tps}")
         sid = f"sub-{tps[-4:]}-seq{seq}"
-        payload = build_payload(make_reading(tps, votes), kit_id=kit.kit_id, tps=tps, seq=seq, submission_id=sid,
+        payload = build_payload(reading_of(tps, votes), kit_id=kit.kit_id, tps=tps, seq=seq, submission_id=sid,
                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
         compact = sign_compact(payload_bytes(payload), load_key(kit.folder / "kit.key"),
                                load_certs(kit.folder / "kit.pem"))

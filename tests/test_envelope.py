@@ -8,10 +8,11 @@ import json
 import subprocess
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, make_reading, reading_of
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tpskit.edge.reading import Reading, ReadingError
 from tpskit.edge.submit import SubmitError, build_payload
 from tpskit.envelope import (
     VerificationError,
@@ -44,7 +45,7 @@ def kit(tmp_path_factory):
 
 def _signed(kit, reading=None, **kw):
     reading = reading or make_reading(TPS)
-    payload = build_payload(reading, kit_id=kw.pop("kit_id", "kit-a"), tps=kw.pop("tps", TPS), seq=1,
+    payload = build_payload(Reading.from_dict(reading), kit_id=kw.pop("kit_id", "kit-a"), tps=kw.pop("tps", TPS), seq=1,
                             submission_id="5d0e8b2a-0000-4000-8000-000000000001",
                             evidence_sha256=sha256_hex(fake_jpeg("e")), evidence_bytes=len(fake_jpeg("e")), **kw)
     return sign_compact(payload_bytes(payload), kit["key"], kit["chain"])
@@ -99,7 +100,7 @@ def test_fails_on_certificate_from_another_ca(kit, tmp_path):
     rogue = create_ca(rogue_key, "rogue")
     kit_key = create_key(tmp_path / "k.key")
     cert = issue_role_cert(rogue_key, rogue, kit_key.public_key(), "kit-a", "kit", TPS)
-    payload = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=1, submission_id="abcdef12-rogue",
+    payload = build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=1, submission_id="abcdef12-rogue",
                             evidence_sha256="0" * 64, evidence_bytes=2048)
     compact = sign_compact(payload_bytes(payload), kit_key, [cert, kit["chain"][0]])
     with pytest.raises(VerificationError) as e:
@@ -134,11 +135,10 @@ def test_recheck_finds_failed_check_in_an_ok_result(kit):
 
 
 def test_fails_on_signing_a_rejected_reading_or_a_sheet_of_another_tps():
-    with pytest.raises(SubmitError, match="status 'rejected'"):
-        build_payload(make_reading(TPS, status="rejected"), kit_id="kit-a", tps=TPS, seq=1,
-                      submission_id="abcdef12-x", evidence_sha256="0" * 64, evidence_bytes=2048)
+    with pytest.raises(ReadingError, match="status 'rejected'"):
+        reading_of(TPS, status="rejected")
     with pytest.raises(SubmitError, match=f"this kit serves TPS {TPS}"):
-        build_payload(make_reading(TPS_CODES[1]), kit_id="kit-a", tps=TPS, seq=1, submission_id="abcdef12-x",
+        build_payload(reading_of(TPS_CODES[1]), kit_id="kit-a", tps=TPS, seq=1, submission_id="abcdef12-x",
                       evidence_sha256="0" * 64, evidence_bytes=2048)
 
 

@@ -8,7 +8,7 @@ import json
 import warnings
 
 import pytest
-from conftest import TPS_CODES, make_reading
+from conftest import TPS_CODES, reading_of
 from cryptography import x509
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -45,7 +45,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _payload(kit_id: str = "kit-a", tps: str = TPS) -> bytes:
-    return payload_bytes(build_payload(make_reading(tps), kit_id=kit_id, tps=tps, seq=1,
+    return payload_bytes(build_payload(reading_of(tps), kit_id=kit_id, tps=tps, seq=1,
                                        submission_id="5d0e8b2a-0000-4000-8000-00000000fa57",
                                        evidence_sha256="0" * 64, evidence_bytes=2048))
 

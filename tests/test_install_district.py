@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import fake_jpeg, make_reading
+from conftest import fake_jpeg, reading_of
 
 from tpskit.localhost import free_port, wait_for
 
@@ -340,7 +340,7 @@ def test_readme_district_install_runs_broker_and_service_as_their_users_and_acce
             f'[broker]\nhost = "{settings["broker"]["host"]}"\nport = {settings["broker"]["port"]}\n'
             '[delivery]\nack_timeout_s = 5.0\nretry_initial_s = 0.3\nretry_max_s = 2.0\n')
         cfg = load_kit_config(kit_dir / "kit.toml")
-        row = sign_and_queue(cfg, make_reading(TPS), fake_jpeg("install"))
+        row = sign_and_queue(cfg, reading_of(TPS), fake_jpeg("install"))
         with Delivery(cfg) as d:
             receipt = d.wait_answered(row.submission_id, 60)
         assert receipt is not None and receipt.ack_status == "accepted", receipt

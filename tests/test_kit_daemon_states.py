@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PPWP, fake_jpeg, make_reading, wait_for
+from conftest import PPWP, fake_jpeg, make_reading, reading_of, wait_for
 from kit_daemon_rig import cleanup, short_dir, simulate
 
 from tpskit.edge.config import load_kit_config
@@ -272,7 +272,7 @@ def test_killed_after_signing_but_before_forgetting_the_reading_does_not_sign_it
 
     cfg = load_kit_config(kit_file)
     photo = fake_jpeg("signed-then-killed")
-    reading = make_reading(TPS)
+    reading = reading_of(TPS)
     sign_and_queue(cfg, reading, photo)
     PendingStore(cfg.kit.data_dir).save(Pending(reading, photo, dt.datetime.now(dt.UTC)))
     with running(kit_file, FakeReader()) as d:
@@ -347,7 +347,7 @@ def test_a_correction_in_non_ascii_digits_or_thousands_of_digits_is_refused_not_
         wait_state(d, KitState.REVIEW)
         for raw in ("²", "٣", "9" * 5000):
             assert "error" in d.correct("paslon_01", raw)
-        assert d.pending is not None and d.pending.reading["fields"]["paslon_01"]["value"] == 59
+        assert d.pending is not None and d.pending.reading.fields["paslon_01"].value == 59
         assert control(d.cfg.daemon.control_socket, "correct paslon_01 60")["status"] == "ok"
 
 
@@ -359,8 +359,10 @@ def test_a_corrupt_pending_file_is_ignored_and_the_kit_starts_ready(kit_file):
     photo = fake_jpeg("pending")
     good = {"reading": make_reading(TPS), "captured_at": "2025-12-01T08:00:00+00:00",
             "photo_sha256": sha256_hex(photo)}
-    store.save(Pending(make_reading(TPS), photo, dt.datetime.now(dt.UTC)))
+    store.save(Pending(reading_of(TPS), photo, dt.datetime.now(dt.UTC)))
+    assert store.load() is not None
     for bad in (None, [], {**good, "reading": None}, {**good, "reading": {"fields": []}},
+                {**good, "reading": {**good["reading"], "fields": {"dpt": "many"}}},
                 {k: v for k, v in good.items() if k != "reading"}, {**good, "captured_at": "yesterday"},
                 {**good, "captured_at": None}):
         store.json_path.write_text(json.dumps(bad))

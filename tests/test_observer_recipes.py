@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TPS_CODES, make_reading
+from conftest import TPS_CODES, reading_of
 from test_district_reports import filled  # noqa: F401 - the fixture: a district with three accepted results
 
 from tpskit.cli import main
@@ -60,7 +60,7 @@ def test_openssl_recipe_exits_non_zero_on_a_bad_line(bad, export, filled, tmp_pa
         objs[2]["envelope"] = f"{h}.{p[:-4]}AAAA.{s}"
     elif bad == "tps-not-the-certificates":  # kit-0 signs a result for another TPS: a valid signature
         folder = tmp_path / "kit0"
-        payload = build_payload(make_reading(TPS_CODES[1]), kit_id="kit-0", tps=TPS_CODES[1], seq=9,
+        payload = build_payload(reading_of(TPS_CODES[1]), kit_id="kit-0", tps=TPS_CODES[1], seq=9,
                                 submission_id="sub-forged-0001", evidence_sha256="0" * 64, evidence_bytes=2048)
         objs[1]["envelope"] = sign_compact(payload_bytes(payload), load_key(folder / "kit.key"),
                                            load_certs(folder / "kit.pem"))

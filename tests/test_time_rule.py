@@ -12,7 +12,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, make_reading, reading_of
 from hostile import der, signed_over
 
 from tpskit.cli import main
@@ -52,7 +52,7 @@ def _signed(rig, seq: int, captured_at: dt.datetime, tag: str) -> tuple[str, byt
     """(submission, photo, token) of a result whose kit clock read `captured_at`, signed bypassing the
     kit's own refusal (as a kit with broken software would)."""
     sid, photo = f"{tag}-{seq:04d}", fake_jpeg(tag)
-    body = json.loads(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=seq,
+    body = json.loads(payload_bytes(build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=seq,
                                                   submission_id=sid, evidence_sha256=sha256_hex(photo),
                                                   evidence_bytes=len(photo))))
     body["captured_at"] = captured_at.isoformat()
@@ -92,11 +92,11 @@ def test_kit_whose_clock_is_outside_its_certificate_refuses_to_sign_and_says_why
     cfg = load_kit_config(rig["kit"].folder / "kit.toml")
     monkeypatch.setattr(submit, "utcnow", lambda: rig["now"] + SKEWS[skew])
     with pytest.raises(SubmitError, match=r"must not sign now: .*(clock|certificate)"):
-        sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"))
+        sign_and_queue(cfg, reading_of(TPS), fake_jpeg("clock"))
     # A capture taken while the clock was wrong is refused too, though the clock is right again now.
     monkeypatch.setattr(submit, "utcnow", lambda: rig["now"])
     with pytest.raises(SubmitError, match="must not sign now"):
-        sign_and_queue(cfg, make_reading(TPS), fake_jpeg("clock"), captured_at=rig["now"] + SKEWS[skew])
+        sign_and_queue(cfg, reading_of(TPS), fake_jpeg("clock"), captured_at=rig["now"] + SKEWS[skew])
     assert not (cfg.outbox_path.exists() and _outbox_rows(cfg))
 
 

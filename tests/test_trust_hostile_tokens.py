@@ -8,7 +8,7 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import TPS_CODES, fake_jpeg, make_reading
+from conftest import TPS_CODES, fake_jpeg, reading_of
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
@@ -54,7 +54,7 @@ def rig(tmp_path):
 
 def _body(seq: int = 1, sid: str = "abcdef12-0001", photo: bytes = b"") -> dict:
     photo = photo or fake_jpeg(sid)
-    return json.loads(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=seq,
+    return json.loads(payload_bytes(build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=seq,
                                                   submission_id=sid, evidence_sha256=sha256_hex(photo),
                                                   evidence_bytes=len(photo))))
 
@@ -100,7 +100,7 @@ def test_verify_reports_certificates_with_a_bad_version_or_a_duplicate_extension
         signed_over(payload, kit_key, [with_duplicate_extension(kit_cert, rig["ca_key"])]),  # CA-signed
         signed_over(payload, stranger_key, [with_version(stranger, stranger_key, 7)]),
         signed_over(payload, stranger_key, [with_duplicate_extension(stranger, stranger_key)]),
-        sign_compact(payload_bytes(build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=2,
+        sign_compact(payload_bytes(build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=2,
                                                  submission_id="abcdef12-good", evidence_sha256="0" * 64,
                                                  evidence_bytes=1)), rig["key"], rig["chain"]),
     ]
@@ -108,7 +108,7 @@ def test_verify_reports_certificates_with_a_bad_version_or_a_duplicate_extension
                                         (False, "malformed"), (False, "untrusted_certificate"), (True, "OK")]
     # The same messages at the district: refused one by one, and the good result of the batch stands.
     photo = fake_jpeg("good")
-    good = build_payload(make_reading(TPS), kit_id="kit-a", tps=TPS, seq=3, submission_id="abcdef12-keep",
+    good = build_payload(reading_of(TPS), kit_id="kit-a", tps=TPS, seq=3, submission_id="abcdef12-keep",
                          evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
     batch = [(result_topic(TPS), line.encode()) for line in lines[:4]] + [
         (result_topic(TPS), sign_compact(payload_bytes(good), rig["key"], rig["chain"]).encode()),

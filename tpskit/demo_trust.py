@@ -37,6 +37,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     from tpskit.district.verify_cli import recount_export, verify_export
     from tpskit.edge.config import load_kit_config
     from tpskit.edge.deliver import Delivery
+    from tpskit.edge.reading import Reading
     from tpskit.edge.submit import sign_and_queue
     from tpskit.envelope import Verifier, parse_ack
     from tpskit.provisioning.district import bench_kit, district_init
@@ -98,7 +99,7 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
         rows = []
         for issued, (reading, jpeg) in zip(kits, usable, strict=True):
             cfg = load_kit_config(issued.folder / "kit.toml")
-            row = sign_and_queue(cfg, reading, jpeg)
+            row = sign_and_queue(cfg, Reading.from_dict(reading), jpeg)
             delivery = Delivery(cfg).start()
             deliveries.append(delivery)
             rows.append((issued, row, delivery))

@@ -47,6 +47,7 @@ def verifier() -> None:
     from conftest import fake_jpeg, make_reading
     from hostile import der, signed_over
 
+    from tpskit.edge.reading import Reading
     from tpskit.edge.submit import build_payload
     from tpskit.envelope import CompactSigner, payload_bytes, sha256_hex, sign_compact
     from tpskit.provisioning.district import bench_kit, district_init
@@ -64,13 +65,13 @@ def verifier() -> None:
     shutil.copy(k.folder / "kit.pem", HERE / "kit.pem")
     key, chain = load_key(k.folder / "kit.key"), load_certs(k.folder / "kit.pem")
     photo = fake_jpeg("fuzz")
-    body = payload_bytes(build_payload(make_reading(tps), kit_id="kit-fuzz", tps=tps, seq=7,
+    body = payload_bytes(build_payload(Reading.from_dict(make_reading(tps)), kit_id="kit-fuzz", tps=tps, seq=7,
                                        submission_id="5d0e8b2a-0000-4000-8000-00000000f022",
                                        evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo)))
     write("verifier", "result.jws", sign_compact(body, key, chain).encode())
     write("payload", "result.json", body)
     write("payload", "review.json", payload_bytes(build_payload(
-        make_reading(tps, status="review"), kit_id="kit-fuzz", tps=tps, seq=8,
+        Reading.from_dict(make_reading(tps, status="review")), kit_id="kit-fuzz", tps=tps, seq=8,
         submission_id="5d0e8b2a-0000-4000-8000-00000000f023", evidence_sha256=sha256_hex(photo),
         evidence_bytes=len(photo))))
     twice = body.replace(b'"fields":', b'"fields":{},"fields":', 1)
