@@ -236,10 +236,6 @@ class DistrictLink:
         for topic, payload in msgs[done:]:
             self.client.publish(topic, payload, qos=1, retain=False)
 
-    def confirm(self, msg: Inbound) -> None:
-        """PUBACK an inbound message: call only after it is safely committed."""
-        self.confirm_many([msg])
-
     def confirm_many(self, msgs: Sequence[Inbound]) -> None:
         """PUBACK inbound messages, all in one write: call only after they are safely committed. One
         from an earlier connection is skipped: the broker redelivers it, and we answer that copy."""

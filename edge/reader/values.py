@@ -46,11 +46,6 @@ def value_log_likelihood(probs: np.ndarray, value: int) -> float:
     return ll
 
 
-def blank_log_likelihood(probs: np.ndarray) -> float:
-    """log P(every box of the field is empty): nothing was written."""
-    return float(np.sum(np.log(np.maximum(probs[:, EMPTY], PROB_FLOOR))))
-
-
 def pattern_value(classes: tuple[int, ...]) -> int | None:
     """The value a sequence of box classes spells, or None for a malformed one (e.g. `7 _`, all blank)."""
     n = len(classes)

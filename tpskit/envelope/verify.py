@@ -1,186 +1,30 @@
-"""The signed result envelope and the district's signed acknowledgement, shared by kit and district.
+"""Verification: the one check of a signed result or ack, for the kit (acks), the district service and
+`tpskit verify`, so they cannot disagree about what a valid result is.
 
-A result travels as a compact JWS (RFC 7515) signed EdDSA/Ed25519 (RFC 8037) by the kit's key, with
-the kit's certificate in the `x5c` header (base64 DER, leaf first). Anyone holding the district CA
-certificate can check it: signature by the `x5c[0]` key, `x5c[0]` issued by the CA, role and TPS in the
-certificate. The kit, the district service and `tpskit verify` all call `Verifier.verify` below, so
-they cannot disagree about what a valid result is.
-
-The algorithm name is `EdDSA` (RFC 8037), which every JOSE tool understands. joserfc flags it as
-deprecated in favour of RFC 9864's fully specified `Ed25519`; the signature bytes are identical, and we
-keep the name that off-the-shelf verifiers accept.
+Anyone holding the district CA certificate can check a result: signature by the `x5c[0]` key, `x5c[0]`
+issued by the CA, role and TPS in the certificate, strict JSON, the payload schema, and the one rule for
+time. Everything signed is read with `strict_json`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import re
-import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from joserfc import jws
-from joserfc.errors import SecurityWarning
-from joserfc.jwk import OKPKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
-from tpskit.forms import TPS_RE, Check, Template
+from tpskit.envelope.payload import AckPayload, ResultPayload
+from tpskit.envelope.signing import ALG, b64url, unb64url
 from tpskit.trust.identity import Signer, signer_of
-
-RESULT_SCHEMA = "tpskit-result/1"
-ACK_SCHEMA = "tpskit-ack/1"
-ALG = "EdDSA"
-_ALGS = [ALG]
-# joserfc caps the protected header at 512 bytes by default; ours carries a certificate in x5c.
-_REGISTRY = jws.JWSRegistry(algorithms=_ALGS)
-_REGISTRY.max_header_length = 16_384
-
-# Bounds of what a signed payload may carry. Everything that reaches the district's database is bounded
-# here, in the schema, so that a value no column can hold (a sequence number of 2^63, a string longer
-# than its column) is refused as `schema` before any write.
-#: Largest sequence number: 2^53 - 1, the largest integer every JSON parser reads exactly (and far
-#: inside the database's 64-bit column).
-MAX_SEQ = 2**53 - 1
-#: Largest value of one field: the widest field on a form has 6 boxes.
-MAX_FIELD_VALUE = 999_999
-#: Largest evidence photo a result may announce (and the district accepts): 4x a 12 MP JPEG of a sheet.
-MAX_EVIDENCE_BYTES = 16 * 1024 * 1024
-#: Largest signed result message: a result with its certificate is about 3.5 KB.
-MAX_RESULT_BYTES = 64 * 1024
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$"  # ids and names: printable ASCII, no spaces, 64 at most
-_TEXT = r"^[ -~]{0,128}$"  # short free text (versions): printable ASCII
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-FieldStatus = Literal["ok", "review", "resolved_by_checks", "corrected"]
-
-
-class FieldEntry(_Strict):
-    value: int | None = Field(ge=0, le=MAX_FIELD_VALUE, description="The number adopted for this field; null when "
-                                                                  "unreadable.")
-    status: FieldStatus = Field(description="ok | review | resolved_by_checks | corrected (by the officer).")
-    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False,
-                              description="The reader's confidence in the OCR value.")
-    ocr_value: int | None = Field(default=None, ge=0, le=MAX_FIELD_VALUE,
-                                  description="What the reader saw, kept when the officer corrected it.")
-
-
-class CheckEntry(_Strict):
-    id: str = Field(pattern=_NAME)
-    passed: bool
-
-
-class Software(_Strict):
-    tpskit: str = Field(pattern=_TEXT, description="tpskit version that signed the result.")
-    model: str | None = Field(default=None, pattern=_TEXT, description="Digit model id/version used by the reader.")
-
-
-class ResultPayload(_Strict):
-    """What a kit signs. Field names are the contract of DESIGN.md 'Envelope'; every value is bounded."""
-
-    schema_: Literal["tpskit-result/1"] = Field(alias="schema", default=RESULT_SCHEMA)
-    submission_id: str = Field(pattern=r"^[A-Za-z0-9-]{8,64}$")
-    kit_id: str = Field(pattern=_NAME)
-    tps: str = Field(pattern=TPS_RE.pattern)
-    template_id: str = Field(pattern=_NAME)
-    form_code: str = Field(pattern=r"^[A-Za-z0-9._-]{1,16}$")
-    status: Literal["ok", "review"]
-    fields: dict[Annotated[str, Field(pattern=_NAME)], FieldEntry] = Field(max_length=200)
-    checks: list[CheckEntry] = Field(max_length=200)
-    evidence_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    evidence_bytes: int = Field(ge=1, le=MAX_EVIDENCE_BYTES,
-                                description="Size of the evidence photo: the district accepts exactly this photo "
-                                            "for the submission, and refuses a larger announcement at once.")
-    captured_at: AwareDatetime = Field(description="When the photo was taken, by the kit's clock (with its time "
-                                                   "zone): the kit's certificate must be valid then.")
-    seq: int = Field(ge=1, le=MAX_SEQ, description="Per-kit monotonic sequence number.")
-    software: Software
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def values(self) -> dict[str, int | None]:
-        return {name: f.value for name, f in self.fields.items()}
-
-
-class AckPayload(_Strict):
-    """What the district signs back: the officer's receipt."""
-
-    schema_: Literal["tpskit-ack/1"] = Field(alias="schema", default=ACK_SCHEMA)
-    submission_id: str = Field(max_length=64)
-    kit_id: str | None = Field(max_length=64)
-    tps: str | None = Field(max_length=13)
-    status: Literal["accepted", "duplicate", "rejected"]
-    reason: str | None = Field(default=None, max_length=4096)
-    envelope_sha256: str = Field(pattern=r"^[0-9a-f]{64}$",
-                                 description="SHA-256 of the compact JWS as received (and, unless rejected, stored).")
-    evidence_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
-                                        description="SHA-256 of the evidence photo stored with it.")
-    district: str = Field(max_length=64)
-    received_at: AwareDatetime
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def payload_bytes(model: BaseModel) -> bytes:
-    return canonical_json(model.model_dump(mode="json", by_alias=True))
-
-
-def sha256_hex(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode()
-    return hashlib.sha256(data).hexdigest()
-
-
-def sign_compact(payload: bytes, key: Ed25519PrivateKey, chain: Iterable[x509.Certificate]) -> str:
-    """A compact JWS over `payload`, with the signer's certificate chain in x5c (leaf first), made by joserfc."""
-    x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
-    header = {"alg": ALG, "x5c": x5c}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SecurityWarning)
-        return jws.serialize_compact(header, payload, OKPKey.import_key(key), registry=_REGISTRY)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class CompactSigner:
-    """Signs many payloads with one key: the district's acknowledgements, thousands a second.
-
-    Byte for byte what `sign_compact` (joserfc) makes, because the protected header is serialised the
-    way joserfc does it (compact JSON, ASCII) and Ed25519 is deterministic; tests/test_envelope_fast_path.py
-    compares the two. The header segment is built once instead of per ack, which halves the cost.
-    """
-
-    def __init__(self, key: Ed25519PrivateKey, chain: Iterable[x509.Certificate]):
-        x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
-        header = json.dumps({"alg": ALG, "x5c": x5c}, ensure_ascii=True, separators=(",", ":"))
-        self._header_segment = _b64url(header.encode("ascii"))
-        self._key = key
-
-    def sign(self, payload: bytes) -> str:
-        signing_input = f"{self._header_segment}.{_b64url(payload)}"
-        return f"{signing_input}.{_b64url(self._key.sign(signing_input.encode('ascii')))}"
 
 
 class VerificationError(Exception):
@@ -352,7 +196,7 @@ class Verifier:
         if len(segment) > _MAX_HEADER_SEGMENT:
             raise VerificationError("malformed", "the protected header is too long", raw)
         try:
-            header = strict_json(_unb64url(segment))
+            header = strict_json(unb64url(segment))
         except ValueError as e:
             raise VerificationError("malformed", "not a compact JWS", raw) from e
         if not isinstance(header, dict):
@@ -442,13 +286,13 @@ class Verifier:
             raise VerificationError("malformed", "not a compact JWS", None)
         header_segment, payload_segment, sig_segment = parts
         try:
-            raw = strict_json(_unb64url(payload_segment))
+            raw = strict_json(unb64url(payload_segment))
             bad_json = None
         except ValueError as e:  # refused below; read leniently only to route the refusal to its kit
-            raw, bad_json = _lenient_json(_unb64url(payload_segment)), str(e)
+            raw, bad_json = _lenient_json(unb64url(payload_segment)), str(e)
         raw = raw if isinstance(raw, dict) else None
         leaf = self._header(header_segment, raw)
-        if not _B64URL_SIG.fullmatch(sig_segment) or _b64url(sig := _unb64url(sig_segment)) != sig_segment:
+        if not _B64URL_SIG.fullmatch(sig_segment) or b64url(sig := unb64url(sig_segment)) != sig_segment:
             raise VerificationError("bad_signature", "the signature is not a base64url Ed25519 signature", raw)
         try:
             leaf.key.verify(sig, f"{header_segment}.{payload_segment}".encode("ascii"))
@@ -536,68 +380,6 @@ def verify_result(verifier: Verifier, compact: str | bytes, *, arrived: dt.datet
         e.payload = verified.payload
         raise
     return verified, result
-
-
-@dataclass(frozen=True)
-class _TemplateRules:
-    names: frozenset[str]
-    limits: tuple[tuple[str, int], ...]  # field -> largest value its boxes and its maximum allow
-    checks: tuple[tuple[Check, tuple[str, ...]], ...]  # check and the fields it reads
-
-
-_RULES: dict[int, tuple[Template, _TemplateRules]] = {}
-
-
-def _rules(template: Template) -> _TemplateRules:
-    """What recheck needs from a template, worked out once per template (the district re-checks every result)."""
-    hit = _RULES.get(id(template))
-    if hit is not None and hit[0] is template:
-        return hit[1]
-    rules = _TemplateRules(
-        names=frozenset(template.field_map),
-        limits=tuple((f.name, f.upper_bound()) for f in template.fields),
-        checks=tuple((c, c.fields) for c in template.checks))
-    _RULES[id(template)] = (template, rules)  # holding the template keeps its id from being reused
-    return rules
-
-
-def recheck_arithmetic(result: ResultPayload, template: Template) -> list[str]:
-    """Re-run the template's checks and max values. Returns problems; empty when the result stands.
-
-    An `ok` result must have every field and every check good. A `review` result may carry failing
-    checks, but the checks it reports must be the ones that really fail.
-    """
-    problems: list[str] = []
-    rules = _rules(template)
-    if result.fields.keys() != rules.names:
-        names, got = rules.names, set(result.fields)
-        missing, extra = sorted(names - got), sorted(got - names)
-        return [f"fields do not match template {template.id}: missing {missing}, unknown {extra}"]
-    values = result.values()
-    ok = result.status == "ok"
-    for name, limit in rules.limits:
-        v = values[name]
-        if v is None:
-            if ok:
-                problems.append(f"{name} has no value in an ok result")
-            continue
-        if v > limit:
-            problems.append(f"{name}={v} is above its maximum {limit}")
-    claimed = {c.id: c.passed for c in result.checks}
-    for check, reads in rules.checks:
-        if any(values[n] is None for n in reads):
-            continue
-        holds = check.holds(values)  # type: ignore[arg-type]
-        if ok and not holds:
-            problems.append(f"check {check.id} fails in an ok result")
-        elif check.id in claimed and claimed[check.id] != holds:
-            problems.append(f"check {check.id} reported {'passed' if claimed[check.id] else 'failed'} but it "
-                            f"{'holds' if holds else 'fails'}")
-    return problems
-
-
-def sign_ack(ack: AckPayload, key: Ed25519PrivateKey, chain: Iterable[x509.Certificate]) -> str:
-    return sign_compact(payload_bytes(ack), key, chain)
 
 
 def parse_ack(verified: Verified) -> AckPayload:
