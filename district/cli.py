@@ -9,19 +9,15 @@ from pathlib import Path
 
 import click
 
-from tpskit.config import ConfigError
+from tpskit.commands import config_option as _config_option
+from tpskit.commands import load_or_fail
 from tpskit.district.config import DEFAULT_DISTRICT_CONFIG, DistrictConfig, load_district_config
 
-config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_DISTRICT_CONFIG,
-    show_default=True, envvar="TPSKIT_DISTRICT_CONFIG", help="District configuration file.")
+config_option = _config_option(DEFAULT_DISTRICT_CONFIG, "TPSKIT_DISTRICT_CONFIG", "District configuration file.")
 
 
 def load_config(path: Path) -> DistrictConfig:
-    try:
-        return load_district_config(path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    return load_or_fail(load_district_config, path)
 
 
 @click.group()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import click
 
+from tpskit.commands import wants_json
 from tpskit.envelope import (
     ResultPayload,
     Revocations,
@@ -205,10 +205,7 @@ def verify(file: Path, ca: Path, revoked: Path | None, show_tally: bool, tally_j
     disagrees with the rule."""
     from tpskit.district import tally as t
 
-    if as_json and as_table:
-        raise click.UsageError("--json and --table exclude each other")
-    if not as_json and not as_table:
-        as_json = not sys.stdout.isatty()
+    as_json = wants_json(as_json, as_table)
     if tally_json is not None:
         show_tally = True
     try:

@@ -11,19 +11,16 @@ from typing import Any
 
 import click
 
+from tpskit.commands import config_option as _config_option
+from tpskit.commands import load_or_fail
 from tpskit.config import ConfigError
 from tpskit.edge.config import DEFAULT_KIT_CONFIG, KitConfig, load_kit_config
 
-config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_KIT_CONFIG, show_default=True,
-    envvar="TPSKIT_KIT_CONFIG", help="Kit configuration file.")
+config_option = _config_option(DEFAULT_KIT_CONFIG, "TPSKIT_KIT_CONFIG", "Kit configuration file.")
 
 
 def load_config(path: Path) -> KitConfig:
-    try:
-        return load_kit_config(path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    return load_or_fail(load_kit_config, path)
 
 
 def _logging() -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
 
+from tpskit.commands import wants_json
 from tpskit.events import log_event
 from tpskit.forms import TemplateError, load_templates, valid_tps
 
@@ -67,10 +67,7 @@ def read(photos: tuple[Path, ...], templates_dir: Path | None, tps: str | None,
          registered_voters: int | None, model_path: Path | None, as_json: bool, as_table: bool,
          debug_dir: Path | None) -> int:
     """Read photographed C.Hasil sheets."""
-    if as_json and as_table:
-        raise click.UsageError("--json and --table exclude each other")
-    if not as_json and not as_table:
-        as_json = not sys.stdout.isatty()
+    as_json = wants_json(as_json, as_table)
     if tps is not None and not valid_tps(tps):
         raise click.BadParameter("a TPS code is 13 digits (village code + TPS number)", param_hint="--tps")
     try:
