@@ -576,6 +576,7 @@ class KitDaemon:
     def status(self) -> dict[str, Any]:
         return {"state": str(self.state), "kit": self.cfg.kit.id, "tps": self.cfg.kit.tps,
                 "message": self.message.text if self.message else None,
+                "officer": self.message.to_dict() if self.message else None,  # key, id, en, level: for a page
                 "pending": self.pending is not None, "submission": self.current_submission,
                 "attempts": self.attempts,
                 "outbox": self.outbox.counts() if self.outbox else None,

@@ -182,6 +182,8 @@ def test_fields_in_review_go_with_their_review_flag_never_as_ok(kit_file):
         wait_state(d, KitState.REVIEW)
         assert d.controls.signals()[-1] == Signal.REVIEW_NEEDED
         assert "Pasangan calon nomor urut 01" in d.message.text and "paslon_01" not in d.message.text
+        shown = control(d.cfg.daemon.control_socket, "status")["officer"]  # what a touch page reads
+        assert (shown["key"], shown["level"]) == ("review", "action") and "Pasangan calon" in shown["en"]
         press(d, "confirm")
         wait_state(d, KitState.QUEUED)
     [env] = envelopes(kit_file)
