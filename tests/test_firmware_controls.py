@@ -22,13 +22,13 @@ from tpskit.firmware.controls import (
     Button,
     GpioControls,
     Leds,
-    OfficerMessage,
     Signal,
     SimulatedControls,
     make_controls,
     make_screen,
     readme_table,
 )
+from tpskit.officer import OfficerMessage
 
 
 @pytest.fixture

@@ -23,12 +23,13 @@ from tpskit.edge.control import control
 from tpskit.edge.daemon import KitDaemon, Reader
 from tpskit.edge.outbox import Outbox
 from tpskit.edge.pending import Pending, PendingStore
-from tpskit.edge.reader.types import CheckResult, FieldReading, OfficerMessage, ReadingResult
+from tpskit.edge.reader.types import CheckResult, FieldReading, ReadingResult
 from tpskit.edge.states import IllegalTransition, KitState, check_transition
 from tpskit.envelope import sha256_hex, unverified_payload
 from tpskit.firmware.camera import SimulatedCamera
 from tpskit.firmware.controls import Signal
 from tpskit.forms import load_templates
+from tpskit.officer import OfficerMessage
 
 TPS = "3201012001001"
 
