@@ -71,8 +71,8 @@ class NationalChecker:
         """Every TPS of every configured district."""
         return {code: info for d in self.districts.values() for code, info in d.tps.items()}
 
-    def check(self, data: bytes, now: float) -> dict[str, Any] | Refusal:
-        """The national_results row of a forwarded message, or why it is refused."""
+    def check(self, data: bytes) -> dict[str, Any] | Refusal:
+        """The national_results row of a forwarded message (stored_at set at the commit), or why it is refused."""
         try:
             msg = parse_forwarded(data)
         except ForwardError as e:
@@ -81,13 +81,13 @@ class NationalChecker:
         if district is None:
             return Refusal("unknown_district", f"district {msg.district!r} is not configured", msg.district, None)
         try:
-            return self._check(district, msg.envelope, msg.evidence_sha256, msg.acceptance, msg.received_at, now)
+            return self._check(district, msg.envelope, msg.evidence_sha256, msg.acceptance, msg.received_at)
         except VerificationError as e:
             sid = e.payload.get("submission_id") if isinstance(e.payload, dict) else None
             return Refusal(e.reason, e.detail[:1000], district.id, sid if isinstance(sid, str) else None)
 
-    def _check(self, d: _District, envelope: str, evidence_sha: str, acceptance: str, received_at: float,
-               now: float) -> dict[str, Any]:
+    def _check(self, d: _District, envelope: str, evidence_sha: str, acceptance: str,
+               received_at: float) -> dict[str, Any]:
         # The acceptance first: its signed arrival time is when the kit's certificate and revocation are judged.
         signed = d.verifier.verify(acceptance, role="district", check_validity=False)
         try:
@@ -134,6 +134,6 @@ class NationalChecker:
         return {"province": province_of(result.tps), "submission_id": result.submission_id, "district": d.id,
                 "kit_id": result.kit_id, "tps": result.tps, "template_id": result.template_id,
                 "status": result.status, "seq": result.seq, "captured_at": result.captured_at.timestamp(),
-                "received_at": received_at, "stored_at": now, "envelope": verified.compact,
+                "received_at": received_at, "stored_at": 0.0, "envelope": verified.compact,
                 "envelope_sha256": env_sha, "evidence_sha256": result.evidence_sha256, "acceptance": acceptance,
                 "values_json": json.dumps(values, separators=(",", ":"))}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from tpskit.events import Event, log_event, register
 from tpskit.forwarded import DUPLICATE_WINDOW_S, STREAM, SUBJECT_PREFIX
+
+log = logging.getLogger("tpskit.jetstream")
+
+register(
+    Event("nats.error", "warning", "A NATS connection failed or lost its server; the client reconnects to any node "
+          "of the cluster on its own (one line, no traceback)."),
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,11 @@ class JetStream:
     @classmethod
     async def connect(cls, servers: Sequence[str], name: str, timeout: float = 5.0) -> JetStream:
         """Connect to any node up; raises (OSError, nats errors) when none is. Reconnects for ever after."""
+        async def on_error(e: Exception) -> None:  # nats-py's default logs a traceback per failed attempt
+            log_event(log, "nats.error", client=name, error=f"{type(e).__name__}: {e}"[:200])
+
         nc = await nats.connect(servers=list(servers), name=name, connect_timeout=2, allow_reconnect=True,
-                                max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+                                max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=on_error)
         return cls(nc, timeout)
 
     async def close(self) -> None:

@@ -1,0 +1,717 @@
+"""Election night: simulated kits report through several real districts to the national tier, while faults
+are injected on a schedule; prints per-stage throughput and latency, queue depths, CPU per result, and
+lost and duplicated counts.
+
+Real pieces, all started here on free loopback ports: per district a mosquitto with the generated
+configuration and `tpskit district serve` (SQLite, [national] forwarding on); a three-node nats-server
+cluster with the replicated results stream (R3); `tpskit national work` processes; a throwaway PostgreSQL.
+The kits are simulated (one publisher process per district, one MQTT connection and certificate per TPS):
+each TPS signs its result when its time comes (the capture time is the signing time), publishes it and its
+photo, and publishes it again when no signed ack came within 15 s, like a kit's outbox.
+
+The night: every TPS reports once (and a few send a correction later); 90 % of first reports follow a curve
+over the night (beta(2, 3)), a tenth of the TPS report within a burst of 1/36 of the night (ten minutes of
+six hours) at the curve's peak. Faults: a NATS node SIGKILLed at 30 % of the night and restarted at 50 %,
+a national worker SIGKILLed at 55 % and restarted at 60 %, a district service SIGKILLed at 65 % and restarted
+at 68 %, a district broker restarted at 75 %.
+
+national_ratio: after the night, on the same stream, one national worker from a fresh consumer into a fresh
+database (verifying and storing everything) against one consumer that only fetches and acknowledges.
+
+    .venv/bin/python bench/election.py --quick            # a few minutes (BENCHMARKS.md)
+
+The last line: results=.. lost=.. duplicated=.. p50_s=.. p99_s=.. national_ratio=.. tally_match=0|1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import getpass
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/readings.py, bench/ingest.py
+from ingest import children_of, cpu_seconds
+from readings import reading_for
+
+from tpskit.localhost import free_port, mosquitto_binary, wait_for
+
+ACK_TIMEOUT_S = 15.0
+PHOTO_BYTES = 2048
+
+
+# ------------------------------------------------------------------------------------------ plan
+def tps_codes(province: int, regency: int, n: int) -> list[str]:
+    """n TPS codes of one regency: 10 TPS per village, 10 villages per kecamatan."""
+    out = []
+    for j in range(n):
+        village = j // 10
+        out.append(f"{province:02d}{regency:02d}{village // 10 + 1:02d}{2001 + village % 10:04d}{j % 10 + 1:03d}")
+    return out
+
+
+def night_plan(codes: list[str], night_s: float, rng: random.Random,
+               corrections: float) -> list[tuple[float, str, int]]:
+    """(second of the night, TPS, seq): first reports on the curve with the burst, then a few corrections."""
+    peak = night_s / 3  # the mode of beta(2, 3)
+    burst = set(rng.sample(codes, max(1, len(codes) // 10)))
+    plan = []
+    for code in codes:
+        t = peak + rng.uniform(0, night_s / 36) if code in burst else rng.betavariate(2, 3) * night_s
+        plan.append((t, code, 1))
+        if rng.random() < corrections:
+            plan.append((min(night_s, t + rng.uniform(5, night_s / 4)), code, 2))
+    return sorted(plan)
+
+
+# ------------------------------------------------------------------------------------------ districts
+@dataclass
+class District:
+    id: str
+    root: Path
+    config: Path
+    port: int
+    codes: list[str]
+    kits: list[dict[str, str]] = field(default_factory=list)
+    broker: subprocess.Popen[bytes] | None = None
+    service: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db(self) -> Path:
+        return self.root / "district" / "district.sqlite"
+
+
+def provision(work: Path, district_id: str, codes: list[str], national: str) -> dict[str, Any]:
+    """One district: CA, broker files, service identity, one kit certificate per TPS (own process)."""
+    from tpskit.provisioning.district import bench_kit, district_init
+
+    root = work / district_id
+    root.mkdir(parents=True)
+    (root / "tps.csv").write_text("tps,registered_voters\n" + "".join(f"{c},300\n" for c in codes))
+    port = free_port()
+    d = district_init(root / "district", root / "tps.csv", district_id=district_id, broker_host="127.0.0.1",
+                      broker_port=port, bind="127.0.0.1", run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    with d.config_path.open("a") as f:
+        f.write("\n[limits]\nsubmissions_per_tps_hour = 100000\nmin_free_mb = 0\n" + national)
+    kits = []
+    for i, code in enumerate(codes):
+        folder = bench_kit(d.root, f"kit-{district_id}-{i:04d}", code, root / "kits" / code).folder
+        kits.append({"id": f"kit-{district_id}-{i:04d}", "tps": code, "ca": str(d.ca_cert_path),
+                     "cert": str(folder / "kit.pem"), "key": str(folder / "kit.key")})
+    return {"id": district_id, "root": str(root), "config": str(d.config_path), "port": port, "codes": codes,
+            "kits": kits, "broker_conf": str(d.broker_dir / "mosquitto.conf")}
+
+
+def start_broker(conf: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    import socket
+
+    with open(log, "ab") as out:
+        p = subprocess.Popen([mosquitto_binary(), "-c", conf], stdout=out, stderr=out)
+
+    def up() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        return False
+
+    wait_for(up, 20, f"mosquitto on {port}")
+    return p
+
+
+def start_logged(argv: list[str], log: Path, ready: str, timeout: float = 60) -> subprocess.Popen[bytes]:
+    before = log.read_text().count(ready) if log.exists() else 0
+    with open(log, "ab") as out:
+        p = subprocess.Popen(argv, stdout=out, stderr=out)
+
+    def up() -> bool:
+        if p.poll() is not None:
+            raise SystemExit(f"{argv[3:5]} exited {p.returncode}:\n{log.read_text()[-3000:]}")
+        return log.read_text().count(ready) > before
+
+    wait_for(up, timeout, " ".join(argv[3:5]))
+    return p
+
+
+def kill(p: subprocess.Popen[bytes] | None) -> None:
+    if p is not None and p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+
+
+def restart_service(d: District) -> None:
+    kill(d.service)
+    d.service = start_logged([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config", str(d.config)],
+                             d.root / "district.log", '"district.ready"')
+
+
+def restart_broker(d: District) -> None:
+    """Stopped (SIGTERM: mosquitto saves its persistent sessions) and started again on the same port."""
+    assert d.broker is not None
+    d.broker.terminate()
+    d.broker.wait(20)
+    d.broker = start_broker(str(d.root / "district" / "broker" / "mosquitto.conf"), d.port, d.root / "mosquitto.log")
+
+
+# ------------------------------------------------------------------------------------------ kits
+def kits_process(kits: list[dict[str, str]], port: int, plan: list[tuple[float, str, int]], t0: float,
+                 deadline: float, out: Any) -> None:
+    """One district's simulated kits (own process): sign each result when its time comes, publish it with its
+    photo, publish again until a signed ack names it. Reports (sid, tps, seq, signed_at) of every result."""
+    from tpskit.config import BrokerSection
+    from tpskit.edge.submit import build_payload
+    from tpskit.edge.transport import MqttLink, TlsIdentity
+    from tpskit.envelope import payload_bytes, sha256_hex, sign_compact, unverified_payload
+    from tpskit.trust.certs import load_certs
+    from tpskit.trust.keys import load_key
+
+    acked: set[str] = set()
+    lock = threading.Lock()
+
+    def on_ack(topic: str, payload: bytes) -> None:
+        ack = unverified_payload(payload.decode("ascii", "replace")) or {}
+        if ack.get("status") in ("accepted", "duplicate"):
+            with lock:
+                acked.add(str(ack.get("submission_id")))
+
+    by_tps = {k["tps"]: k for k in kits}
+    links: dict[str, MqttLink] = {}
+    for k in kits:
+        link = MqttLink(f"{k['id']}-bench", TlsIdentity(k["ca"], k["cert"], k["key"]),
+                        BrokerSection(host="127.0.0.1", port=port, session_expiry_s=600),
+                        subscriptions=[f"tps/{k['tps']}/ack"], on_message=on_ack)
+        link.start()
+        links[k["tps"]] = link
+    for link in links.values():
+        link.wait_connected(60)
+    keys = {k["tps"]: (load_key(Path(k["key"])), load_certs(Path(k["cert"]))) for k in kits}
+    sent: list[tuple[str, str, int, float]] = []
+    waiting: dict[str, tuple[str, str, bytes, float]] = {}  # sid -> (tps, compact, photo, last publish)
+    todo = list(plan)
+    i = 0
+    while time.time() < deadline:
+        now = time.time()
+        while i < len(todo) and t0 + todo[i][0] <= now:
+            _, tps, seq = todo[i]
+            i += 1
+            k = by_tps[tps]
+            photo = os.urandom(PHOTO_BYTES)
+            sid = str(uuid.uuid4())
+            signed_at = time.time()
+            p = build_payload(reading_for(tps, seq * 7 + len(sent)), kit_id=k["id"], tps=tps, seq=seq,
+                              submission_id=sid, evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo),
+                              captured_at=dt.datetime.fromtimestamp(signed_at, dt.UTC))
+            compact = sign_compact(payload_bytes(p), *keys[tps])
+            sent.append((sid, tps, seq, signed_at))
+            waiting[sid] = (tps, compact, photo, 0.0)
+        with lock:
+            for sid in [s for s in waiting if s in acked]:
+                del waiting[sid]
+        for sid, (tps, compact, photo, last) in list(waiting.items()):
+            if now - last >= ACK_TIMEOUT_S:
+                link = links[tps]
+                link.publish(f"tps/{tps}/result", compact, 30, wait=False)  # the result announces its photo
+                link.publish(f"tps/{tps}/evidence/{sid}", photo, 30, wait=False)
+                waiting[sid] = (tps, compact, photo, now)
+        if i >= len(todo) and not waiting:
+            break
+        time.sleep(0.02)
+    out.put({"sent": sent, "unacked": len(waiting)})
+    for link in links.values():
+        link.stop(1)
+
+
+# ------------------------------------------------------------------------------------------ postgres
+def start_postgres() -> tuple[str, Any]:
+    """A throwaway PostgreSQL on a free port (never the machine's 5432); returns (URL, stop)."""
+    import glob
+
+    bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="tpskit-election-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    port = free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chown(sock, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "tpskit", "--auth=trust", "-E", "UTF8",
+                    "--no-sync"], check=True, capture_output=True)
+    # Durable as a national server would be (fsync on), on this machine's disk.
+    subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "-t", "60",
+                    "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1", "start"],
+                   check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    stop.pid = postmaster  # type: ignore[attr-defined]
+    return f"postgresql+psycopg://tpskit@127.0.0.1:{port}", stop
+
+
+def create_database(base_url: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(base_url.replace("postgresql+psycopg://", "postgresql://") + "/postgres",
+                         autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{base_url}/{name}"
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def js_call(servers: list[str], fn: Any) -> Any:
+    from tpskit.jetstream import JetStream
+
+    async def main() -> Any:
+        js = await JetStream.connect(servers, name="bench")
+        try:
+            return await fn(js)
+        finally:
+            await js.close()
+
+    return asyncio.run(main())
+
+
+def raw_drain(servers: list[str], batch: int, out: Any) -> None:
+    """Own process: fetch and acknowledge the whole stream from a fresh consumer, verifying nothing. Reports
+    the seconds and, per message, (submission id, JetStream's timestamp) for the stage latencies."""
+    from tpskit.envelope import unverified_payload
+    from tpskit.forwarded import parse_forwarded
+
+    async def run(js: Any) -> None:
+        durable = f"raw-{uuid.uuid4().hex[:8]}"
+        sub = await js.pull_consumer(durable, 60)
+        total = await js.stream_messages()
+        got: list[Any] = []
+        start, cpu = time.perf_counter(), time.process_time()
+        while len(got) < total:
+            msgs = await js.fetch(sub, batch, 2.0)
+            for m in msgs:
+                await m.ack()
+            got += msgs
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        stamps = []
+        for m in got:
+            f = parse_forwarded(m.data)
+            stamps.append((unverified_payload(f.envelope)["submission_id"], m._msg.metadata.timestamp.timestamp()))
+        await js.delete_consumer(durable)
+        out.put({"seconds": elapsed, "cpu": cpu, "messages": len(got), "stamps": stamps})
+
+    js_call(servers, run)
+
+
+def outbox_unsent(db: Path) -> int:
+    try:
+        con = sqlite3.connect(db, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM forward_outbox WHERE sent_at IS NULL").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def national_count(engine: Any) -> int:
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as c:
+            return int(c.execute(text("SELECT COUNT(*) FROM national_results")).scalar_one())
+    except Exception:
+        return 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def peak_rate(times: list[float], window: float = 5.0) -> float:
+    """The most results in any `window` seconds, per second."""
+    s = sorted(times)
+    best, j = 0, 0
+    for i in range(len(s)):
+        while s[i] - s[j] > window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best / window
+
+
+def tallies_match(districts: list[District], national_engine: Any, tps: dict[str, Any]) -> tuple[bool, str]:
+    """Every area of every district's tally equals the national one, and the nation is the sum of the regencies."""
+    from tpskit.district.db import open_db
+    from tpskit.district.tally import compute as district_compute
+    from tpskit.national.tally import compute as national_compute
+    from tpskit.trust.tps import read_tps_csv
+
+    national = {(a.level, a.code): (a.reported, a.in_review, a.totals) for t in national_compute(national_engine, tps)
+                for a in t.areas}
+    summed: dict[str, int] = {}
+    for d in districts:
+        engine = open_db(f"sqlite:///{d.db}")
+        try:
+            for t in district_compute(engine, read_tps_csv(d.root / "tps.csv")):
+                for a in t.areas:
+                    if national.get((a.level, a.code)) != (a.reported, a.in_review, a.totals):
+                        return False, f"{d.id} {a.level} {a.code}: district {a.totals}, national " \
+                                      f"{national.get((a.level, a.code))}"
+                    if a.level == "regency":
+                        for k, v in a.totals.items():
+                            summed[k] = summed.get(k, 0) + v
+        finally:
+            engine.dispose()
+    nation = national.get(("nation", "ID"))
+    if nation is None or nation[2] != summed:
+        return False, f"nation {nation} != sum of regencies {summed}"
+    return True, f"{len(national)} areas, nation {nation[2]}"
+
+
+# ------------------------------------------------------------------------------------------ main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a shortened night: 4 districts x 200 TPS, 120 s")
+    ap.add_argument("--districts", type=int, default=None)
+    ap.add_argument("--tps", type=int, default=None, help="TPS per district")
+    ap.add_argument("--night-s", type=float, default=None, help="length of the simulated night, seconds")
+    ap.add_argument("--workers", type=int, default=2, help="national workers")
+    ap.add_argument("--corrections", type=float, default=0.05, help="share of TPS sending a correction later")
+    ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--markdown", type=Path, default=None, help="update this file's election-night section")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--plot", type=Path, default=None, help="write a PNG of queue depth and latency over the night")
+    args = ap.parse_args()
+    n_districts = args.districts or (4 if args.quick else 8)
+    n_tps = args.tps or (200 if args.quick else 1025)
+    night_s = args.night_s or (120.0 if args.quick else 1800.0)
+    rng = random.Random(args.seed)
+
+    from sqlalchemy import create_engine
+
+    from tpskit.localnats import NatsCluster
+    from tpskit.national.db import open_national_db, partitions
+
+    work = Path(tempfile.mkdtemp(prefix="tpskit-election-"))
+    t_setup = time.time()
+    print(f"work folder {work}; {n_districts} districts x {n_tps} TPS, night {night_s:.0f} s", file=sys.stderr)
+    pg_url, pg_stop = start_postgres()
+    cluster = NatsCluster(work / "nats").start()
+    districts: list[District] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        national_section = ("\n[national]\nenabled = true\nservers = [" + ", ".join(f'"{u}"' for u in cluster.urls)
+                            + "]\nretry_s = 0.5\n")
+        # Two provinces (31, 32): the national table's partitions show it.
+        specs = [(f"kab-{i + 1:02d}", tps_codes(31 + i % 2, i + 1, n_tps)) for i in range(n_districts)]
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(2) as pool:
+            made = pool.starmap(provision, [(work, did, codes, national_section) for did, codes in specs])
+        for m in made:
+            districts.append(District(m["id"], Path(m["root"]), Path(m["config"]), m["port"], m["codes"], m["kits"]))
+            districts[-1].broker = start_broker(m["broker_conf"], m["port"], Path(m["root"]) / "mosquitto.log")
+        for d in districts:
+            d.service = start_logged([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                      str(d.config)], d.root / "district.log", '"district.ready"')
+        db_url = create_database(pg_url, "national")
+        toml = ["[nats]", "servers = [" + ", ".join(f'"{u}"' for u in cluster.urls) + "]", "ack_wait_s = 10", "",
+                "[database]", f'url = "{db_url}"', ""]
+        for d in districts:
+            toml += ["[[districts]]", f'id = "{d.id}"', f'ca = "{d.root / "district" / "ca.pem"}"',
+                     f'tps_list = "{d.root / "tps.csv"}"', ""]
+        ncfg = work / "national.toml"
+        ncfg.write_text("\n".join(toml))
+        worker_argv = [sys.executable, "-m", "tpskit.cli", "national", "work", "--config", str(ncfg)]
+        for w in range(args.workers):
+            workers.append(start_logged(worker_argv, work / f"worker-{w}.log", '"national.ready"'))
+        engine = create_engine(db_url)
+        setup_s = time.time() - t_setup
+
+        # ---- the night
+        plans = {d.id: night_plan(d.codes, night_s, rng, args.corrections) for d in districts}
+        expected = sum(len(p) for p in plans.values())
+        q = ctx.Queue()
+        t0 = time.time() + 5  # the kits connect first
+        deadline = t0 + night_s + 240
+        pubs = [ctx.Process(target=kits_process, args=(d.kits, d.port, plans[d.id], t0, deadline, q))
+                for d in districts]
+        for p in pubs:
+            p.start()
+        cpu0 = component_cpu(districts, cluster, workers, pg_stop)
+        faults = [] if args.no_faults else [
+            (0.30, "kill NATS node n2", lambda: cluster.kill(1)),
+            (0.50, "restart NATS node n2", lambda: cluster.restart(1)),
+            (0.55, "kill national worker 1", lambda: workers[0].send_signal(signal.SIGKILL)),
+            (0.60, "restart national worker 1",
+             lambda: workers.__setitem__(0, start_logged(worker_argv, work / "worker-0.log", '"national.ready"'))),
+            (0.65, f"kill district service {districts[0].id}", lambda: kill(districts[0].service)),
+            (0.68, f"restart district service {districts[0].id}", lambda: restart_service(districts[0])),
+            (0.75, f"restart broker of {districts[-1].id}", lambda: restart_broker(districts[-1])),
+        ]
+        depth: list[tuple[float, int, int, int]] = []  # (t, district outboxes unsent, national queue, stored)
+        fault_log: list[tuple[float, str]] = []
+
+        async def monitor(js: Any) -> None:
+            pending_faults = list(faults)
+            while True:
+                now = time.time()
+                while pending_faults and now >= t0 + pending_faults[0][0] * night_s:
+                    _, what, do = pending_faults.pop(0)
+                    await asyncio.to_thread(do)
+                    fault_log.append((time.time() - t0, what))
+                unsent = sum(outbox_unsent(d.db) for d in districts)
+                try:
+                    queued = await js.pending("national")
+                except Exception:
+                    queued = -1
+                stored = await asyncio.to_thread(national_count, engine)
+                depth.append((now - t0, unsent, queued, stored))
+                if now > t0 + night_s and stored >= expected and not pending_faults:
+                    return
+                if now > deadline:
+                    return
+                await asyncio.sleep(1.0)
+
+        js_call(cluster.urls, monitor)
+        reports = [q.get(timeout=300) for _ in pubs]
+        for p in pubs:
+            p.join(30)
+        cpu1 = component_cpu(districts, cluster, workers, pg_stop)
+        sent = [s for r in reports for s in r["sent"]]
+        unacked = sum(r["unacked"] for r in reports)
+
+        # ---- counts
+        from sqlalchemy import text
+
+        with engine.connect() as c:
+            rows = c.execute(text("SELECT submission_id, captured_at, received_at, stored_at FROM national_results")
+                             ).all()
+        national_ids = [r[0] for r in rows]
+        district_rows = 0
+        district_distinct = 0
+        district_received: dict[str, float] = {}
+        for d in districts:
+            con = sqlite3.connect(d.db)
+            district_rows += con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            district_distinct += con.execute("SELECT COUNT(DISTINCT submission_id) FROM results").fetchone()[0]
+            district_received.update(dict(con.execute("SELECT submission_id, received_at FROM results")))
+            con.close()
+        sent_ids = {s[0] for s in sent}
+        lost = len(sent_ids - set(national_ids))
+        duplicated = (len(national_ids) - len(set(national_ids))) + (district_rows - district_distinct)
+        ratio_q = ctx.Queue()
+        drain = ctx.Process(target=raw_drain, args=(cluster.urls, 200, ratio_q))
+        drain.start()
+        raw = ratio_q.get(timeout=600)
+        drain.join(30)
+        stream_msgs = raw["messages"]
+        stamped = dict(raw["stamps"])
+
+        # ---- national_ratio: one worker, fresh consumer, fresh database, the same stream
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+        replay_url = create_database(pg_url, "national_replay")
+        (work / "replay.toml").write_text(ncfg.read_text().replace(f'url = "{db_url}"', f'url = "{replay_url}"')
+                                          .replace("[nats]\n", '[nats]\ndurable = "replay"\n'))
+        replay_engine = open_national_db(replay_url, {d.codes[0][:2] for d in districts})
+        replay = start_logged([*worker_argv[:-1], str(work / "replay.toml")], work / "replay.log", '"national.ready"')
+        start = time.perf_counter()  # from its first fetch: the process's start-up is not the rate
+        replay_cpu0 = cpu_seconds(replay.pid) or 0.0
+        wait_for(lambda: national_count(replay_engine) >= len(set(national_ids)), 600, "the replay worker")
+        replay_s = time.perf_counter() - start
+        replay_cpu = (cpu_seconds(replay.pid) or 0.0) - replay_cpu0
+        replay.send_signal(signal.SIGTERM)
+        replay.wait(30)
+        worker_rate = len(set(national_ids)) / replay_s
+        raw_rate = raw["messages"] / raw["seconds"]
+        national_ratio = worker_rate / raw_rate
+
+        # ---- tally
+        from tpskit.national.config import load_national_config
+        from tpskit.national.verify import NationalChecker
+
+        all_tps = NationalChecker(load_national_config(ncfg).districts).tps
+        match, tally_detail = tallies_match(districts, open_national_db(db_url, []), all_tps)
+        parts = partitions(open_national_db(db_url, []))
+
+        # ---- stages
+        signed_at = {s[0]: s[3] for s in sent}
+        e2e = [r[3] - signed_at[r[0]] for r in rows if r[0] in signed_at]
+        kit_district = [district_received[s] - signed_at[s] for s in district_received if s in signed_at]
+        district_stream = [stamped[s] - district_received[s] for s in stamped if s in district_received]
+        stream_national = [r[3] - stamped[r[0]] for r in rows if r[0] in stamped]
+        stages = [
+            ("kits sign -> district stored", len(district_received), list(district_received.values()), kit_district),
+            ("district stored -> stream (R3)", len(stamped), list(stamped.values()), district_stream),
+            ("stream -> national stored", len(rows), [r[3] for r in rows], stream_national),
+            ("end to end (kit signature -> national commit)", len(rows), [r[3] for r in rows], e2e),
+        ]
+        burst_share = peak_rate([s[3] for s in sent], 5.0)
+        components = {k: (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) for k in cpu0}
+
+        # ---- report
+        out = []
+        out.append(f"election night: {n_districts} districts x {n_tps} TPS = {n_districts * n_tps} TPS, "
+                   f"{len(sent)} results signed over a {night_s:.0f} s night (setup {setup_s:.0f} s), "
+                   f"{args.workers} national workers, NATS 3 nodes R3, PostgreSQL {len(parts)} province partitions")
+        out.append(f"arrival: peak {burst_share:.1f} results/s over 5 s (the burst), mean "
+                   f"{len(sent) / night_s:.1f}/s")
+        out.append("faults: " + "; ".join(f"{what} at {t:.0f} s" for t, what in fault_log) if fault_log else
+                   "faults: none")
+        out.append("")
+        out.append(f"| {'stage':<46} | results | mean /s | peak /s (5 s) | p50 s | p99 s | max s |")
+        out.append(f"|{'-' * 48}|---------|---------|---------------|-------|-------|-------|")
+        for name, count, times, lat in stages:
+            span = (max(times) - min(times)) if times else 0
+            out.append(f"| {name:<46} | {count:7d} | {count / span if span else 0:7.1f} | {peak_rate(times):13.1f} | "
+                       f"{percentile(lat, 0.5):5.2f} | {percentile(lat, 0.99):5.2f} | "
+                       f"{max(lat) if lat else float('nan'):5.2f} |")
+        out.append("")
+        deepest = max(depth, key=lambda x: x[1]) if depth else (0, 0, 0, 0)
+        deepest_q = max(depth, key=lambda x: x[2]) if depth else (0, 0, 0, 0)
+        out.append(f"queue depth: district outboxes at most {deepest[1]} unsent (at {deepest[0]:.0f} s); national "
+                   f"consumer at most {deepest_q[2]} pending (at {deepest_q[0]:.0f} s); samples every 1 s in "
+                   f"{work / 'depth.csv'}")
+        (work / "depth.csv").write_text("t_s,district_unsent,national_pending,national_stored\n" + "".join(
+            f"{t:.1f},{a},{b},{c}\n" for t, a, b, c in depth))
+        out.append("")
+        out.append("| component | CPU s | CPU ms per result |")
+        out.append("|---|---|---|")
+        for k, v in components.items():
+            out.append(f"| {k} | {v:.1f} | {1000 * v / max(1, len(sent)):.2f} |")
+        out.append("")
+        out.append(f"national_ratio: one worker stored the {len(set(national_ids))} results from a fresh consumer "
+                   f"into a fresh database at {worker_rate:.0f}/s ({1000 * replay_cpu / max(1, len(national_ids)):.2f}"
+                   f" ms CPU each); a consumer only fetching and acknowledging drained the {stream_msgs} messages "
+                   f"at {raw_rate:.0f}/s ({1000 * raw['cpu'] / max(1, stream_msgs):.2f} ms CPU each)")
+        out.append(f"stream: {stream_msgs} messages for {len(set(national_ids))} results; kits left unacknowledged: "
+                   f"{unacked}; district rows {district_rows}")
+        out.append(f"tally: {'match' if match else 'MISMATCH'} ({tally_detail})")
+        out.append("partitions: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+        if args.plot:
+            plot(args.plot, depth, [(r[3] - t0, r[3] - signed_at[r[0]]) for r in rows if r[0] in signed_at], fault_log,
+                 night_s)
+            out.append(f"plot: {args.plot}")
+        p50, p99 = percentile(e2e, 0.5), percentile(e2e, 0.99)
+        out.append(f"results={len(sent)} lost={lost} duplicated={duplicated} p50_s={p50:.2f} p99_s={p99:.2f} "
+                   f"national_ratio={national_ratio:.2f} tally_match={int(match)}")
+        text_out = "\n".join(out)
+        print(text_out)
+        if args.markdown:
+            update_markdown(args.markdown, text_out, args, expected)
+        return 0 if lost == 0 and duplicated == 0 and match else 1
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.terminate()
+        for d in districts:
+            for p in (d.service, d.broker):
+                if p is not None and p.poll() is None:
+                    p.terminate()
+        for p in [*workers, *[d.service for d in districts], *[d.broker for d in districts]]:
+            if p is not None:
+                with contextlib.suppress(Exception):
+                    p.wait(20)
+        cluster.stop()
+        pg_stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def component_cpu(districts: list[District], cluster: Any, workers: list[Any], pg_stop: Any) -> dict[str, float]:
+    """CPU seconds so far of each component's processes and their children, summed over the component (a
+    process killed by a fault takes its CPU with it: those components are counted low)."""
+    groups: dict[str, list[int]] = {
+        "mosquitto (all districts)": [d.broker.pid for d in districts if d.broker is not None],
+        "district services (all)": [d.service.pid for d in districts if d.service is not None],
+        "nats-server (3 nodes)": [n.proc.pid for n in cluster.nodes if n.proc is not None],
+        "national workers": [w.pid for w in workers],
+        "postgresql (national)": [pg_stop.pid],
+    }
+    out = {}
+    for name, pids in groups.items():
+        every = [q for p in pids for q in (p, *children_of(p))]
+        out[name] = sum(cpu_seconds(p) or 0.0 for p in every)
+    return out
+
+
+def plot(path: Path, depth: list[tuple[float, int, int, int]], latency: list[tuple[float, float]],
+         faults: list[tuple[float, str]], night_s: float) -> None:
+    """A PNG of the night (Pillow, no plotting library): queue depths above, end-to-end latency per result
+    below, against seconds of the night; the faults as vertical lines."""
+    from PIL import Image, ImageDraw
+
+    depth = [d for d in depth if d[0] >= 0]  # the samples before the first kit's first result
+    w, h, left, pad = 1000, 560, 70, 30
+    img = Image.new("RGB", (w, h), "white")
+    g = ImageDraw.Draw(img)
+    t_max = max([night_s] + [t for t, *_ in depth] + [t for t, _ in latency]) or 1.0
+    panels = [(pad, h // 2 - pad // 2, "queue depth (messages): district outboxes (blue), national consumer (red)"),
+              (h // 2 + pad // 2, h - pad, "end-to-end latency per result (s), kit signature -> national commit")]
+
+    def x(t: float) -> float:
+        return left + (w - left - pad) * t / t_max
+
+    for (top, bottom, title), series in zip(panels, (
+            [([(t, a) for t, a, _, _ in depth], "blue"), ([(t, max(b, 0)) for t, _, b, _ in depth], "red")],
+            [(latency, "black")]), strict=True):
+        v_max = max([v for pts, _ in series for _, v in pts] + [1e-9]) * 1.1
+        g.rectangle([left, top, w - pad, bottom], outline="gray")
+        g.text((left + 5, top + 3), title, fill="black")
+        g.text((5, top), f"{v_max:.1f}", fill="black")
+        g.text((5, bottom - 10), "0", fill="black")
+        for t, what in faults:
+            g.line([x(t), top, x(t), bottom], fill="orange")
+            g.text((x(t) + 2, bottom - 12), what.split()[0] + " " + what.split()[-1], fill="orange")
+        for pts, colour in series:
+            xy = [(x(t), bottom - (bottom - top) * v / v_max) for t, v in sorted(pts)]
+            if colour == "black":
+                for px, py in xy:
+                    g.point((px, py), fill=colour)
+            elif len(xy) > 1:
+                g.line(xy, fill=colour, width=2)
+    for t in range(0, int(t_max) + 1, max(1, int(t_max) // 10)):
+        g.text((x(t) - 8, h - pad + 5), f"{t}s", fill="black")
+    img.save(path)
+
+
+def update_markdown(path: Path, table: str, args: Any, expected: int) -> None:
+    text = path.read_text() if path.exists() else ""
+    head = "## Election night (bench/election.py)"
+    section = (f"{head}\n\nMeasured with `bench/election.py {'--quick' if args.quick else ''}`".rstrip()
+               + f" on this 2-core machine shared with other work ({time.strftime('%Y-%m-%d')}).\n\n```\n"
+               + table + "\n```\n")
+    if head in text:
+        text = re.sub(rf"{re.escape(head)}\n.*?(?=\n## |\Z)", section.rstrip("\n"), text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
