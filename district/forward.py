@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from tpskit.district.config import NationalSection
 from tpskit.district.db import forward_outbox
@@ -62,7 +62,8 @@ class Forwarder:
 
     def unsent(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(forward_outbox.c.id).where(forward_outbox.c.sent_at.is_(None))).all())
+            return int(conn.execute(select(func.count()).select_from(forward_outbox)
+                                    .where(forward_outbox.c.sent_at.is_(None))).scalar_one())
 
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
