@@ -9,19 +9,15 @@ from pathlib import Path
 
 import click
 
-from tpskit.config import ConfigError
+from tpskit.commands import config_option as _config_option
+from tpskit.commands import load_or_fail
 from tpskit.national.config import DEFAULT_NATIONAL_CONFIG, NationalConfig, load_national_config
 
-config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_NATIONAL_CONFIG,
-    show_default=True, envvar="TPSKIT_NATIONAL_CONFIG", help="National configuration file.")
+config_option = _config_option(DEFAULT_NATIONAL_CONFIG, "TPSKIT_NATIONAL_CONFIG", "National configuration file.")
 
 
 def load_config(path: Path) -> NationalConfig:
-    try:
-        return load_national_config(path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    return load_or_fail(load_national_config, path)
 
 
 @click.group()

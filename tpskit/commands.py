@@ -1,6 +1,6 @@
 """Pieces every role's command line shares: the `--config` option, loading a configuration into a clean
-error, and the `--json` / `--table` choice. The kit's and the district's commands use these, so the two
-sides cannot drift in how they are called.
+error, and the `--json` / `--table` choice. The kit's, the district's and the national tier's commands use
+these, so the sides cannot drift in how they are called.
 """
 
 from __future__ import annotations
