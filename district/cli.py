@@ -49,6 +49,10 @@ def check_config(config_path: Path) -> None:
         raise click.ClickException(f"{config_path}: [ingest] processes = {shares} needs one certificate per process; "
                                    f"missing {', '.join(lacking)}. Fix: tpskit provision service-shares --dir "
                                    f"DISTRICT --processes {shares}")
+    from tpskit.district.transport import lean_problem
+
+    if cfg.ingest.lean and (problem := lean_problem()) is not None:
+        raise click.ClickException(f"{config_path}: {problem}")
     click.echo(f"{config_path}: ok (district {cfg.district.id}, {n} TPS, database {cfg.database.url.split(':')[0]})")
 
 

@@ -63,6 +63,10 @@ class IngestSection(Section):
                            description="service processes, each subscribed to its share of the TPS list (by TPS "
                                        "code, so one kit's results stay in one process, in order); more than 1 "
                                        "uses more cores")
+    lean: bool = Field(default=False,
+                       description="read MQTT with the lean reader (tpskit.district.transport._LeanClient: paho "
+                                   "internals, paho-mqtt 2.2 only, refused at start-up on another release) "
+                                   "instead of paho's public API")
 
 
 class LimitsSection(Section):

@@ -18,7 +18,7 @@ from tpskit.district.config import DistrictConfig
 from tpskit.district.db import make_engine, open_db
 from tpskit.district.forward import Forwarder
 from tpskit.district.ingest import Checked, Checker, Ingest, result_items
-from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, share_subscriptions
+from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, lean_problem, share_subscriptions
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register, setup_logging
 from tpskit.forms import load_templates
@@ -195,6 +195,9 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
     if missing:
         log_event(log, "district.share_identity_missing", shares=shares, missing=missing,
                   fix=f"tpskit provision service-shares --dir DISTRICT --processes {shares}")
+        return 1
+    if cfg.ingest.lean and (problem := lean_problem()) is not None:
+        log_event(log, "district.lean_unsupported", detail=problem)
         return 1
     # The schema is upgraded here, once, before any share process opens the database (each would wait
     # for the migration lock and find nothing left to do).

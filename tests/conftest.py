@@ -285,8 +285,10 @@ class Rig:
 
 
 def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, delivery: str = FAST_DELIVERY,
-              district_id: str = "kab-test", tps_codes: list[str] = TPS_CODES, extra_config: str = "") -> Rig:
-    """`extra_config`: TOML appended to district.toml (e.g. a [national] section)."""
+              district_id: str = "kab-test", tps_codes: list[str] = TPS_CODES, extra_config: str = "",
+              reader: str = "paho") -> Rig:
+    """`extra_config`: TOML appended to district.toml (e.g. a [national] section). `reader`: the district's
+    MQTT reader, "paho" (its public API, the default) or "lean" ([ingest] lean)."""
     import getpass
 
     from tpskit.provisioning.district import bench_kit, district_init
@@ -309,8 +311,16 @@ def build_rig(base: Path, n_kits: int = 3, *, db_url: str | None = None, deliver
         d.config_path.write_text(text)
     with d.config_path.open("a") as f:  # test streams send hundreds of results per kit in seconds
         f.write(RIG_LIMITS + extra_config)
+        if reader == "lean":
+            f.write("\n[ingest]\nlean = true\n")
     broker = Broker(d.broker_dir / "mosquitto.conf", port, base / "mosquitto.log").start()
     return Rig(d.root, broker, kits, d.config_path)
+
+
+@pytest.fixture(params=["paho", "lean"])
+def mqtt_reader(request: pytest.FixtureRequest) -> str:
+    """Both district MQTT readers: an end-to-end test taking this fixture runs once with each."""
+    return request.param
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from tpskit.edge.submit import sign_and_queue
 pytestmark = pytest.mark.broker
 
 
-def test_broker_down_while_queued_delivers_each_result_once(rig_factory):
-    rig = rig_factory(1)
+def test_broker_down_while_queued_delivers_each_result_once(rig_factory, mqtt_reader):
+    rig = rig_factory(1, reader=mqtt_reader)
     rig.serve_inprocess()
     kit = rig.kit(0)
     cfg = kit.config()

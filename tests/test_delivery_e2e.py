@@ -19,8 +19,8 @@ from tpskit.trust.keys import create_key
 pytestmark = pytest.mark.broker
 
 
-def test_end_to_end_delivery_stores_result_and_kit_keeps_signed_receipt(rig_factory):
-    rig = rig_factory(2)
+def test_end_to_end_delivery_stores_result_and_kit_keeps_signed_receipt(rig_factory, mqtt_reader):
+    rig = rig_factory(2, reader=mqtt_reader)
     rig.serve_inprocess()
     kit = rig.kit(0)
     cfg = kit.config()

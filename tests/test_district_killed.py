@@ -17,8 +17,8 @@ pytestmark = pytest.mark.broker
 PER_KIT = 120
 
 
-def test_district_killed_mid_stream_loses_nothing_and_doubles_nothing(rig_factory, raw_kit_factory):
-    rig = rig_factory(3)
+def test_district_killed_mid_stream_loses_nothing_and_doubles_nothing(rig_factory, raw_kit_factory, mqtt_reader):
+    rig = rig_factory(3, reader=mqtt_reader)
     service = rig.serve_subprocess()
     kits = [raw_kit_factory(rig.kit(i)) for i in range(3)]
     signed = []

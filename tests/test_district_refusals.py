@@ -19,8 +19,8 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def district(rig_factory):
-    rig = rig_factory(2)
+def district(rig_factory, mqtt_reader):
+    rig = rig_factory(2, reader=mqtt_reader)
     rig.serve_inprocess()
     return rig
 
