@@ -13,8 +13,10 @@ bounds [malformed, schema], payload kit = certificate CN [kit_mismatch], certifi
 topic TPS [tps_mismatch], TPS in the district's list [unknown_tps], template known [unknown_template],
 the template's checks re-run [checks_failed], vote totals within the TPS's registered voters
 [over_registered_voters], an announced photo within the size limit [evidence_too_large], the submission
-id not reused for other content [submission_conflict] and the sequence number above every one accepted
-before from that kit certificate [replay].
+id not reused for other content [submission_conflict] and the sequence number above every one stored
+from that kit certificate for the same form: a lower one is an older result that the stored one
+superseded, never stored so that it cannot become current [superseded]; the same one is a number
+signed twice [replay].
 
 Evidence: a photo is stored only for a submission that announced it (its verified result arrived first,
 or earlier in the same batch, naming the photo's SHA-256 and size), and only that one photo; any other
@@ -549,10 +551,18 @@ class Ingest:
             self._ack(acks, it.tps, sid, kit, "rejected", env_sha, reason=f"{reason}: {detail}")
 
     @staticmethod
-    def _replay(b: _Batch, c: Checked) -> str | None:
-        last = b.max_seq.get((c.kit, c.serial), 0)  # type: ignore[arg-type]
-        if c.seq <= last:
-            return f"sequence {c.seq} is not above {last}, the last accepted from {c.kit} with this certificate"
+    def _out_of_order(b: _Batch, c: Checked) -> tuple[str, str] | None:
+        """(reason, detail) for a result whose sequence number is not above the highest stored from its kit
+        certificate for the same form. A lower one was signed before the stored one (it completed late, or
+        is an old result sent again): the stored one supersedes it, and since the rule makes the last one
+        received current (tally.successors), storing it would make the older result count."""
+        template = c.row["template_id"]  # type: ignore[index]
+        last = b.max_seq.get((c.kit, c.serial, template), 0)  # type: ignore[arg-type]
+        if c.seq < last:
+            return "superseded", (f"this kit's result of sequence {last} for form {template} is already stored "
+                                  f"and supersedes this older one (sequence {c.seq}), which is not stored")
+        if c.seq == last:
+            return "replay", f"sequence {c.seq} was already used by a result of {c.kit} stored with this certificate"
         return None
 
     def _result(self, b: _Batch, it: _Item, acks: list[Ack], logs: list) -> None:
@@ -580,9 +590,9 @@ class Ingest:
                 self._reject(b, acks, logs, it, "submission_conflict",
                              "this submission id is already waiting with other content", sid, c.kit)
             return  # same result again, still waiting for its photo
-        replay = self._replay(b, c)
-        if replay:
-            self._reject(b, acks, logs, it, "replay", replay, sid, c.kit)
+        older = self._out_of_order(b, c)
+        if older:
+            self._reject(b, acks, logs, it, *older, sid, c.kit)
             return
         used = b.used.setdefault(tps, [0, 0])
         new_bytes = len(it.payload) + c.evidence_bytes  # the announced photo counts from its announcement
@@ -610,7 +620,8 @@ class Ingest:
         b.new_results.append({**row, "received_at": now})
         sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
         b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
-        b.max_seq[(kit, c.serial)] = max(b.max_seq.get((kit, c.serial), 0), seq)
+        key = (kit, c.serial, row["template_id"])
+        b.max_seq[key] = max(b.max_seq.get(key, 0), seq)
         logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
                                            "status": row["status"], "photo": photo_kept}))
         if photo_kept and c.ack is not None:
@@ -671,9 +682,9 @@ class Ingest:
         if c.reason is not None:
             self._reject(b, acks, logs, result_it, c.reason, c.detail, c.sid, c.kit, c.ack)
             return
-        replay = self._replay(b, c)
-        if replay:  # a later result of this kit was stored while this one waited
-            self._reject(b, acks, logs, result_it, "replay", replay, sid, c.kit)
+        older = self._out_of_order(b, c)
+        if older:  # a later result of this kit was stored while this one waited for its photo
+            self._reject(b, acks, logs, result_it, *older, sid, c.kit)
             return
         if not below:
             b.evidence.add((sid, sha))
@@ -741,7 +752,7 @@ class _Batch:
     stored: dict[str, tuple[str, str]]  # submission -> (envelope sha256, evidence sha256)
     pending: dict[str, _Waiting]  # submission -> the result waiting for its photo
     evidence: set[tuple[str, str]]  # (submission, sha256) present
-    max_seq: dict[tuple[str, str], int]  # (kit, certificate serial) -> highest sequence stored
+    max_seq: dict[tuple[str, str, str], int]  # (kit, certificate serial, template) -> highest sequence stored
     new_results: list[dict] = field(default_factory=list)
     new_evidence: list[dict] = field(default_factory=list)
     new_pending: list[dict] = field(default_factory=list)
@@ -769,12 +780,13 @@ class _Batch:
             stored, waiting_rows, photos = {}, [], set()
         waiting = {r[0]: _Waiting(r[1], sha256_hex(r[1]), r[2] or "", int(r[3] or 0)) for r in waiting_rows}
         kits = kits | {r[4] for r in waiting_rows}
-        max_seq: dict[tuple[str, str], int] = {}
+        max_seq: dict[tuple[str, str, str], int] = {}
         if kits:
-            for kit, serial, top in conn.exec_driver_sql(
-                    "SELECT kit_id, cert_serial, MAX(seq) FROM results "
-                    f"WHERE kit_id IN ({placeholders(conn, len(kits))}) GROUP BY kit_id, cert_serial", tuple(kits)):
-                max_seq[(kit, serial)] = int(top)
+            for kit, serial, template, top in conn.exec_driver_sql(
+                    "SELECT kit_id, cert_serial, template_id, MAX(seq) FROM results "
+                    f"WHERE kit_id IN ({placeholders(conn, len(kits))}) GROUP BY kit_id, cert_serial, template_id",
+                    tuple(kits)):
+                max_seq[(kit, serial, template)] = int(top)
         return cls(stored, waiting, photos, max_seq)
 
     def flush(self, conn: Connection) -> None:

@@ -42,7 +42,7 @@ def test_helper_processes_give_the_same_verdicts_in_order_and_honour_a_new_revoc
     ingest = build_ingest(cfg)
     ca = Verifier(load_certs(d.ca_cert_path))
     try:
-        # kit-a: 1, 2, 3 then a replay of 2 (sequence not above 3) and 3 again (duplicate); kit-b: 1, tampered 2.
+        # kit-a: 1, 2, 3 then a new 2 (older than 3: superseded) and 3 again (duplicate); kit-b: 1, tampered 2.
         a = _messages(d, tmp_path, "kit-a", TPS_CODES[0], [1, 2, 3], "x")
         b = _messages(d, tmp_path, "kit-b", TPS_CODES[1], [1, 2], "x")
         tampered = b[3][1].replace(b".", b".e30", 1)[:len(b[3][1])]
@@ -53,7 +53,7 @@ def test_helper_processes_give_the_same_verdicts_in_order_and_honour_a_new_revoc
         got = [(x.submission_id, x.status, (x.reason or "").split(":")[0]) for x in acks]
         assert got == [("x-kit-a-0001", "accepted", ""), ("x-kit-a-0002", "accepted", ""),
                        ("x-kit-a-0003", "accepted", ""), ("x-kit-b-0001", "accepted", ""),
-                       ("y-kit-a-0002", "rejected", "replay"), ("x-kit-a-0003", "duplicate", "")]
+                       ("y-kit-a-0002", "rejected", "superseded"), ("x-kit-a-0003", "duplicate", "")]
         assert ingest.counts["rejected:bad_signature"] + ingest.counts["rejected:malformed"] == 1
 
         revoke(d.root, "kit-a")

@@ -112,7 +112,7 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
     """What two processes sharing messages arbitrarily would do: every photo handled by one ingest and
     every result by the other, concurrently; then the same new result given to both at once. Each photo
     goes in after its result was handled, as a kit sends them (result, then photo): a photo nobody
-    announced is refused, and a kit's earlier result completed after a later one is a replay, so letting
+    announced is refused, and a kit's earlier result completed after a later one is superseded, so letting
     the scheduler put photos first made the outcome depend on the machine's load."""
     csv = tmp_path / "tps.csv"
     tps = ["3201012001001", "3201012001002"]
@@ -167,8 +167,9 @@ def test_two_ingests_on_one_database_pair_photos_across_them_and_store_a_raced_r
         assert a.counts["district.accepted"] + b.counts["district.accepted"] == 61
         assert len(raced) == 2
 
-        # A replay: a new submission reusing an old sequence number, refused by either ingest.
-        (sid, env, photo, _), = _signed(d, tmp_path, "kit-b", tps[1], range(12, 13), "replay")
+        # A replay: a new submission signed with the sequence number of the kit's last stored one (30),
+        # refused by either ingest.
+        (sid, env, photo, _), = _signed(d, tmp_path, "kit-b", tps[1], range(30, 31), "replay")
         a.process([(evidence_topic(tps[1], sid), photo), (result_topic(tps[1]), env)])
         assert a.counts["rejected:replay"] == 1
         with a.engine.connect() as c:
@@ -215,13 +216,13 @@ def test_two_service_processes_store_every_result_once_refuse_replays_and_die_wi
     total = 3 * per_kit
     wait_for(lambda: rig.count_stored() >= total, 60, f"all {total} results stored")
 
-    # A repeat is answered `duplicate`; a new submission with a used sequence number is refused.
+    # A repeat is answered `duplicate`; a new submission with the last used sequence number is a replay.
     k = kits[0]
     sid, compact, photo = signed[k][-1]
     k.send(sid, compact, photo)
     assert k.wait_ack_all(sid, 2)[-1].status == "duplicate"
     photo = fake_jpeg("replay", 512)
-    rsid, rcompact = k.signed(make_reading(k.cfg.kit.tps), photo, seq=3)
+    rsid, rcompact = k.signed(make_reading(k.cfg.kit.tps), photo, seq=per_kit)
     k.send(rsid, rcompact, photo)
     assert k.wait_ack(rsid).status == "rejected"
 
