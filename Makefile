@@ -66,12 +66,12 @@ train:
 	    --cache .train-cache
 
 # Coverage-guided fuzzing (atheris) of the reader, the envelope verifier (on tokens, and past the signature on
-# signed payloads), the template loader and the config
-# loaders, FUZZ_SECONDS each, from the committed seed corpus (new inputs go to fuzz-out/, never into the
-# repository). A crash stops its target with its input in fuzz-out/crashes/TARGET/: copy it into
-# tests/fuzz/crashes/TARGET/ (the suite replays it), name a test after it, fix it.
+# signed payloads), `tpskit verify` on export files, the template loader and the config loaders,
+# FUZZ_SECONDS each, from the committed seed corpus (new inputs go to fuzz-out/, never into the repository).
+# A crash stops its target with its input in fuzz-out/crashes/TARGET/: copy it into tests/fuzz/crashes/TARGET/
+# (the suite replays it), name a test after it, fix it.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= reader verifier payload template config
+FUZZ_TARGETS ?= reader verifier payload export template config
 fuzz: $(STAMP)
 	@status=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz-out/corpus/$$t fuzz-out/crashes/$$t; \

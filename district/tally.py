@@ -124,6 +124,8 @@ def read_header(line: str) -> ExportHeader:
         obj = json.loads(line)
     except ValueError as e:
         raise ExportError(f"the first line is not JSON ({e})") from None
+    except RecursionError:  # `tpskit verify` raised it on a first line nested thousands deep
+        raise ExportError("the first line is JSON nested too deep") from None
     if not isinstance(obj, dict) or obj.get("export") != EXPORT_FORMAT:
         raise ExportError(f"the first line does not describe a {EXPORT_FORMAT} export "
                           "(made by `tpskit district export --signed`)")

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 from targets import CORPUS, CRASHES, HERE, TARGETS
 
 from tpskit.config import ConfigError
+from tpskit.district.config import load_district_config
 from tpskit.edge.config import load_kit_config
 from tpskit.forms import TemplateError, load_template
 
@@ -54,6 +55,35 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_the_fix(tmp_pat
     bad.write_bytes((CRASHES / "config" / "not-utf8.toml").read_bytes())
     with pytest.raises(ConfigError, match="save the file as UTF-8"):
         load_kit_config(bad)
+
+
+def test_a_template_nested_thousands_deep_is_a_template_error_not_a_recursion_error(tmp_path):
+    """Found by the template fuzzer in its first minute (f016b1a fixed it, without a test until now)."""
+    bad = tmp_path / "t.json"
+    bad.write_bytes((CRASHES / "template" / "nested-too-deep.json").read_bytes())
+    with pytest.raises(TemplateError, match="nested too deep"):
+        load_template(bad)
+
+
+def test_a_config_file_nested_too_deep_is_a_config_error_not_a_recursion_error(tmp_path):
+    """Found by probing the config fuzz target with deep nesting: tomllib recursed past Python's limit and
+    the RecursionError escaped both loaders (a value nested 600 deep is enough)."""
+    bad = tmp_path / "kit.toml"
+    bad.write_bytes((CRASHES / "config" / "nested-too-deep.toml").read_bytes())
+    for load in (load_kit_config, load_district_config):
+        with pytest.raises(ConfigError, match="nested too deep"):
+            load(bad)
+
+
+def test_verify_on_an_export_whose_first_line_is_nested_too_deep_reports_it_and_does_not_raise(tmp_path, capsys):
+    """Found while adding the export fuzz target: the export's first line, read as its header, raised
+    RecursionError out of `tpskit verify` (a traceback, no verdict)."""
+    from tpskit.cli import main
+
+    bad = tmp_path / "export.jsonl"
+    bad.write_bytes((CRASHES / "export" / "first-line-nested-too-deep.jsonl").read_bytes())
+    assert main(["verify", str(bad), "--ca", str(HERE / "ca.pem"), "--table"]) == 1
+    assert "PROBLEM: header: the first line is JSON nested too deep" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

@@ -111,6 +111,8 @@ def load_config(path: Path, model: type[M]) -> M:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:  # found by probing the config fuzz target: tomllib recurses per nesting level
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deep") from e
     try:
         cfg = model.model_validate(data)
     except ValidationError as e:

@@ -2,8 +2,8 @@
 
     python tests/fuzz/fuzz.py TARGET [CORPUS_DIR ...] [libFuzzer flags, e.g. -max_total_time=60]
 
-TARGET is reader, verifier, payload, template or config. A crash (any exception the entry point does not promise)
-stops the run with exit status 1 and leaves the input in -artifact_prefix; it then belongs in
+TARGET is reader, verifier, payload, export, template or config. A crash (any exception the entry point does
+not promise) stops the run with exit status 1 and leaves the input in -artifact_prefix; it then belongs in
 tests/fuzz/crashes/TARGET/ (replayed by tests/test_fuzz.py) with a named test, and a fix. `make fuzz`
 runs every target for FUZZ_SECONDS; tests/test_fuzz.py runs each briefly on the committed seed corpus.
 """
@@ -21,6 +21,8 @@ with atheris.instrument_imports(include=["tpskit"]):
     # Imported here so that the code under test is instrumented for coverage (the targets import lazily).
     import tpskit.config
     import tpskit.district.config
+    import tpskit.district.tally
+    import tpskit.district.verify_cli
     import tpskit.edge.config
     import tpskit.edge.reader.decode
     import tpskit.edge.reader.pipeline

@@ -6,8 +6,8 @@ short runs and `make fuzz` start from the same inputs):
 reader: small photos (JPEG, PNG, BMP, TIFF) of the reference sheet; verifier: tokens of a throwaway district
 (its ca.pem is committed next to the corpus): a good result, a good ack, and the hostile shapes found
 before; payload: result payloads, which the payload fuzzer signs with the throwaway kit's key (kit.key,
-committed: it belongs to this test district only); template: the shipped templates; config: a kit and a
-district file.
+committed: it belongs to this test district only); export: a district export of the good token, and the
+token alone; template: the shipped templates; config: a kit and a district file.
 """
 
 from __future__ import annotations
@@ -87,6 +87,29 @@ def verifier() -> None:
     shutil.rmtree(tmp)
 
 
+def export() -> None:
+    """`tpskit verify`'s input: a district export (header line, then one result line) of the verifier's good
+    token, received a minute after its capture; and plain token lines."""
+    import base64
+    import datetime as dt
+
+    from tpskit.district.tally import EXPORT_FORMAT, EXPORT_VERSION, RULE
+
+    token = (HERE / "corpus" / "verifier" / "result.jws").read_text()
+    part = token.split(".")[1]
+    body = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    received = dt.datetime.fromisoformat(body["captured_at"]) + dt.timedelta(minutes=1)
+    header = {"export": EXPORT_FORMAT, "version": EXPORT_VERSION, "district": "kab-fuzz",
+              "exported_at": (received + dt.timedelta(hours=1)).isoformat(), "results": 1, "rule": RULE,
+              "tps": [{"tps": body["tps"], "registered_voters": 250, "village": "Desa", "kecamatan": "Kec",
+                       "regency": "Kab"}]}
+    line = {"tps": body["tps"], "template": body["template_id"], "submission_id": body["submission_id"],
+            "received_at": received.isoformat(), "state": "current", "superseded_by": None, "envelope": token}
+    write("export", "export.jsonl", (json.dumps(header, separators=(",", ":")) + "\n"
+                                     + json.dumps(line, separators=(",", ":")) + "\n").encode())
+    write("export", "tokens.txt", (token + "\n").encode())
+
+
 def template() -> None:
     for path in sorted((ROOT / "tpskit" / "templates").glob("*.json")):
         write("template", path.name, path.read_bytes())
@@ -105,6 +128,7 @@ if __name__ == "__main__":
     shutil.rmtree(HERE / "corpus", ignore_errors=True)
     reader()
     verifier()
+    export()
     template()
     config()
     print(sorted(str(p.relative_to(HERE)) for p in (HERE / "corpus").rglob("*") if p.is_file()))

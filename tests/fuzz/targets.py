@@ -80,6 +80,16 @@ def payload(data: bytes) -> None:
         recheck_arithmetic(result, template)
 
 
+def export(data: bytes) -> None:
+    """`tpskit verify` on a file (an observer's export, or token lines) and its recount: a verdict for every
+    line and the header's problem, never an exception."""
+    from tpskit.district.verify_cli import recount_export, verify_export
+
+    report = verify_export(data.decode("ascii", errors="replace").splitlines(), HERE / "ca.pem")
+    if report.header is not None:
+        recount_export(report)
+
+
 def _as_file(data: bytes, name: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="tpskit-fuzz-"))
     path = folder / name
@@ -121,4 +131,4 @@ def config(data: bytes) -> None:
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {"reader": reader, "verifier": verifier, "payload": payload,
-                                                "template": template, "config": config}
+                                                "export": export, "template": template, "config": config}
