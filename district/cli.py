@@ -22,7 +22,7 @@ def load_config(path: Path) -> DistrictConfig:
 
 @click.group()
 def district() -> None:
-    """District service: serve, tally, export, check-config."""
+    """District service: serve, tally, status, refusals, export, check-config."""
 
 
 @district.command("check-config")
@@ -116,3 +116,90 @@ def export(config_path: Path, signed_path: Path) -> None:
     n = export_signed(open_db(cfg.database.url), signed_path, district=cfg.district.id,
                       tps=read_tps_csv(cfg.district.tps_list))
     click.echo(f"{n} signed results written to {signed_path}")
+
+
+def _snapshot(cfg: DistrictConfig):  # type: ignore[no-untyped-def]
+    from tpskit.district.db import open_db
+    from tpskit.district.status import read_snapshot
+    from tpskit.trust.tps import read_tps_csv
+
+    engine = open_db(cfg.database.url)
+    try:
+        return read_snapshot(engine, read_tps_csv(cfg.district.tps_list), cfg.district.revocations)
+    finally:
+        engine.dispose()
+
+
+def _emit(rows: list[dict], columns: list[str], as_table: bool | None, csv_path: Path | None,
+          json_path: Path | None) -> None:
+    import json
+
+    from tpskit.district.status import render_table, to_csv
+
+    if as_table if as_table is not None else sys.stdout.isatty():
+        click.echo(render_table(rows, columns), nl=False)
+    else:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+    if csv_path:
+        csv_path.write_text(to_csv(rows), encoding="utf-8")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+_out_options = [
+    click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write CSV here."),
+    click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here."),
+    click.option("--table/--no-table", "as_table", default=None,
+                 help="Print a table (default: only when stdout is a terminal; otherwise JSON)."),
+]
+
+
+def _with_out(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(_out_options):
+        f = opt(f)
+    return f
+
+
+@district.command()
+@config_option
+@click.option("--template", default=None, help="Form template (default: the one with the most results).")
+@click.option("--status", "status_filter", default=None,
+              type=click.Choice(["ok", "corrected", "slip", "review", "revoked", "refused", "not_reported"]),
+              help="Only TPS in this status.")
+@click.option("--kecamatan", default=None, help="Only this kecamatan (6-digit code or name).")
+@click.option("--village", default=None, help="Only this village (10-digit code or name).")
+@click.option("--areas", is_flag=True, help="Counts per kecamatan and village instead of one line per TPS.")
+@_with_out
+def status(config_path: Path, template: str | None, status_filter: str | None, kecamatan: str | None,
+           village: str | None, areas: bool, csv_path: Path | None, json_path: Path | None,
+           as_table: bool | None) -> None:
+    """Per-TPS status (reported ok, with officer corrections, officer slip, in review, by a revoked kit,
+    refused, not yet reported), or counts per kecamatan and village: what the dashboard shows."""
+    from tpskit.district.status import STATUSES, filter_rows
+
+    snap = _snapshot(load_config(config_path))
+    if areas:
+        rows = [a.to_json() for a in snap.areas(template)
+                if (not kecamatan or kecamatan in (a.code[:6], a.name, a.parent))]
+        columns = ["level", "code", "name", "tps_total", *STATUSES]
+    else:
+        picked = filter_rows(snap.rows(template), status=status_filter, kecamatan=kecamatan, village=village)
+        rows = [r.to_json() for r in picked]
+        columns = ["tps", "village", "kecamatan", "status", "kit", "received_at", "submissions", "corrections",
+                   "last_refusal_reason"]
+    _emit(rows, columns, as_table, csv_path, json_path)
+
+
+@district.command()
+@config_option
+@click.option("--tps", default=None, help="Only refusals of this TPS.")
+@click.option("--reason", default=None, help="Only this reason (e.g. bad_signature).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="Newest first, at most.")
+@_with_out
+def refusals(config_path: Path, tps: str | None, reason: str | None, limit: int, csv_path: Path | None,
+             json_path: Path | None, as_table: bool | None) -> None:
+    """Refused messages, newest first: time, TPS, kit, reason in words and the detail."""
+    snap = _snapshot(load_config(config_path))
+    picked = [r for r in snap.refusals if (not tps or r.tps == tps) and (not reason or r.reason == reason)][:limit]
+    rows = [r.to_json() for r in picked]
+    _emit(rows, ["received_at", "tps", "kit", "reason", "reason_words"], as_table, csv_path, json_path)

@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "form": ("tpskit.sheets.cli:form", "Render printable blank forms and filled test sheets."),
     "kit": ("tpskit.edge.kit_cli:kit", "Run and maintain the kit (keygen, run, selftest, check-config)."),
     "provision": ("tpskit.provisioning.cli:provision", "Technician tools: district CA, kit certificates."),
-    "district": ("tpskit.district.cli:district", "District service: serve, tally, export, check-config."),
+    "district": ("tpskit.district.cli:district", "District service: serve, status, tally, refusals, export."),
     "national": ("tpskit.national.cli:national", "National tier: workers (verify again, store by province), tally."),
     "verify": ("tpskit.district.verify_cli:verify", "Re-verify exported signed results against a CA."),
 }

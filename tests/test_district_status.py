@@ -1,0 +1,68 @@
+"""`tpskit district status` and `tpskit district refusals` say what the database holds, after a burst of results
+and refusals of every kind through a real mosquitto and the district service."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from conftest import TPS_CODES
+from district_burst import EXPECTED, burst_district
+
+from tpskit.cli import main
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory):
+    with burst_district(tmp_path_factory.mktemp("status")) as b:
+        yield b
+
+
+def _run(capsys, *args: str):
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _db(burst) -> sqlite3.Connection:
+    return sqlite3.connect(burst.rig.district_cfg().database.url[len("sqlite:///"):])
+
+
+def test_status_names_each_tps_state_and_its_counts_match_the_database(burst, capsys):
+    rows = _run(capsys, "district", "status", "--config", str(burst.rig.district_config), "--no-table")
+    got = {r["tps"]: r["status"] for r in rows}
+    assert got == {t: EXPECTED.get(t, "not_reported") for t in TPS_CODES}
+    with _db(burst) as con:
+        reported = {t for (t,) in con.execute("SELECT DISTINCT tps FROM results")}
+        per_tps = dict(con.execute("SELECT tps, COUNT(*) FROM results GROUP BY tps"))
+    assert {r["tps"] for r in rows if r["status"] not in ("refused", "not_reported")} == reported
+    assert {r["tps"]: r["submissions"] for r in rows if r["submissions"]} == per_tps
+    first = next(r for r in rows if r["tps"] == TPS_CODES[0])
+    assert first["submission_id"] == burst.corrected_sid and first["corrections"] == 1
+    refused = next(r for r in rows if r["tps"] == TPS_CODES[2])
+    assert refused["last_refusal_reason"] in ("bad_signature", "tps_mismatch")
+    assert "signature" in refused["last_refusal_words"] or "another TPS" in refused["last_refusal_words"]
+
+
+def test_status_by_area_counts_every_tps_once_per_kecamatan_and_village(burst, capsys):
+    areas = _run(capsys, "district", "status", "--config", str(burst.rig.district_config), "--areas", "--no-table")
+    kec = [a for a in areas if a["level"] == "kecamatan"]
+    assert sum(a["tps_total"] for a in kec) == len(TPS_CODES)
+    assert sum(a["not_reported"] for a in kec) == len(TPS_CODES) - len(EXPECTED)
+    assert sum(a["corrected"] + a["slip"] + a["refused"] + a["revoked"] + a["review"] for a in kec) == len(EXPECTED)
+
+
+def test_refusals_lists_every_refused_message_with_its_reason_in_words(burst, capsys, tmp_path):
+    out = tmp_path / "refusals.csv"
+    rows = _run(capsys, "district", "refusals", "--config", str(burst.rig.district_config), "--no-table",
+                "--csv", str(out))
+    with _db(burst) as con:
+        db = sorted(con.execute("SELECT reason, kit_id FROM rejections"))
+    assert sorted((r["reason"], r["kit"]) for r in rows) == db
+    assert {r["reason"] for r in rows} == {"bad_signature", "tps_mismatch"}
+    assert all(r["reason_words"] and r["reason_words"] != r["reason"] for r in rows)
+    assert out.read_text().splitlines()[0].startswith("id,received_at,tps,kit,submission_id,reason")
+    assert len(out.read_text().splitlines()) == len(db) + 1
