@@ -12,7 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test lint bench bench-read system-deps venv clean train fuzz chaos
 
 # System packages the tests need: a real mosquitto, PostgreSQL binaries, Debian's nats-server (tests start their own
-# throwaway servers; nothing here uses the machine's running services), and the reader's JPEG decoder.
+# throwaway servers; nothing here uses the machine's running services), the reader's JPEG decoder, and
+# Chromium with its WebDriver for the page tests (tests/browser.py; nothing is downloaded at run time).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -20,6 +21,8 @@ system-deps:
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	$(PY) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	ls /usr/lib/*/libturbojpeg.so.0 >/dev/null 2>&1 || missing="$$missing libturbojpeg0"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -89,4 +92,4 @@ chaos: $(STAMP)
 	nice -n 10 $(BIN)/python bench/chaos.py --seconds $(CHAOS_SECONDS) --kits 8 --period 4 --interval 2
 
 clean:
-	rm -rf $(VENV) demo-run bench-out fuzz-out *.egg-info
+	rm -rf $(VENV) demo-run bench-out fuzz-out test-artifacts *.egg-info

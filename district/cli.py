@@ -75,6 +75,26 @@ def serve(config_path: Path) -> None:
 
 @district.command()
 @config_option
+@click.option("--bind", default=None, help="Address to listen on (default: [dashboard] bind, loopback).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default: [dashboard] port).")
+def dashboard(config_path: Path, bind: str | None, port: int | None) -> None:
+    """Serve only the dashboard (read-only), e.g. on another machine reading the same PostgreSQL database;
+    `tpskit district serve` serves it too. Runs until SIGTERM / Ctrl-C."""
+    from tpskit.district.dashboard import Dashboard
+    from tpskit.events import setup_logging
+
+    setup_logging()
+    cfg = load_config(config_path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Dashboard(cfg, host=bind, port=port) as d:
+        click.echo(f"dashboard of district {cfg.district.id}: {d.url}/ (Ctrl-C stops)", err=True)
+        stop.wait()
+
+
+@district.command()
+@config_option
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Also write CSV here.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Also write JSON here.")
 @click.option("--table/--no-table", "as_table", default=None,

@@ -94,6 +94,22 @@ class LimitsSection(Section):
                                                "this file's folder for PostgreSQL")
 
 
+class DashboardSection(Section):
+    """`[dashboard]`: the read-only operations page the service serves (tpskit.district.dashboard)."""
+
+    enabled: bool = Field(default=True, description="serve the dashboard from `tpskit district serve`")
+    bind: str = Field(default="127.0.0.1", description="address to listen on; loopback by default: expose it "
+                                                       "through a reverse proxy with authentication (README)")
+    port: int = Field(default=8480, ge=0, le=65535, description="TCP port (0: any free port, said in the log)")
+    poll_s: float = Field(default=0.25, ge=0.05, le=10, description="how often the database is checked for new "
+                                                                      "results and refusals (live updates)")
+    reread_timeout_s: float = Field(default=120, ge=5, le=3600,
+                                    description="longest the reader may take to reread an evidence photo")
+    cache_dir: Path | None = Field(default=None, description="where reread photos are kept (rectified sheet, "
+                                                             "reading); `reread-cache` next to the database "
+                                                             "file (SQLite) or this file by default")
+
+
 class DistrictBroker(BrokerSection):
     client_id: str | None = Field(default="tpskit-district",
                                   description="MQTT client id the service asks for; a tpskit district broker gives "
@@ -134,12 +150,21 @@ class DistrictConfig(Section):
     limits: LimitsSection = Field(default_factory=LimitsSection, description="quotas and the disk floor")
     national: NationalSection = Field(default_factory=NationalSection,
                                       description="forwarding to the national tier (off by default)")
+    dashboard: DashboardSection = Field(default_factory=DashboardSection, description="the operations dashboard")
 
     @model_validator(mode="after")
     def _national_servers(self) -> DistrictConfig:
         if self.national.enabled and not self.national.servers:
             raise ValueError("[national] enabled = true needs servers = [\"nats://host:port\", ...]")
         return self
+
+    @property
+    def reread_cache(self) -> Path:
+        if self.dashboard.cache_dir is not None:
+            return self.dashboard.cache_dir
+        if self.database.url.startswith("sqlite:///"):
+            return Path(self.database.url[len("sqlite:///"):]).parent / "reread-cache"
+        return self.district.tps_list.parent / "reread-cache"
 
     @property
     def disk_path(self) -> Path:

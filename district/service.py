@@ -223,6 +223,9 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
     ready = False
     fed = 0.0
     svc = DistrictService(cfg, 0, shares).start()
+    from tpskit.district.dashboard import start_dashboard
+
+    dashboard = start_dashboard(cfg)  # in the first process only: it reads every share's results from the database
     try:
         while not stop.wait(0.5):
             dead = [p for p in children if not p.is_alive()]
@@ -239,6 +242,8 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
                 fed = time.monotonic()
     finally:
         notifier.stopping()
+        if dashboard is not None:
+            dashboard.stop()
         svc.stop()
         for p in children:
             p.terminate()

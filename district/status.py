@@ -30,8 +30,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from tpskit.district.db import rejections, results
-from tpskit.tally import Stored, Tally, received_iso, successors, tally_of
 from tpskit.envelope import Revocations, load_revocations
+from tpskit.tally import Stored, Tally, received_iso, successors, tally_of
 from tpskit.trust.tps import TpsInfo
 
 #: Status -> (English, Bahasa Indonesia), in the order the dashboard lists them.
@@ -46,6 +46,9 @@ STATUS_WORDS: dict[str, tuple[str, str]] = {
     "not_reported": ("not yet reported", "belum terlapor"),
 }
 STATUSES = tuple(STATUS_WORDS)
+#: Status -> a column heading.
+STATUS_SHORT = {"ok": "ok", "corrected": "corrected", "slip": "officer slip", "review": "in review",
+                "revoked": "revoked kit", "refused": "refused", "not_reported": "not reported"}
 
 #: A refusal's reason code, in words an operator reads.
 REASON_WORDS: dict[str, str] = {

@@ -171,12 +171,16 @@ retry_max_s = 1.0
 """
 
 
-# Quotas far above the default (120 new submissions per TPS and hour): the tests stream hundreds of
+# The dashboard on any free port (services of several tests run at once). Quotas far above the default
+# (120 new submissions per TPS and hour): the tests stream hundreds of
 # results per kit. tests/test_district_quotas.py sets its own.
 RIG_LIMITS = """
 [limits]
 submissions_per_tps_hour = 100000
 min_free_mb = 0
+
+[dashboard]
+port = 0
 """
 
 
@@ -551,3 +555,16 @@ def national_section(servers: list[str]) -> str:
     """The district.toml [national] section forwarding to `servers`, retrying fast."""
     return ("\n[national]\nenabled = true\nservers = [" + ", ".join(f'"{u}"' for u in servers) + "]\n"
             "retry_s = 0.3\n")
+
+
+# ------------------------------------------------------------------------------------------ browser
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's, through Selenium) for every page test of the session (tests/browser.py)."""
+    from browser import start_chromium
+
+    driver = start_chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()

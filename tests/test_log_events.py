@@ -11,7 +11,7 @@ from tpskit import events
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("tpskit", "edge", "firmware", "provisioning", "district")
 MODULES = ("tpskit.edge.read_cli", "tpskit.edge.daemon", "tpskit.edge.deliver", "tpskit.edge.selftest",
-           "tpskit.district.service", "tpskit.district.ingest", "tpskit.firmware.camera",
+           "tpskit.district.service", "tpskit.district.ingest", "tpskit.district.dashboard", "tpskit.firmware.camera",
            "tpskit.firmware.controls")
 LOGGED = re.compile(r"log_event\(\s*[\w.]+,\s*\"([a-z0-9_.]+)\"")
 
