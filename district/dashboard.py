@@ -40,9 +40,9 @@ from tpskit.district.status import (
     STATUS_WORDS,
     STATUSES,
     Snapshot,
+    SnapshotReader,
     change_token,
     filter_rows,
-    read_snapshot,
     reason_words,
     to_csv,
     tps_history,
@@ -78,7 +78,8 @@ class DashboardData:
         self.templates: dict[str, Template] = {t.id: t for t in load_templates(cfg.district.templates_dir).values()}
         self.version = Version()
         self.rereader = Rereader(cfg.reread_cache, cfg.dashboard.reread_timeout_s, on_done=self.version.bump)
-        self._snap = read_snapshot(self.engine, self.tps, cfg.district.revocations)
+        self.reader = SnapshotReader(self.engine, self.tps, cfg.district.revocations)
+        self._snap = self.reader.read()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_refresh_s = 0.0
@@ -93,7 +94,7 @@ class DashboardData:
         if token == self._snap.token:
             return False
         t0 = time.perf_counter()
-        self._snap = read_snapshot(self.engine, self.tps, self.cfg.district.revocations)
+        self._snap = self.reader.read()
         self.last_refresh_s = time.perf_counter() - t0
         self.version.bump()
         return True

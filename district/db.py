@@ -53,6 +53,8 @@ results = Table(
     Column("values_json", Text, nullable=False),
     Index("results_kit_seq", "kit_id", "cert_serial", "seq"),
     Index("results_tps", "tps", "template_id"),
+    # The dashboard reads what arrived since it last looked (district.status.SnapshotReader; revision 0003).
+    Index("results_received", "received_at"),
 )
 
 evidence = Table(

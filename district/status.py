@@ -1,8 +1,9 @@
 """What the district knows, per TPS, for the dashboard and `tpskit district status|refusals`.
 
-One `Snapshot` is read from the database in a few queries (the current result of every TPS and form
-template by the tally's rule, tally.successors; the signed payloads of the current results only; the
-refusals) and shared by every page, download and command until the database changes (`change_token`).
+One `Snapshot` is read from the database (the current result of every TPS and form template by the
+tally's rule, tally.successors; the signed payloads of the current results only; the refusals) and shared
+by every page, download and command until the database changes (`change_token`); the dashboard's
+`SnapshotReader` then reads only what is new.
 
 A TPS's status, for one form template, the first that applies:
 - `revoked`: its current result was signed by a kit whose certificate has since been revoked (a result
@@ -190,6 +191,7 @@ class Snapshot:
     refusals: list[Refusal]  # newest first
     read_at: str = ""
     _tallies: list[Tally] | None = field(default=None, repr=False)
+    _rows: dict[Any, list[Any]] = field(default_factory=dict, repr=False)  # rows and areas by template, drawn once
 
     @property
     def default_template(self) -> str | None:
@@ -197,6 +199,11 @@ class Snapshot:
 
     def rows(self, template: str | None = None) -> list[TpsRow]:
         template = template or self.default_template
+        if template not in self._rows:
+            self._rows[template] = self._draw_rows(template)
+        return self._rows[template]
+
+    def _draw_rows(self, template: str | None) -> list[TpsRow]:
         per = self.current.get(template or "", {})
         refused: dict[str, list[Refusal]] = defaultdict(list)
         for r in self.refusals:
@@ -212,6 +219,12 @@ class Snapshot:
 
     def areas(self, template: str | None = None) -> list[AreaCount]:
         """Status counts per kecamatan, and per village under it."""
+        key = ("areas", template or self.default_template)
+        if key not in self._rows:
+            self._rows[key] = self._draw_areas(template)  # type: ignore[index, assignment]
+        return self._rows[key]  # type: ignore[index, return-value]
+
+    def _draw_areas(self, template: str | None) -> list[AreaCount]:
         acc: dict[tuple[str, str], tuple[str, str, Counter[str], list[int]]] = {}
         for row in self.rows(template):
             i = row.info
@@ -235,24 +248,6 @@ class Snapshot:
         return self._tallies
 
 
-def _status(payload: Mapping[str, Any], revoked: bool) -> tuple[str, tuple[str, ...], tuple[Correction, ...]]:
-    fields = payload.get("fields", {})
-    corrections = tuple(Correction(name, f.get("ocr_value"), f.get("value")) for name, f in fields.items()
-                        if f.get("status") == _CORRECTED)
-    failing = tuple(c["id"] for c in payload.get("checks", []) if not c.get("passed", True))
-    if revoked:
-        status = "revoked"
-    elif failing:
-        status = "slip"
-    elif payload.get("status") == "review":
-        status = "review"
-    elif corrections:
-        status = "corrected"
-    else:
-        status = "ok"
-    return status, failing, corrections
-
-
 def _revocations(path: Path | None) -> Revocations:
     if path is None or not Path(path).exists():
         return Revocations()
@@ -274,39 +269,132 @@ def refusal_tps(topic: str) -> str | None:
     return parts[1] if len(parts) >= 3 and parts[0] == "tps" else None
 
 
+#: Rows stamped this long before the newest one known are read again at each change: a batch's arrival time
+#: is taken before its commit, and several service processes commit in their own order.
+SLACK_S = 300.0
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """What the dashboard keeps of a current result's signed payload (rows never change: kept by id)."""
+
+    values: dict[str, int | None]
+    cert_serial: str
+    failing: tuple[str, ...]
+    corrections: tuple[Correction, ...]
+    payload_status: str
+
+
+class SnapshotReader:
+    """Reads snapshots, each change only what is new: the results stamped since the newest known (less
+    SLACK_S), the refusals after the last id, the signed payloads of new current results. Results and
+    refusals are only ever inserted; when the rows known do not add up to the table's count (a commit later
+    than SLACK_S after its stamp), everything is read again."""
+
+    _COLS = (results.c.submission_id, results.c.kit_id, results.c.tps, results.c.template_id, results.c.status,
+             results.c.seq, results.c.received_at)
+
+    def __init__(self, engine: Engine, tps: Mapping[str, TpsInfo], revocations: Path | None = None,
+                 refusals_max: int = 10_000):
+        self.engine, self.tps, self.revocations, self.refusals_max = engine, dict(tps), revocations, refusals_max
+        self._reset()
+        self.snap: Snapshot | None = None
+        self.full_reads = 0
+
+    def _reset(self) -> None:
+        self._items: dict[str, Stored] = {}
+        self._newest: float | None = None
+        self._current: dict[tuple[str, str], Stored] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._signed: dict[str, _Signed] = {}
+        self._refusals: list[Refusal] = []
+        self._last_refusal = 0
+
+    def read(self) -> Snapshot:
+        """The snapshot as of now (the same object while nothing changed)."""
+        token = change_token(self.engine, self.revocations)
+        if self.snap is not None and token == self.snap.token:
+            return self.snap
+        with self.engine.connect() as conn:
+            for attempt in range(3):
+                if attempt == 2:
+                    self._reset()
+                    self.full_reads += 1
+                if self._merge_results(conn):
+                    break
+            self._merge_refusals(conn)
+            wanted = [s.submission_id for s in self._current.values() if s.submission_id not in self._signed]
+            for i in range(0, len(wanted), 500):
+                for r in conn.execute(select(results.c.submission_id, results.c.envelope, results.c.values_json,
+                                             results.c.cert_serial)
+                                      .where(results.c.submission_id.in_(wanted[i:i + 500]))):
+                    payload = signed_payload(r.envelope)
+                    fields = payload.get("fields", {})
+                    self._signed[r[0]] = _Signed(
+                        json.loads(r.values_json), r.cert_serial,
+                        tuple(c["id"] for c in payload.get("checks", []) if not c.get("passed", True)),
+                        tuple(Correction(n, f.get("ocr_value"), f.get("value")) for n, f in fields.items()
+                              if f.get("status") == _CORRECTED),
+                        str(payload.get("status")))
+        rev = _revocations(self.revocations)
+        current: dict[str, dict[str, Current]] = defaultdict(dict)
+        for key, s in self._current.items():
+            info = self._signed[s.submission_id]
+            stored = Stored(s.submission_id, s.kit_id, s.tps, s.template_id, s.status, s.seq, s.received_at,
+                            info.values)
+            current[s.template_id][s.tps] = Current(
+                stored, _status(info.failing, info.corrections, info.payload_status,
+                                _is_revoked(rev, s.kit_id, info.cert_serial)),
+                info.cert_serial, info.failing, info.corrections, self._counts[key])
+        templates = sorted(current, key=lambda t: (-len(current[t]), t))
+        self.snap = Snapshot(token, self.tps, templates, dict(current), list(self._refusals),
+                             received_iso(dt.datetime.now(dt.UTC).timestamp()))
+        return self.snap
+
+    def _merge_results(self, conn: Any) -> bool:
+        query = select(*self._COLS)
+        if self._newest is not None:
+            query = query.where(results.c.received_at >= self._newest - SLACK_S)
+        for r in conn.execute(query):
+            if r[0] in self._items:
+                continue
+            s = Stored(r[0], r[1], r[2], r[3], r[4], int(r[5]), received_iso(r[6]), {})
+            self._items[s.submission_id] = s
+            self._newest = r[6] if self._newest is None else max(self._newest, r[6])
+            key = (s.tps, s.template_id)
+            self._counts[key] += 1
+            cur = self._current.get(key)
+            if cur is None or s.order > cur.order:  # the rule (tally.successors): the latest received counts
+                self._current[key] = s
+        # Every row read is in the table; as many as the table holds means none was missed.
+        total = conn.execute(select(func.count()).select_from(results)).scalar_one()
+        return total == len(self._items)
+
+    def _merge_refusals(self, conn: Any) -> None:
+        rows = conn.execute(select(rejections).where(rejections.c.id > self._last_refusal)
+                            .order_by(rejections.c.id.desc()).limit(self.refusals_max)).all()
+        if rows:
+            self._last_refusal = rows[0].id
+            new = [Refusal(r.id, received_iso(r.received_at), refusal_tps(r.topic), r.kit_id, r.submission_id,
+                           r.reason, r.detail) for r in rows]
+            self._refusals = (new + self._refusals)[:self.refusals_max]
+
+
+def _status(failing: tuple[str, ...], corrections: tuple[Correction, ...], payload_status: str,
+            revoked: bool) -> str:
+    if revoked:
+        return "revoked"
+    if failing:
+        return "slip"
+    if payload_status == "review":
+        return "review"
+    return "corrected" if corrections else "ok"
+
+
 def read_snapshot(engine: Engine, tps: Mapping[str, TpsInfo], revocations: Path | None = None,
                   refusals_max: int = 10_000) -> Snapshot:
-    """Read what the dashboard shows. The envelopes of current results only (one per TPS and template)."""
-    token = change_token(engine, revocations)
-    with engine.connect() as conn:
-        rows = conn.execute(select(results.c.submission_id, results.c.kit_id, results.c.tps, results.c.template_id,
-                                   results.c.status, results.c.seq, results.c.received_at)).all()
-        items = [Stored(r[0], r[1], r[2], r[3], r[4], int(r[5]), received_iso(r[6]), {}) for r in rows]
-        nxt = successors(items)
-        counts = Counter((s.tps, s.template_id) for s in items)
-        wanted = [s for s in items if nxt[s.submission_id] is None]
-        full: dict[str, Any] = {}
-        ids = [s.submission_id for s in wanted]
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for r in conn.execute(select(results.c.submission_id, results.c.envelope, results.c.values_json,
-                                         results.c.cert_serial).where(results.c.submission_id.in_(chunk))):
-                full[r[0]] = r
-        refusal_rows = conn.execute(select(rejections).order_by(rejections.c.id.desc()).limit(refusals_max)).all()
-    rev = _revocations(revocations)
-    current: dict[str, dict[str, Current]] = defaultdict(dict)
-    for s in wanted:
-        r = full[s.submission_id]
-        stored = Stored(s.submission_id, s.kit_id, s.tps, s.template_id, s.status, s.seq, s.received_at,
-                        json.loads(r.values_json))
-        status, failing, corrections = _status(signed_payload(r.envelope), _is_revoked(rev, s.kit_id, r.cert_serial))
-        current[s.template_id][s.tps] = Current(stored, status, r.cert_serial, failing, corrections,
-                                                counts[(s.tps, s.template_id)])
-    refused = [Refusal(r.id, received_iso(r.received_at), refusal_tps(r.topic), r.kit_id, r.submission_id, r.reason,
-                       r.detail) for r in refusal_rows]
-    templates = sorted(current, key=lambda t: (-len(current[t]), t))
-    return Snapshot(token, dict(tps), templates, dict(current), refused,
-                    received_iso(dt.datetime.now(dt.UTC).timestamp()))
+    """What the dashboard shows, read once (the dashboard keeps a SnapshotReader and reads only what is new)."""
+    return SnapshotReader(engine, tps, revocations, refusals_max).read()
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""A real headless Chromium for page tests: Debian's `chromium` and `chromium-driver` (installed by `make
-system-deps`), driven by Selenium; nothing is downloaded at run time. One browser serves the whole test
-session (`chromium` fixture in conftest.py): a test sets the window size it needs.
+"""Page tests in a real headless Chromium (tpskit.web.browser: Debian's `chromium` and `chromium-driver`,
+driven by Selenium; nothing is downloaded at run time). One browser serves the whole test session
+(`chromium` fixture in conftest.py): a test sets the viewport it needs.
 
 Also the checks every page gets: screenshots saved as test artifacts (test-artifacts/screens/, git-ignored;
 copied into docs/screens/ for the README with SAVE_SCREENS=1), and the keyboard and screen-reader basics:
@@ -11,63 +11,29 @@ reaches the controls with a visible focus mark.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
+
+from tpskit.web.browser import save_png, set_viewport, start_chromium
+
+__all__ = ["contrast_failures", "screenshot", "set_viewport", "start_chromium", "tab_stops", "unlabelled"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "screens"
 DOC_SCREENS = ROOT / "docs" / "screens"
-CHROMIUM = Path(os.environ.get("TPSKIT_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("TPSKIT_CHROMEDRIVER", "/usr/bin/chromedriver"))
-
-
-def start_chromium(width: int = 1280, height: int = 900) -> Any:
-    """A headless Chromium under Selenium, from the system's packages."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        raise RuntimeError(f"{', '.join(missing)} not found: run `make system-deps` (Debian packages chromium and "
-                           "chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--disable-extensions", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--metrics-recording-only", "--mute-audio",
-                "--hide-scrollbars", "--force-device-scale-factor=1", "--lang=en-US",
-                f"--window-size={width},{height}"):
-        opts.add_argument(arg)
-    # The driver's path is given, so Selenium Manager (which would download one) is never run.
-    return webdriver.Chrome(options=opts, service=Service(executable_path=str(CHROMEDRIVER)))
-
-
-def set_viewport(driver: Any, width: int, height: int) -> None:
-    """The page's viewport exactly (the window's size includes no chrome in headless mode)."""
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
 def screenshot(driver: Any, name: str, *, full_page: bool = False) -> Path:
     """Save the page as test-artifacts/screens/NAME.png (and docs/screens/NAME.png when SAVE_SCREENS=1)."""
-    import base64
+    path = save_png(driver, ARTIFACTS / f"{name}.png", full_page=full_page)
+    if os.environ.get("SAVE_SCREENS") == "1":  # the README's copies, in 256 colours (a third of the size)
+        from PIL import Image
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    if full_page:
-        metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        size = metrics["cssContentSize"]
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 4000), "scale": 1}})
-        path.write_bytes(base64.b64decode(shot["data"]))
-    else:
-        driver.save_screenshot(str(path))
-    if os.environ.get("SAVE_SCREENS") == "1":
         DOC_SCREENS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOC_SCREENS / path.name)
+        with Image.open(path) as im:
+            im.convert("RGB").quantize(256).save(DOC_SCREENS / path.name, optimize=True)
     return path
+
 
 
 # The contrast ratio of every element with its own text, against the first opaque background behind it

@@ -5,6 +5,8 @@
 2. Trust chain: a district and three kits provisioned; each kit signs its reading and delivers it over
    mutual-TLS MQTT to a real mosquitto; the district verifies, stores, acknowledges and tabulates.
 3. Kit daemon: one kit driven by simulated button presses, from capture to the district's receipt.
+4. Pages: screenshots of the district's dashboard into demo-run/ (dashboard*.png) taken by a headless
+   Chromium; with DEMO_SERVE=1, the addresses are printed instead and everything keeps running until Ctrl-C.
 
 Everything is written under demo-run/ (git-ignored) and every process started is stopped.
 """
@@ -12,8 +14,10 @@ Everything is written under demo-run/ (git-ignored) and every process started is
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +86,7 @@ def trust_demo(out: Path) -> dict:
         result = read_sheet(jpeg, templates, model, ReadOptions(expected_tps=tps), photo=f"kit-{i + 1:02d}.jpg")
         print(f"kit for TPS {tps}: sheet read {result.status}")
         readings.append((result.to_dict(), jpeg))
-    return run_trust_demo(out, readings, during=kit_daemon_demo)
+    return run_trust_demo(out, readings, during=kit_daemon_demo, pages=show_pages)
 
 
 def kit_daemon_demo(district_root: Path, kits: list) -> None:
@@ -97,6 +101,56 @@ def kit_daemon_demo(district_root: Path, kits: list) -> None:
     run = drive_kit(kit.folder / "kit.toml", [covered, good], truth=truth)
     print(f"kit daemon finished in state '{run.state}' (submission {run.submission_id})")
     banner("District, after the kit daemon's result")
+
+
+def show_pages(urls: dict[str, str]) -> None:
+    """DEMO_SERVE=1: print the pages' addresses and keep serving until Ctrl-C. Otherwise save screenshots of
+    them into demo-run/ (a headless Chromium from the system's packages)."""
+    if os.environ.get("DEMO_SERVE") == "1":
+        banner("4. Pages: open these addresses in a browser on this machine (Ctrl-C stops the demo)")
+        for name, url in urls.items():
+            print(f"  {name}: {url}/", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nstopping", flush=True)
+        return
+    banner("4. Pages: screenshots (DEMO_SERVE=1 make demo keeps them served instead)")
+    try:
+        for path in save_screenshots(urls, RUN):
+            print(f"  {path}")
+    except Exception as e:  # the demo's other parts stand; say what is missing
+        print(f"  no screenshots: {e}")
+
+
+def save_screenshots(urls: dict[str, str], out: Path) -> list[Path]:
+    import urllib.request
+
+    from tpskit.localhost import wait_for
+    from tpskit.web.browser import save_png, set_viewport, start_chromium
+
+    saved = []
+    driver = start_chromium()
+    try:
+        dash = urls.get("dashboard")
+        if dash:
+            set_viewport(driver, 1280, 900)
+            driver.get(dash + "/")
+            saved.append(save_png(driver, out / "dashboard.png"))
+            driver.get(dash + "/tally?level=tps")
+            saved.append(save_png(driver, out / "dashboard-tally.png"))
+            with urllib.request.urlopen(dash + "/download/status.json", timeout=30) as r:
+                current = [row["submission_id"] for row in json.loads(r.read()) if row["submission_id"]]
+            if current:
+                driver.get(f"{dash}/result/{current[0]}")
+                # The photo is reread by the kit's reader in a subprocess; the page updates itself.
+                wait_for(lambda: driver.find_elements("css selector", "svg.overlay")
+                         or "could not be reread" in driver.find_element("id", "sheet").text, 120, "the reread")
+                saved.append(save_png(driver, out / "dashboard-result.png", full_page=True))
+    finally:
+        driver.quit()
+    return saved
 
 
 def main() -> int:

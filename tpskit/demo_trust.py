@@ -21,12 +21,13 @@ from tpskit.localhost import free_port, mosquitto_binary, wait_for
 
 
 def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: Any = print,
-                   during: Any = None) -> dict:
+                   during: Any = None, pages: Any = None) -> dict:
     """Provision a district and one kit per reading, deliver each signed reading, print tally and receipts.
 
     `during(district_root, kits)`, when given, runs while the broker and the district service are still up
     (after the kits' own deliveries have stopped: a kit daemon reuses the kit's MQTT client id), before
-    the tally and the export, so that what it delivers is counted too.
+    the tally and the export, so that what it delivers is counted too. `pages({"dashboard": URL})`, when
+    given, runs last, with everything still up (the district's dashboard on a free loopback port).
 
     Leaves `workdir/district/ca.pem` and `workdir/district/signed-results.jsonl` for observers.
     Returns a summary: paths, per-kit receipts, how many results the export re-verified.
@@ -57,6 +58,9 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
     port = free_port()
     d = district_init(workdir / "district", csv, district_id="demo", broker_port=port, bind="127.0.0.1",
                       run_as=getpass.getuser() if os.geteuid() == 0 else None)
+    dashboard_port = free_port()
+    with d.config_path.open("a") as f:
+        f.write(f"\n[dashboard]\nport = {dashboard_port}\n")
     kits = []
     for i, (reading, _) in enumerate(usable):
         issued = bench_kit(d.root, f"kit-{i + 1:02d}", reading["tps"], workdir / "kits" / f"kit-{i + 1:02d}")
@@ -147,6 +151,8 @@ def run_trust_demo(workdir: Path, readings: list[tuple[dict, bytes]], *, echo: A
              f"their TPS, not counted); the recount from the export "
              + ("equals the district tally" if equal else "DIFFERS from the district tally: "
                 + "; ".join(counted.problems)))
+        if pages is not None:
+            pages({"dashboard": f"http://127.0.0.1:{dashboard_port}"})
         return {"district_dir": str(d.root), "ca": str(d.ca_cert_path), "signed_results": str(signed_path),
                 "exported": n_export, "verified": verified, "superseded": superseded, "recount_equal": equal,
                 "receipts": receipts, "tally": tally_text, "skipped_rejected": skipped, "broker_port": port}
