@@ -7,7 +7,6 @@ Revises: 0002
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
@@ -17,8 +16,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if "results_received" in {i["name"] for i in sa.inspect(op.get_bind()).get_indexes("results")}:
-        return
     op.create_index("results_received", "results", ["received_at"])
 
 
