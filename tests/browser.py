@@ -110,3 +110,20 @@ def tab_stops(driver: Any, n: int) -> list[dict[str, Any]]:
                     marked: (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== "none"};
         """))
     return stops
+
+
+def text_of(driver: Any, selector: str) -> str | None:
+    """The text of the first element matching `selector`, read in one script (a live page may replace its
+    elements between a find and a read), or None."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                                 selector)
+
+
+def texts_of(driver: Any, selector: str) -> list[str]:
+    return driver.execute_script("return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);",
+                                 selector)
+
+
+def attr_of(driver: Any, selector: str, name: str) -> str | None:
+    return driver.execute_script("const e = document.querySelector(arguments[0]); "
+                                 "return e ? e.getAttribute(arguments[1]) : null;", selector, name)

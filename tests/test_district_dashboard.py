@@ -13,7 +13,7 @@ import sqlite3
 import urllib.request
 
 import pytest
-from browser import contrast_failures, screenshot, set_viewport, tab_stops, unlabelled
+from browser import attr_of, contrast_failures, screenshot, set_viewport, tab_stops, text_of, texts_of, unlabelled
 from conftest import PPWP, TPS_CODES, RawKit, make_reading, wait_for
 from district_burst import EXPECTED, burst_district, send
 
@@ -139,8 +139,8 @@ def test_a_new_result_reaches_an_open_dashboard_without_reloading(district, chro
     finally:
         kit.close()
     wait_for(lambda: live.get_attribute("data-version") != before
-             and chromium.find_element("css selector", f'tr[data-tps="{tps}"]').get_attribute("data-status") == "ok",
-             15, "the page to show the new result")
+             and attr_of(chromium, f'tr[data-tps="{tps}"]', "data-status") == "ok", 15,
+             "the page to show the new result")
     assert chromium.execute_script("return window.__same_page === true")  # updated in place, not reloaded
     screenshot(chromium, "dashboard")
 
@@ -173,19 +173,20 @@ def test_result_page_draws_the_signed_numbers_on_the_reread_sheet_with_signature
     set_viewport(chromium, 1280, 1000)
     chromium.get(f"{dash.url}/result/{sid}")
     # The reader runs as a subprocess; the page updates itself when it is done.
-    wait_for(lambda: chromium.find_elements("css selector", "svg.overlay")
-             or "could not be reread" in chromium.find_element("id", "sheet").text, 120, "the reread")
-    assert chromium.find_elements("css selector", "svg.overlay"), chromium.find_element("id", "sheet").text
-    marks = chromium.find_elements("css selector", "svg.overlay text")
-    assert sorted(int(m.text) for m in marks) == sorted(f["value"] for f in reading["fields"].values())
-    assert chromium.find_elements("css selector", "svg.overlay rect.ov-corrected")
-    assert "valid" in chromium.find_element("id", "signature").text
-    assert "kit-01" in chromium.find_element("id", "signature").text
-    corrections = chromium.find_element("id", "corrections").text
+    # Each read is one script: the page may refresh itself between a find and a read.
+    wait_for(lambda: texts_of(chromium, "svg.overlay text")
+             or "could not be reread" in (text_of(chromium, "#sheet") or ""), 120, "the reread")
+    marks = texts_of(chromium, "svg.overlay text")
+    assert marks, text_of(chromium, "#sheet")
+    assert sorted(int(m) for m in marks) == sorted(f["value"] for f in reading["fields"].values())
+    assert texts_of(chromium, "svg.overlay rect.ov-corrected") != []
+    signature = text_of(chromium, "#signature") or ""
+    assert "valid" in signature and "kit-01" in signature
+    corrections = text_of(chromium, "#corrections") or ""
     assert "Pasangan calon nomor urut 02" in corrections and "→" in corrections
-    assert "current" in chromium.find_element("id", "state").text
-    img = chromium.find_element("css selector", "img.photo")
-    assert chromium.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+    assert "current" in (text_of(chromium, "#state") or "")
+    wait_for(lambda: chromium.execute_script("const i = document.querySelector('img.photo');"
+                                             "return i && i.complete && i.naturalWidth > 0"), 15, "the photo shown")
     screenshot(chromium, "dashboard-result", full_page=True)
     # The TPS page lists it as current and every earlier one as superseded.
     chromium.get(f"{dash.url}/tps/{kit.cfg.kit.tps}")

@@ -137,6 +137,7 @@ def save_screenshots(urls: dict[str, str], out: Path) -> list[Path]:
         if dash:
             set_viewport(driver, 1280, 900)
             driver.get(dash + "/")
+            wait_for(lambda: driver.find_element("id", "live-status").text.startswith("live"), 15, "live updates")
             saved.append(save_png(driver, out / "dashboard.png"))
             driver.get(dash + "/tally?level=tps")
             saved.append(save_png(driver, out / "dashboard-tally.png"))

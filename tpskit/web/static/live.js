@@ -8,6 +8,7 @@
   const said = document.getElementById("live-status");
   if (!live || !window.EventSource) return;
   const say = (text) => { if (said) said.textContent = text; };
+  say("connecting…");
   let busy = false;
   let wanted = null;
   async function refresh() {
