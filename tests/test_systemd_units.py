@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
-UNITS = ("tpskit-kit.service", "tpskit-kit-fault.service", "tpskit-district.service")
+UNITS = ("tpskit-kit.service", "tpskit-kit-fault.service", "tpskit-district.service",
+         "tpskit-national-worker@.service")
 ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
 
@@ -93,3 +94,13 @@ def test_kit_unit_reaches_only_camera_and_gpio_devices() -> None:
                        "char-*gpiomem*"}
     assert d["SupplementaryGroups"] == ["video gpio"]
     assert d["OnFailure"] == ["tpskit-kit-fault.service"]
+
+
+def test_national_worker_unit_checks_its_config_restarts_and_keeps_least_privilege() -> None:
+    d = _directives("tpskit-national-worker@.service")
+    assert d["Restart"] == ["always"]
+    assert d["ExecStartPre"] == ["/opt/tpskit/.venv/bin/tpskit national check-config --config "
+                                 "/etc/tpskit/national.toml"]
+    assert d["ExecStart"] == ["/opt/tpskit/.venv/bin/tpskit national work --config /etc/tpskit/national.toml"]
+    assert d["User"] == ["tpskit"] and d["NoNewPrivileges"] == ["yes"] and d["ProtectSystem"] == ["strict"]
+    assert d["CapabilityBoundingSet"] == [""] and "ReadWritePaths" not in d
