@@ -110,11 +110,11 @@ class Forwarder:
                 dups += got.duplicate
         finally:  # what JetStream acknowledged is marked, also when a later publish failed
             if done:
+                self.sent += len(done)  # counted first: whoever sees the rows marked sees them counted
+                self.duplicates += dups
                 with self.engine.begin() as conn:
                     conn.execute(update(forward_outbox).where(forward_outbox.c.id.in_(done))
                                  .values(sent_at=time.time()))
-                self.sent += len(done)
-                self.duplicates += dups
                 log_event(log, "district.forwarded", district=self.district, count=len(done), duplicates=dups,
                           last=done[-1])
         return True
