@@ -57,6 +57,14 @@ DEFAULT_SHIFTS_MM: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.35, 0.0), (
 #: either way, forms read unaided 95.0 vs 94.5 % (normal), 79.2 vs 78.8 % (hard), 80.0 % both (officers),
 #: fields correct within 0.07 %, for 9 % (normal) to 18 % (hard) of the boxes read again instead of 100 %.
 DEFAULT_STEADY_P = 0.999
+#: The classes that writers the model never saw push their look-alikes into, near-certain though the model is:
+#: an open 4 read as 9, a 1 with a long flag read as 7 (the top confusions on held-out officers' boxes, at
+#: p up to 0.9998). One writer misreads every field alike, so misread fields can balance a check between
+#: them and the checks then "prove" the wrong values. A box read as one of these classes must be at least
+#: STRICT_P sure for its field to stand alone; below, the field is a suspect that the checks must settle.
+STRICT_CLASSES: tuple[int, ...] = (7, 9)
+#: Chosen by bench/calibrate.py (--strict) on its own held-out officers' photos; see models/digits_int8.json.
+DEFAULT_STRICT_P = 0.99995
 
 DebugSink = Callable[[str, np.ndarray], None]
 
@@ -77,6 +85,8 @@ class ReadOptions:
     steady_p: float = DEFAULT_STEADY_P
     #: Prior probability that a sheet as written breaks a check (see resolve.py).
     slip_prior: float = DEFAULT_SLIP_PRIOR
+    #: A box read as one of STRICT_CLASSES below this probability leaves its field unsure.
+    strict_p: float = DEFAULT_STRICT_P
     #: False: measure the capture on the box grid but do not refuse on it (too dark, out of focus, glare,
     #: not flat); for calibrating the gate's thresholds (bench/gate.py), never on a kit.
     enforce_gate: bool = True
@@ -420,6 +430,13 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
     return result
 
 
+def strict_doubt(raw: np.ndarray, strict_p: float) -> bool:
+    """Whether a box of the field (its model readings, before the bubbles) is read as one of STRICT_CLASSES
+    at less than `strict_p`."""
+    top = raw.argmax(axis=1)
+    return bool(np.any(np.isin(top, STRICT_CLASSES) & (raw.max(axis=1) < strict_p)))
+
+
 def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[str, list[BubbleRow]],
                opts: ReadOptions, clock: _Clock, photo: str | None) -> ReadingResult:
     # Blank sheet: every box empty and no bubble filled.
@@ -453,14 +470,15 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
         top_ll = cands[0].log_likelihood if cands else -math.inf
         conf = math.exp(top_ll) if cands else 0.0
         upper = f.upper_bound(opts.registered_voters)
+        raw = probs[i - f.digits : i]
         evidence[f.name] = FieldEvidence(
             name=f.name, upper=upper,
             log_likelihood=(lambda v, p=p: value_log_likelihood(p, v)),
             candidates=[c.value for c in cands],
-            trusted=bool(cands) and conf >= opts.confidence and not disagree and cands[0].value <= upper,
+            trusted=bool(cands) and conf >= opts.confidence and not disagree and cands[0].value <= upper
+            and not strict_doubt(raw, opts.strict_p),
         )
         boxes_out[f.name] = []
-        raw = probs[i - f.digits : i]
         for k in range(f.digits):
             order = np.argsort(-raw[k])
             c0, c1 = int(order[0]), int(order[1])
