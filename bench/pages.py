@@ -5,9 +5,10 @@ A district of --tps TPS (20 kecamatan, 10 TPS per village) with --submissions ac
 TPS: the earlier ones superseded), some refusals, written straight into a SQLite database; the dashboard
 served by the district's own code (tpskit.district.dashboard) on a free loopback port.
 
-- dashboard first page: Chromium loads `/` (status, counts per kecamatan and village, the first 200 TPS) with
-  the dashboard's snapshot already read, as the service keeps it; from navigation start to the load event,
-  median of --rounds loads (the server's share, and reading the snapshot itself, are listed too);
+- dashboard first page: Chromium loads `/` (status, counts per kecamatan, the first 100 TPS) with the
+  dashboard's snapshot already read, as the service keeps it; from navigation start to the later of the load
+  event and the first contentful paint, median of --rounds loads (the server's share, and reading the
+  snapshot itself, are listed too);
 - live update: with `/` open, one result is committed to the database; the time from just after the commit to
   the page showing the new version (live.js stamps the element with the browser's clock; same machine, same
   clock), median and worst of --rounds;
@@ -178,7 +179,8 @@ def main() -> int:
                     "const n = performance.getEntriesByType('navigation')[0];"
                     "const p = performance.getEntriesByName('first-contentful-paint')[0];"
                     "return [n.loadEventEnd, p ? p.startTime : null];")
-                loads.append(nav[0])
+                # Rendered: loaded and painted, whichever comes last (headless Chromium may paint after load).
+                loads.append(max(nav[0], nav[1] or 0))
                 if nav[1] is not None:
                     paints.append(nav[1])
             live: list[float] = []
@@ -213,7 +215,8 @@ def main() -> int:
          f"{statistics.median(increments):.0f} ms" if increments else "n/a"),
         ("first page, server: HTML of / over HTTP, median",
          f"{statistics.median(server):.0f} ms ({size / 1024:.0f} KB)"),
-        ("first page in Chromium: navigation to load event, median", f"{first_page:.0f} ms (target <= 1000)"),
+        ("first page in Chromium: navigation to loaded and painted, median",
+         f"{first_page:.0f} ms (target <= 1000)"),
         ("first page in Chromium: first contentful paint, median",
          f"{statistics.median(paints):.0f} ms" if paints else "n/a"),
         ("live update: commit -> page shows it, median / worst",

@@ -64,7 +64,7 @@ register(
 )
 
 PAGES = Path(__file__).resolve().parent / "pages"
-PAGE_SIZE = 200
+PAGE_SIZE = 100
 LEVELS = ("regency", "kecamatan", "village", "tps")
 
 
@@ -281,12 +281,15 @@ def build_app(data: DashboardData) -> Starlette:
                            q=_arg(request, "q"))
         return rows, template
 
-    def areas_of(request: Request) -> list[Any]:
+    def areas_of(request: Request, *, villages: bool = True) -> list[Any]:
+        """`villages=False`: the villages only under a chosen kecamatan (the page stays short for 2,000 TPS)."""
         kec = _arg(request, "kecamatan")
         vil = _arg(request, "village")
         out = []
         for a in data.snap.areas(_arg(request, "template")):
             if kec and a.code[:6] != kec:
+                continue
+            if a.level == "village" and not villages and not kec:
                 continue
             if vil and a.level == "village" and a.code != vil:
                 continue
@@ -303,7 +306,8 @@ def build_app(data: DashboardData) -> Starlette:
         counts = {s: 0 for s in STATUSES}
         for r in rows:
             counts[r.status] += 1
-        return page(request, "status.html", "Status", rows=shown, pager=pager, counts=counts, areas=areas_of(request),
+        return page(request, "status.html", "Status", rows=shown, pager=pager, counts=counts,
+                    areas=areas_of(request, villages=False),
                     kecamatans=kecamatans, villages=villages, template=template or snap.default_template,
                     f={k: _arg(request, k) or "" for k in ("status", "kecamatan", "village", "q")})
 
