@@ -85,6 +85,25 @@ class DaemonSection(Section):
                                                "been unreachable this long")
 
 
+class ScreenSection(Section):
+    """`[screen]`: the officer's review page, served by the kit daemon to the kiosk browser on the touch display."""
+
+    enabled: bool = Field(default=True, description="serve the review page (the kiosk's Chromium shows it)")
+    host: str = Field(default="127.0.0.1",
+                      description="address the page listens on: loopback only (127.0.0.1, ::1 or localhost); the "
+                                  "page can correct and confirm a result, so nothing off the kit may reach it")
+    port: int = Field(default=8470, ge=0, le=65535,
+                      description="TCP port of the page (0: any free port, for tests); the kiosk unit opens "
+                                  "http://127.0.0.1:8470/")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        if v not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("the review page binds to loopback only: 127.0.0.1, ::1 or localhost")
+        return v
+
+
 class SelftestSection(Section):
     """`[selftest]`: the technician's checklist (`tpskit kit selftest`)."""
 
@@ -112,6 +131,7 @@ class KitConfig(Section):
     dev: DevConfig = Field(default_factory=DevConfig, description="development switches (never in production)")
     daemon: DaemonSection = Field(default_factory=DaemonSection, description="the kit daemon")
     selftest: SelftestSection = Field(default_factory=SelftestSection, description="the technician self-test")
+    screen: ScreenSection = Field(default_factory=ScreenSection, description="the officer's review page")
 
     @property
     def outbox_path(self) -> Path:

@@ -40,6 +40,7 @@ from tpskit.firmware.controls import Button, ButtonEvent, Controls, Screen, Sign
 from tpskit.forms import Template
 from tpskit.officer import OfficerMessage
 from tpskit.systemd import SystemdNotifier
+from tpskit.web.sse import Version
 
 log = logging.getLogger("tpskit.kit.daemon")
 S = KitState
@@ -71,6 +72,10 @@ register(
     Event("kit.stuck", "error", "A job overran job_timeout_s; the systemd watchdog is no longer fed."),
     Event("kit.control", "info", "A command arrived on the daemon's control socket."),
     Event("kit.stopping", "info", "The kit daemon is stopping."),
+    Event("kit.page", "info", "The officer's review page is served (its address, loopback only)."),
+    Event("kit.page_failed", "error", "The review page could not be served (its port is taken?); the buttons and "
+                                      "lights still work."),
+    Event("kit.slip", "action", "The officer marked (or unmarked) the sheet's failing checks as written that way."),
 )
 
 
@@ -85,15 +90,49 @@ class Reader:
     expected_tps: str
     registered_voters: int | None
 
-    def read(self, jpeg: bytes) -> Any:
+    def read(self, jpeg: bytes, debug: Callable[[str, Any], None] | None = None) -> Any:
+        """The reader's result; `debug` receives the reader's drawings (the review page's picture)."""
         from tpskit.edge.reader.pipeline import ReadOptions, read_sheet
 
-        return read_sheet(jpeg, self.templates, self.model,
-                          ReadOptions(expected_tps=self.expected_tps, registered_voters=self.registered_voters),
-                          photo="capture.jpg")
+        opts = ReadOptions(expected_tps=self.expected_tps, registered_voters=self.registered_voters, debug=debug)
+        return read_sheet(jpeg, self.templates, self.model, opts, photo="capture.jpg")
 
     def template(self, template_id: str) -> Template:
         return next(t for t in self.templates.values() if t.id == template_id)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A JPEG for the review page: `sheet` (the rectified page, `px_per_mm` to place the fields on it) or
+    `refused` (the gate's picture of what to fix)."""
+
+    kind: str
+    jpeg: bytes
+    width: int
+    height: int
+    px_per_mm: float | None = None
+
+
+def picture_of(drawn: Mapping[str, Any], templates: Mapping[str, Template], result: Any) -> Picture | None:
+    """What the review page shows of a capture, from the reader's drawings: the rectified sheet (the page
+    part of its drawing) or, for a refusal, the photo as the gate saw it with what to fix marked (covered
+    corner, glare, out of frame)."""
+    import cv2
+
+    from tpskit.edge.reader.debug import DEBUG_PX_PER_MM
+
+    if "sheet" in drawn:
+        t = next((t for t in templates.values() if t.id == result.template), None)
+        img = drawn["sheet"]
+        if t is not None:  # the page only: the drawing's right margin holds the technician's notes
+            img = img[:, :round(t.page.width_mm * DEBUG_PX_PER_MM)]
+        kind, ppm = "sheet", DEBUG_PX_PER_MM
+    elif "refused" in drawn:
+        img, kind, ppm = drawn["refused"], "refused", None
+    else:
+        return None
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return Picture(kind, buf.tobytes(), img.shape[1], img.shape[0], ppm) if ok else None
 
 
 def load_reader(cfg: KitConfig) -> Reader:
@@ -113,6 +152,7 @@ class _Phase:
 class _ReadDone:
     result: Any  # the reader's ReadingResult
     reading: Reading | None  # None when the reader refused the photo
+    picture: Picture | None  # for the review page
     photo: bytes
     captured_at: dt.datetime
     capture_ms: float
@@ -187,6 +227,11 @@ class KitDaemon:
         self._last_feed = 0.0
         self._delivery_seen: dict[str, str] = {}
         self.attempts = 0  # capture jobs finished (read, refused or failed): lets a driver see a new outcome
+        #: Bumped by the main loop whenever what the review page shows may have changed (its live updates).
+        self.changes = Version()
+        #: What the review page shows of the last capture: the rectified sheet or the refusal's picture.
+        self.picture: Picture | None = None
+        self.page: Any = None  # the review page's server (edge/page.py), when [screen] is enabled
         self._control = ControlServer(cfg.daemon.control_socket, self._answer)
         self._threads: list[threading.Thread] = []
 
@@ -216,8 +261,20 @@ class KitDaemon:
         with contextlib.suppress(CameraError):
             self.camera.start()  # a camera error here shows at the first press, with its message
         self._restore()
+        if cfg.screen.enabled:
+            self._start_page()
         self.notifier.ready(f"state {self.state}")
         return self
+
+    def _start_page(self) -> None:
+        from tpskit.edge.page import start_page
+
+        try:
+            self.page = start_page(self)
+        except OSError as e:  # the port is taken: the lights, the buttons and the control socket still work
+            log_event(log, "kit.page_failed", message=str(e))
+            return
+        log_event(log, "kit.page", url=self.page.url)
 
     def _start_delivery(self) -> None:
         from tpskit.edge.deliver import Delivery
@@ -258,6 +315,9 @@ class KitDaemon:
         log_event(log, "kit.stopping", state=str(self.state))
         self.notifier.stopping()
         self._control.close()
+        self.changes.closing = True
+        if self.page is not None:
+            self.page.stop()
         if self._job is not None:
             self._job.join(10)
         if self.delivery is not None:
@@ -299,6 +359,8 @@ class KitDaemon:
             self._on_delivery(msg)
         elif isinstance(msg, _Command):
             msg.reply.put(self._on_command(msg.line))
+            return  # a command that changed something bumped `changes` itself; a question changes nothing
+        self.changes.bump()
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -349,6 +411,7 @@ class KitDaemon:
             # socket, a test) finds the message that explains it already there.
             self._show(texts.OFFLINE())
             self.controls.signal(Signal.OFFLINE)
+            self.changes.bump()
 
     # ------------------------------------------------------------------ state and officer feedback
     def _enter(self, new: KitState, message: OfficerMessage | None = None, **fields: Any) -> None:
@@ -408,6 +471,7 @@ class KitDaemon:
                 self.pending = None
                 self.pending_store.clear()
             self._press_at = ev.at
+            self.picture = None
             self._enter(S.CAPTURING, texts.WORKING())
             return self._run_job(self._capture_job)
         if ev.button == Button.CONFIRM and self.state in PENDING and self.pending is not None:
@@ -437,13 +501,15 @@ class KitDaemon:
         self._inbox.put(_Phase(S.READING))
         try:
             assert self.reader is not None
-            result = self.reader.read(jpeg)
+            drawn: dict[str, Any] = {}
+            result = self.reader.read(jpeg, debug=drawn.__setitem__ if self.cfg.screen.enabled else None)
+            picture = picture_of(drawn, self.reader.templates, result) if drawn else None
             reading = None if result.status == "rejected" else Reading.from_result(result, self.reader.model_version)
         except Exception as e:  # ReadingError too: the reader returned what cannot be confirmed (a defect)
             self._inbox.put(_JobFailed("reader", repr(e), texts.READER_FAILED()))
             return
         t2 = time.perf_counter()
-        self._inbox.put(_ReadDone(result, reading, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
+        self._inbox.put(_ReadDone(result, reading, picture, jpeg, captured_at, (t1 - t0) * 1000, (t2 - t1) * 1000))
 
     def _on_job_failed(self, msg: _JobFailed) -> None:
         if msg.kind != "sign":
@@ -462,6 +528,7 @@ class KitDaemon:
 
         r = msg.result
         self.attempts += 1
+        self.picture = msg.picture
         photo_sha = sha256_hex(msg.photo)
         log_event(log, "kit.capture", captured_at=msg.captured_at.isoformat(), photo_sha256=photo_sha,
                   bytes=len(msg.photo), capture_ms=round(msg.capture_ms, 1))
@@ -495,10 +562,15 @@ class KitDaemon:
         names = reading.needs_review()
         try:
             assert self.reader is not None
-            fields = self.reader.template(reading.template).field_map
-            return texts.review(fields[n].label for n in names)
+            template = self.reader.template(reading.template)
+            fields = template.field_map
+            from tpskit.edge.screen_view import check_text
+
+            failing = [check_text(c.sum, c.rhs, c.relation, fields) for c in template.checks
+                       if c.id in reading.failing_checks()]
+            return texts.review((fields[n].label for n in names), failing)
         except (AssertionError, StopIteration, KeyError):  # no template to name them by: the ids are still true
-            return texts.review(names)
+            return texts.review(names, reading.failing_checks())
 
     # ------------------------------------------------------------------ sign + queue (worker thread)
     def _start_signing(self) -> None:
@@ -580,7 +652,8 @@ class KitDaemon:
                 "pending": self.pending is not None, "submission": self.current_submission,
                 "attempts": self.attempts,
                 "outbox": self.outbox.counts() if self.outbox else None,
-                "problems": [{"key": p.key, "message": p.message} for p in self.problems]}
+                "problems": [{"key": p.key, "message": p.message} for p in self.problems],
+                "page": self.page.url + "/" if self.page is not None else None}
 
     def _on_command(self, line: str) -> str:
         words = line.split()
@@ -590,11 +663,27 @@ class KitDaemon:
         if words == ["pending"]:
             return json.dumps(self.pending.reading.to_dict() if self.pending else None)
         if len(words) == 3 and words[0] == "correct":
-            return json.dumps(self.correct(words[1], words[2]))
-        return json.dumps({"error": f"unknown command {line!r}; commands: status | pending | correct FIELD VALUE"})
+            return json.dumps(self._changing(self.correct(words[1], words[2])))
+        if words == ["view"]:
+            from tpskit.edge.screen_view import view
 
-    def correct(self, name: str, raw: str) -> dict[str, Any]:
-        """Apply the officer's value for one field of the pending reading (from a screen or touch page)."""
+            return json.dumps(view(self))
+        if len(words) == 3 and words[0] == "check":
+            return json.dumps(self.check(words[1], words[2]))
+        if len(words) == 2 and words[0] == "slip" and words[1] in ("on", "off"):
+            return json.dumps(self._changing(self.mark_slip(words[1] == "on")))
+        if words == ["confirm"]:
+            return json.dumps(self._changing(self.confirm()))
+        return json.dumps({"error": f"unknown command {line!r}; commands: status | pending | correct FIELD VALUE | "
+                                    "check FIELD VALUE | slip on|off | confirm | view"})
+
+    def _changing(self, answer: dict[str, Any]) -> dict[str, Any]:
+        if "error" not in answer:
+            self.changes.bump()
+        return answer
+
+    def _draft(self, name: str, raw: str) -> Reading | dict[str, Any]:
+        """The pending reading with one field set to the officer's value (not stored), or the error."""
         if self.state not in PENDING or self.pending is None or self.reader is None:
             return {"error": f"nothing to correct (the kit is {self.state})"}
         # ASCII digits only ('²' passes isdigit() but not int()), and few enough for int(): on the main loop
@@ -604,11 +693,48 @@ class KitDaemon:
         reading = self.pending.reading
         try:
             template = self.reader.template(reading.template)
-            new = reading.corrected(template, name, int(raw), self.cfg.kit.registered_voters)
+            return reading.corrected(template, name, int(raw), self.cfg.kit.registered_voters)
         except StopIteration:
             return {"error": f"form {reading.template!r} is not installed on this kit"}
         except CorrectionError as e:
             return {"error": str(e)}
+
+    def check(self, name: str, raw: str) -> dict[str, Any]:
+        """The form's checks over the pending reading as if `name` were `raw`; nothing is stored (the page
+        asks this as the officer types)."""
+        new = self._draft(name, raw)
+        if isinstance(new, dict):
+            return new
+        return {"ok": True, "status": new.status, "checks": [c.model_dump() for c in new.checks]}
+
+    def mark_slip(self, on: bool) -> dict[str, Any]:
+        if self.state not in PENDING or self.pending is None:
+            return {"error": f"nothing to mark (the kit is {self.state})"}
+        reading = self.pending.reading
+        if on and not reading.failing_checks():
+            return {"error": "every check passes: there is no slip to mark"}
+        new = reading.with_slip(on)
+        log_event(log, "kit.slip", on=new.officer_slip, failing=reading.failing_checks())
+        self.pending = Pending(new, self.pending.photo, self.pending.captured_at)
+        self.pending_store.save(self.pending)
+        return {"ok": True, "officer_slip": new.officer_slip}
+
+    def confirm(self) -> dict[str, Any]:
+        """The page's Confirm: as the Confirm button, but only when every check passes or the officer marked
+        the sheet's arithmetic as written that way."""
+        if self.state not in PENDING or self.pending is None:
+            return {"error": f"nothing to confirm (the kit is {self.state})"}
+        if not self.pending.reading.confirmable():
+            return {"error": "a check fails: correct the value, or mark the sheet's arithmetic as written that way"}
+        self._press_at = time.monotonic()
+        self._start_signing()
+        return {"ok": True}
+
+    def correct(self, name: str, raw: str) -> dict[str, Any]:
+        """Apply the officer's value for one field of the pending reading (from a screen or touch page)."""
+        new = self._draft(name, raw)
+        if isinstance(new, dict):
+            return new
         f = new.fields[name]
         log_event(log, "kit.corrected", field=name, ocr_value=f.ocr_value, value=f.value, status=new.status)
         self.pending = Pending(new, self.pending.photo, self.pending.captured_at)

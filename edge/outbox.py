@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 State = Literal["queued", "sent", "acknowledged", "rejected"]
 PENDING: tuple[State, ...] = ("queued", "sent")
@@ -213,6 +213,15 @@ class Outbox:
             else:
                 rs = self._db.execute(f"SELECT {_COLS} FROM outbox WHERE state = ? ORDER BY seq", (state,)).fetchall()
         return [OutboxRow(*r) for r in rs]
+
+    def summary(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` rows, newest first, without the envelope and the photo (for the review page)."""
+        cols = ("seq", "submission_id", "tps", "state", "created_at", "sent_at", "attempts", "last_error",
+                "ack_status", "ack_reason", "receipt", "acked_at")
+        with self._lock:
+            rs = self._db.execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY seq DESC LIMIT ?",
+                                  (limit,)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rs]
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -64,6 +64,8 @@ class Reading(_Frozen):
     checks: tuple[CheckOutcome, ...] = ()
     #: The digit model that read it.
     model: str | None = None
+    #: The officer confirmed the sheet's arithmetic is written this way (a check fails on the paper itself).
+    officer_slip: bool = False
 
     # ------------------------------------------------------------------ making one
     @classmethod
@@ -97,6 +99,18 @@ class Reading(_Frozen):
     def values(self) -> dict[str, int | None]:
         return {n: f.value for n, f in self.fields.items()}
 
+    def failing_checks(self) -> list[str]:
+        return [c.id for c in self.checks if not c.passed]
+
+    def confirmable(self) -> bool:
+        """What the touch page's Confirm needs: every check passes, or the officer marked the failing ones as
+        the sheet's own arithmetic (officer_slip)."""
+        return not self.failing_checks() or self.officer_slip
+
+    def with_slip(self, on: bool) -> Reading:
+        """The officer marks (or unmarks) the failing checks as written that way on the sheet."""
+        return self.model_copy(update={"officer_slip": bool(on and self.failing_checks())})
+
     def corrected(self, template: Template, name: str, value: int, registered_voters: int | None = None
                   ) -> Reading:
         """The officer's value for one field: status `corrected`, the OCR original kept (a second
@@ -121,5 +135,7 @@ class Reading(_Frozen):
                        for ch in template.checks)
         all_good = all(f.status in GOOD and f.value is not None for f in self.fields.values())
         status = "ok" if all_good and all(c.passed for c in checks) else "review"
-        return self.model_copy(update={"checks": checks, "status": status})
+        # A slip mark stands for the checks failing now: once they pass, there is no slip to flag.
+        slip = self.officer_slip and not all(c.passed for c in checks)
+        return self.model_copy(update={"checks": checks, "status": status, "officer_slip": slip})
 

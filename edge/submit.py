@@ -75,6 +75,7 @@ def build_payload(reading: Reading, *, kit_id: str, tps: str, seq: int, submissi
         return ResultPayload(
             submission_id=submission_id, kit_id=kit_id, tps=tps, template_id=template.id,
             form_code=template.form_code, status=reading.status, fields=fields, checks=checks,
+            officer_slip=reading.officer_slip and reading.status == "review" and any(not c.passed for c in checks),
             evidence_sha256=evidence_sha256, evidence_bytes=evidence_bytes,
             captured_at=when.astimezone(dt.UTC).replace(microsecond=0), seq=seq,
             software=Software(tpskit=tpskit_version(), model=model_version or reading.model))

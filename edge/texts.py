@@ -62,6 +62,11 @@ REVIEW = _text("review", "Beberapa angka perlu diperiksa ({fields}). Perbaiki di
                "atau tekan Foto untuk memotret ulang.",
                "Some numbers need checking ({fields}). Correct them on the screen, then press Confirm; "
                "or press Capture to photograph again.", "action", Signal.REVIEW_NEEDED)
+CHECKS_FAIL = _text("review.checks", "Angka terbaca, tetapi hitungan tidak cocok ({checks}). Periksa angka dengan "
+                    "lembar; jika lembar memang tertulis begitu, tandai di layar, lalu Konfirmasi.",
+                    "The numbers are read, but the sums do not add up ({checks}). Check them against the sheet; if "
+                    "the sheet is written that way, mark it on the screen, then Confirm.", "action",
+                    Signal.REVIEW_NEEDED)
 QUEUED = _text("queued", "Hasil ditandatangani dan disimpan di kit; sedang dikirim ke kabupaten/kota.",
                "Result signed and saved on the kit; sending it to the district.", "info", Signal.QUEUED)
 ACKNOWLEDGED = _text("acknowledged", "Hasil diterima dan dikonfirmasi oleh kabupaten/kota. Selesai.",
@@ -173,9 +178,13 @@ def refusal(reason: str, **params: str) -> OfficerMessage:
     return REFUSALS[reason](**params)
 
 
-def review(labels: Iterable[str]) -> OfficerMessage:
-    """The review message naming the fields to check by their printed labels."""
-    return REVIEW(fields=", ".join(labels) or "-")
+def review(labels: Iterable[str], failing_checks: Iterable[str] = ()) -> OfficerMessage:
+    """The review message naming the fields to check by their printed labels; when every field is read but
+    the sums fail, the message naming those sums."""
+    names = ", ".join(labels)
+    if not names and (checks := " ; ".join(failing_checks)):
+        return CHECKS_FAIL(checks=checks)
+    return REVIEW(fields=names or "-")
 
 
 # ------------------------------------------------------------------------------------------ for a page to serve

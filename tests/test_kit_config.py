@@ -61,6 +61,17 @@ def test_fails_on_an_unknown_key_in_the_daemon_section(district, tmp_path, capsy
     assert code == 1 and "daemon.auto_send: unknown key" in out
 
 
+@pytest.mark.parametrize("table, why", [('host = "0.0.0.0"', "loopback only"),
+                                        ("kiosk = true", "screen.kiosk: unknown key")])
+def test_the_review_page_binds_to_loopback_only_and_its_section_is_strict(district, tmp_path, capsys, table, why):
+    path = kit(district, tmp_path)
+    assert load_kit_config(path).screen.host == "127.0.0.1"  # the default: a kit's own loopback
+    with open(path, "a") as f:
+        f.write(f"\n[screen]\n{table}\n")
+    code, out = check(path, capsys)
+    assert code == 1 and why in out
+
+
 def test_fails_on_a_key_that_does_not_match_the_certificate(district, tmp_path, capsys):
     path = kit(district, tmp_path)
     other = kit(district, tmp_path, "kit-02", OTHER_TPS)

@@ -65,7 +65,7 @@ class FakeReader(Reader):
                          expected_tps=TPS, registered_voters=250)
         self.results = list(results)
 
-    def read(self, jpeg: bytes) -> ReadingResult:
+    def read(self, jpeg: bytes, debug: Any = None) -> ReadingResult:
         return self.results.pop(0)
 
 

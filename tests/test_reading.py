@@ -77,3 +77,35 @@ def test_from_the_readers_result_with_the_model_that_read_it():
     reading = Reading.from_result(result, "digits-7")
     assert (reading.model, reading.status, reading.checks[0].passed) == ("digits-7", "review", False)
     assert reading.fields["paslon_01"].ocr_value == 67  # what the digits said, shown, not signed
+
+
+def _slip() -> Reading:
+    """Every field read, but the sheet's valid votes were written one too high: suara_sah fails."""
+    r = make_reading(TPS, (60, 50, 40))
+    r["fields"]["suara_sah"]["value"] = 151
+    r["status"] = "review"
+    return Reading.from_dict(r).rechecked(TEMPLATE)
+
+
+def test_the_officer_slip_mark_is_needed_to_confirm_a_failing_check_and_falls_when_the_checks_pass():
+    slip = _slip()
+    assert "suara_sah" in slip.failing_checks()
+    assert not slip.confirmable()
+    marked = slip.with_slip(True)
+    assert marked.officer_slip and marked.confirmable()
+    assert not _review().corrected(TEMPLATE, "paslon_01", 60, 250).with_slip(True).officer_slip  # nothing fails
+    fixed = marked.corrected(TEMPLATE, "suara_sah", 150, 250)
+    assert fixed.status == "ok" and not fixed.officer_slip
+
+
+def test_the_signed_payload_carries_the_officer_slip_and_the_district_refuses_a_slip_without_a_failing_check():
+    from tpskit.edge.submit import build_payload
+    from tpskit.envelope import recheck_arithmetic
+
+    kw = {"kit_id": "kit-a", "tps": TPS, "seq": 1, "submission_id": "5d0e8b2a-0000-4000-8000-000000000001",
+          "evidence_sha256": "0" * 64, "evidence_bytes": 10}
+    signed = build_payload(_slip().with_slip(True), **kw)
+    assert signed.officer_slip and signed.status == "review" and recheck_arithmetic(signed, TEMPLATE) == []
+    assert not build_payload(_slip(), **kw).officer_slip
+    forged = build_payload(reading_of(TPS, status="review"), **kw).model_copy(update={"officer_slip": True})
+    assert any("officer_slip" in p for p in recheck_arithmetic(forged, TEMPLATE))

@@ -66,6 +66,10 @@ control_socket = "{sock_dir / 'kit.sock'}"
 auto_send_ok = {"true" if auto_send_ok else "false"}
 offline_after_s = {offline_after_s}
 {extra}
+
+# The review page on any free port (several bench kits may run at once); `status` says where.
+[screen]
+port = 0
 """
 
 

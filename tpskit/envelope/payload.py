@@ -70,6 +70,10 @@ class ResultPayload(_Strict):
     status: Literal["ok", "review"]
     fields: dict[Annotated[str, Field(pattern=_NAME)], FieldEntry] = Field(max_length=200)
     checks: list[CheckEntry] = Field(max_length=200)
+    officer_slip: bool = Field(default=False,
+                               description="The officer confirmed that the sheet's own arithmetic is written this "
+                                           "way (a failing check is the officers' slip on paper, not a misreading); "
+                                           "only with status review and a failing check.")
     evidence_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     evidence_bytes: int = Field(ge=1, le=MAX_EVIDENCE_BYTES,
                                 description="Size of the evidence photo: the district accepts exactly this photo "

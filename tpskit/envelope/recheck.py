@@ -64,4 +64,6 @@ def recheck_arithmetic(result: ResultPayload, template: Template) -> list[str]:
         elif check.id in claimed and claimed[check.id] != holds:
             problems.append(f"check {check.id} reported {'passed' if claimed[check.id] else 'failed'} but it "
                             f"{'holds' if holds else 'fails'}")
+    if result.officer_slip and (ok or all(c.passed for c in result.checks)):
+        problems.append("officer_slip is set but no check fails in a review result")
     return problems
