@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
-UNITS = ("tpskit-kit.service", "tpskit-kit-fault.service", "tpskit-district.service",
+UNITS = ("tpskit-kit.service", "tpskit-kit-fault.service", "tpskit-kiosk.service", "tpskit-district.service",
          "tpskit-national-worker@.service")
 ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 
@@ -28,6 +28,7 @@ def _stage(tmp_path: Path, edit: dict[str, tuple[str, str]] | None = None) -> Pa
         text = (SYSTEMD_DIR / name).read_text()
         text = text.replace("/opt/tpskit/.venv/bin/tpskit", str(stub))
         text = text.replace("/opt/tpskit/.venv/bin/python", str(stub))
+        text = text.replace("/usr/bin/cage", str(stub))  # the kiosk's compositor (apt install cage on the kit)
         if edit and name in edit:
             text = text.replace(*edit[name])
         (tmp_path / name).write_text(text)
@@ -49,7 +50,7 @@ def _verify(folder: Path) -> subprocess.CompletedProcess[str]:
 
 def _directives(name: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for line in (SYSTEMD_DIR / name).read_text().splitlines():
+    for line in (SYSTEMD_DIR / name).read_text().replace("\\\n", " ").splitlines():
         if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
             key, value = line.split("=", 1)
             out.setdefault(key.strip(), []).append(value.strip())
@@ -104,3 +105,19 @@ def test_national_worker_unit_checks_its_config_restarts_and_keeps_least_privile
     assert d["ExecStart"] == ["/opt/tpskit/.venv/bin/tpskit national work --config /etc/tpskit/national.toml"]
     assert d["User"] == ["tpskit"] and d["NoNewPrivileges"] == ["yes"] and d["ProtectSystem"] == ["strict"]
     assert d["CapabilityBoundingSet"] == [""] and "ReadWritePaths" not in d
+
+
+def test_kiosk_shows_the_kit_page_at_its_default_address_as_its_own_user_after_the_kit() -> None:
+    from tpskit.edge.config import ScreenSection
+
+    d = _directives("tpskit-kiosk.service")
+    screen = ScreenSection()
+    [start] = d["ExecStart"]
+    argv = start.split()
+    assert argv[0] == "/usr/bin/cage" and "/usr/bin/chromium" in argv and "--kiosk" in argv
+    assert argv[-1] == f"http://{screen.host}:{screen.port}/"  # what the daemon serves by default
+    assert not [a for a in argv if a.startswith("http") and a != argv[-1]]  # nothing else is opened
+    assert d["User"] == ["tpskit-kiosk"] and d["User"] != ["tpskit"]  # no access to the kit's key or outbox
+    assert "tpskit-kit.service" in d["After"][0].split() and d["Wants"][0] == "tpskit-kit.service"
+    assert d["IPAddressDeny"] == ["any"] and d["IPAddressAllow"] == ["localhost"]
+    assert d["TTYPath"] == ["/dev/tty1"] and d["Conflicts"] == ["getty@tty1.service"]
