@@ -40,6 +40,10 @@ class KitRun:
     messages: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
     log: Path | None = None
+    #: The officer's review page of the daemon (its address on loopback).
+    page: str | None = None
+    #: With keep_running: stops the daemon (the caller shows its page meanwhile).
+    stop: Callable[[], None] | None = None
 
 
 def simulated_hardware_toml(photos: Path, sock_dir: Path, *, auto_send_ok: bool = False,
@@ -85,9 +89,11 @@ def simulated_config(kit_config: Path, photos: Path, sock_dir: Path, *, auto_sen
 
 
 def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, int] | None = None,
-              timeout: float = 60.0, echo: Echo = print, work_dir: Path | None = None) -> KitRun:
+              timeout: float = 60.0, echo: Echo = print, work_dir: Path | None = None,
+              keep_running: bool = False) -> KitRun:
     """Run the kit daemon on `photos` (JPEG bytes, served in order), press Capture (again after a refused
-    photo, while photos remain), then Confirm, and wait for the receipt. Returns what the officer saw."""
+    photo, while photos remain), then Confirm, and wait for the receipt. Returns what the officer saw.
+    With `keep_running`, the daemon (and its review page) keeps running until the returned run's `stop()`."""
     from tpskit.edge.control import control
     from tpskit.firmware.sim_client import history, press
 
@@ -126,6 +132,19 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
             shown.append(s["message"])
             echo(f"  [{s['state']:>12}] screen: " + s["message"].replace("\n", "\n" + " " * 24))
 
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        shutil.rmtree(socks, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            cfg_path.unlink()
+
+    kept = False
     try:
         s = reach("idle", "queued", "acknowledged", "fault")
         officer_sees(s)
@@ -159,18 +178,12 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
         officer_sees(s)
         lights = _signals(history(socks / "buttons.sock"))
         echo(f"  lights and buzzer: {' -> '.join(lights)}")
-        return KitRun(s["state"], s.get("submission"), values, shown, lights, log)
+        kept = keep_running
+        return KitRun(s["state"], s.get("submission"), values, shown, lights, log, s.get("page"),
+                      stop if keep_running else None)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        shutil.rmtree(socks, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            cfg_path.unlink()
+        if not kept:
+            stop()
 
 
 def _signals(hist: list[dict[str, Any]]) -> list[str]:
