@@ -297,6 +297,7 @@ class KitDaemon:
                 pending = None
             else:
                 self.pending = pending
+                self.picture = self._restored_picture(pending)
                 log_event(log, "kit.restored", what="pending_reading", status=pending.reading.status)
                 self._show_pending()
                 return
@@ -310,6 +311,17 @@ class KitDaemon:
             return
         self._enter(S.IDLE, texts.READY())
         log_event(log, "kit.ready", kit=self.cfg.kit.id)
+
+    def _restored_picture(self, pending: Pending) -> Picture | None:
+        got = self.pending_store.load_picture()
+        if got is None or got[1].get("photo_sha256") != pending.photo_sha256:
+            return None  # none, or drawn from another capture
+        jpeg, meta = got
+        try:
+            return Picture(str(meta["kind"]), jpeg, int(meta["width"]), int(meta["height"]),
+                           float(meta["px_per_mm"]) if meta.get("px_per_mm") else None)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def close(self) -> None:
         log_event(log, "kit.stopping", state=str(self.state))
@@ -544,6 +556,11 @@ class KitDaemon:
                   capture_ms=round(msg.capture_ms, 1), read_ms=round(msg.read_ms, 1))
         self.pending = Pending(reading, msg.photo, msg.captured_at)
         self.pending_store.save(self.pending)  # on disk before the officer is asked anything
+        if msg.picture is not None:
+            with contextlib.suppress(OSError):
+                self.pending_store.save_picture(msg.picture.jpeg, {
+                    "kind": msg.picture.kind, "width": msg.picture.width, "height": msg.picture.height,
+                    "px_per_mm": msg.picture.px_per_mm, "photo_sha256": photo_sha})
         if reading.status == "ok" and self.cfg.daemon.auto_send_ok:
             self._start_signing()
             return

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tpskit.edge.reading import Reading
 from tpskit.envelope import sha256_hex
@@ -36,6 +37,9 @@ class PendingStore:
     def __init__(self, data_dir: Path) -> None:
         self.json_path = Path(data_dir) / "pending.json"
         self.photo_path = Path(data_dir) / "pending.jpg"
+        # What the review page shows of the pending capture (the rectified sheet), kept across a restart.
+        self.picture_path = Path(data_dir) / "pending-picture.jpg"
+        self.picture_meta_path = Path(data_dir) / "pending-picture.json"
 
     def save(self, p: Pending) -> None:
         write_atomic(self.photo_path, p.photo, durable=True)
@@ -59,6 +63,18 @@ class PendingStore:
         except ValueError:
             return None
 
+    def save_picture(self, jpeg: bytes, meta: dict[str, Any]) -> None:
+        """Not durable: a picture lost in a crash only leaves the page without the sheet drawn."""
+        write_atomic(self.picture_path, jpeg)
+        write_atomic(self.picture_meta_path, json.dumps(meta))
+
+    def load_picture(self) -> tuple[bytes, dict[str, Any]] | None:
+        try:
+            meta = json.loads(self.picture_meta_path.read_text())
+            return self.picture_path.read_bytes(), meta if isinstance(meta, dict) else {}
+        except (OSError, ValueError):
+            return None
+
     def clear(self) -> None:
-        for p in (self.json_path, self.photo_path):
+        for p in (self.json_path, self.photo_path, self.picture_path, self.picture_meta_path):
             p.unlink(missing_ok=True)

@@ -143,6 +143,7 @@ def test_review_flow_correction_survives_a_kill_and_the_envelope_keeps_the_ocr_o
         d.start()
         d.wait_state("review")
         assert d.command("pending")["fields"]["paslon_01"]["value"] == true_paslon_01
+        assert d.command("view")["picture"]["kind"] == "sheet"  # the review page still draws the sheet
         # The officer checks every other doubtful field against the sheet and enters what is written.
         for name in in_review:
             if name != "paslon_01":
