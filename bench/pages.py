@@ -12,7 +12,10 @@ served by the district's own code (tpskit.district.dashboard) on a free loopback
 - live update: with `/` open, one result is committed to the database; the time from just after the commit to
   the page showing the new version (live.js stamps the element with the browser's clock; same machine, same
   clock), median and worst of --rounds;
-- kit page paint and kit RSS: `na` until the kit's review screen exists; fill in `kit_figures()`.
+- kit page paint and kit RSS: bench/kit_page.py (the kit daemon as a process on the simulated camera and
+  buttons, its review page in Chromium at 720x1280): from the daemon entering `confirm` after a reading to
+  the page's paint of it, median of --rounds readings; the daemon's VmRSS with the page and the browser on it
+  (and without the page, for its share).
 
 Prints a table and, last, `dashboard_first_page_ms=.. live_update_ms=.. kit_page_paint_ms=.. kit_rss_mb=..`.
 
@@ -128,12 +131,15 @@ def commit_one(folder: Path, tps: str, seq: int) -> float:
         engine.dispose()
 
 
-def kit_figures() -> dict[str, str]:
-    """The kit review screen's figures: `na` until that page exists. To fill in: start the kit daemon with its
-    page server on a simulated camera, open the page in start_chromium() at 720x1280, trigger a reading, and
-    time from the daemon's reading to the page's paint of it (kit_page_paint_ms); the daemon's VmRSS with
-    the page server and a browser connected (kit_rss_mb)."""
-    return {"kit_page_paint_ms": "na", "kit_rss_mb": "na"}
+def kit_figures(rounds: int) -> dict[str, str]:
+    """The kit review screen's figures, measured by bench/kit_page.py."""
+    from kit_page import measure  # bench/ is this script's folder
+
+    m = measure(rounds)
+    return {"kit_page_paint_ms": f"{m['kit_page_paint_ms']:.0f}", "kit_rss_mb": f"{m['rss_with_mb'][0]:.0f}",
+            "paint_row": f"{m['kit_page_paint_ms']:.0f} / {max(m['paints']):.0f} ms median / worst (target <= 300)",
+            "rss_row": f"{m['rss_with_mb'][0]:.0f} MB (target <= 200; {m['rss_without_mb'][0]:.0f} MB without the "
+                       f"page: {m['rss_with_mb'][0] - m['rss_without_mb'][0]:.0f} MB for it, target <= 40)"}
 
 
 def main() -> int:
@@ -223,9 +229,9 @@ def main() -> int:
          f"{live_ms:.0f} / {max(live):.0f} ms (target <= 1000; {len(live)} of {args.rounds} arrived)"
          if live else "none arrived"),
     ]
-    kit = kit_figures()
-    rows += [("kit page paint after a reading", kit["kit_page_paint_ms"]), ("kit daemon RSS with the page server",
-                                                                           kit["kit_rss_mb"])]
+    kit = kit_figures(args.rounds)
+    rows += [("kit page paint after a reading", kit["paint_row"]),
+             ("kit daemon RSS with the page server", kit["rss_row"])]
     width = max(len(a) for a, _ in rows)
     print(f"{'measure'.ljust(width)}  value")
     for a, b in rows:

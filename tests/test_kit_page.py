@@ -18,6 +18,7 @@ from browser import contrast_failures, screenshot, set_viewport, unlabelled
 from conftest import TPS_CODES, wait_for
 from test_kit_daemon_e2e import kit_daemon, sheets  # noqa: F401 - the module's photos, made once
 
+from tpskit.district.dashboard import Dashboard
 from tpskit.envelope import unverified_payload
 
 pytestmark = pytest.mark.broker
@@ -115,6 +116,12 @@ def test_officer_corrects_a_review_field_on_the_number_pad_and_the_district_stor
     assert (fields["paslon_01"]["status"], fields["paslon_01"]["value"], fields["paslon_01"]["ocr_value"]) == (
         "corrected", truth["paslon_01"], read_as)
     assert row["status"] == "ok"
+    # The district's dashboard shows the result with the officer's correction, OCR original -> final value.
+    with Dashboard(rig.district_cfg(), port=0) as dash:
+        set_viewport(chromium, 1280, 900)
+        chromium.get(f"{dash.url}/result/{row['submission_id']}")
+        corrections = chromium.find_element("id", "corrections").text
+        assert f"Pasangan calon nomor urut 01: OCR {read_as} → {truth['paslon_01']}" in corrections
 
 
 def test_confirm_stays_disabled_while_a_check_fails_until_the_officer_marks_the_sheets_arithmetic(
@@ -157,6 +164,10 @@ def test_confirm_stays_disabled_while_a_check_fails_until_the_officer_marks_the_
     payload = unverified_payload(row["envelope"])
     assert payload["officer_slip"] is True and payload["status"] == "review"
     assert [c["id"] for c in payload["checks"] if not c["passed"]]
+    with Dashboard(rig.district_cfg(), port=0) as dash:  # the district sees the slip flagged
+        set_viewport(chromium, 1280, 900)
+        chromium.get(f"{dash.url}/result/{row['submission_id']}")
+        assert "officer confirmed" in chromium.find_element("id", "officer-slip").text
 
 
 def test_a_refused_photo_shows_the_gates_picture_and_a_foreign_origin_cannot_post_commands(

@@ -5,8 +5,9 @@
 2. Trust chain: a district and three kits provisioned; each kit signs its reading and delivers it over
    mutual-TLS MQTT to a real mosquitto; the district verifies, stores, acknowledges and tabulates.
 3. Kit daemon: one kit driven by simulated button presses, from capture to the district's receipt.
-4. Pages: screenshots of the district's dashboard into demo-run/ (dashboard*.png) taken by a headless
-   Chromium; with DEMO_SERVE=1, the addresses are printed instead and everything keeps running until Ctrl-C.
+4. Pages: screenshots of the district's dashboard (dashboard*.png) and of the kit's review screen, served by
+   the kit daemon of part 3 (kit*.png), into demo-run/, taken by a headless Chromium; with DEMO_SERVE=1, the
+   addresses are printed instead and everything keeps running until Ctrl-C.
 
 Everything is written under demo-run/ (git-ignored) and every process started is stopped.
 """
@@ -98,14 +99,21 @@ def kit_daemon_demo(district_root: Path, kits: list) -> None:
     kit = kits[0]
     covered, _ = make_photo("PPWP", kit.tps, seed=300, severity="normal", bad="marker_missing")
     good, truth = make_photo("PPWP", kit.tps, seed=301, severity="normal")
-    run = drive_kit(kit.folder / "kit.toml", [covered, good], truth=truth)
+    run = drive_kit(kit.folder / "kit.toml", [covered, good], truth=truth, keep_running=True)
+    _KIT.append(run)  # still running: its review page is shown or photographed with the dashboard (part 4)
     print(f"kit daemon finished in state '{run.state}' (submission {run.submission_id})")
     banner("District, after the kit daemon's result")
+
+
+#: The kit daemon of part 3, kept running for part 4 (its review page); stopped by main().
+_KIT: list = []
 
 
 def show_pages(urls: dict[str, str]) -> None:
     """DEMO_SERVE=1: print the pages' addresses and keep serving until Ctrl-C. Otherwise save screenshots of
     them into demo-run/ (a headless Chromium from the system's packages)."""
+    if _KIT and _KIT[0].page:
+        urls = {**urls, "kit review screen": _KIT[0].page.rstrip("/")}
     if os.environ.get("DEMO_SERVE") == "1":
         banner("4. Pages: open these addresses in a browser on this machine (Ctrl-C stops the demo)")
         for name, url in urls.items():
@@ -133,6 +141,14 @@ def save_screenshots(urls: dict[str, str], out: Path) -> list[Path]:
     saved = []
     driver = start_chromium()
     try:
+        kit = urls.get("kit review screen")
+        if kit:  # the touch display's two sizes
+            for w, h in ((720, 1280), (800, 480)):
+                set_viewport(driver, w, h)
+                driver.get(kit + "/")
+                wait_for(lambda: driver.execute_script("return document.body.dataset.paintedMs || null"), 30,
+                         "the kit page")
+                saved.append(save_png(driver, out / f"kit-{w}x{h}.png"))
         dash = urls.get("dashboard")
         if dash:
             set_viewport(driver, 1280, 900)
@@ -159,7 +175,12 @@ def main() -> int:
         shutil.rmtree(RUN)
     RUN.mkdir()
     reader_demo(RUN / "reader")
-    summary = trust_demo(RUN)
+    try:
+        summary = trust_demo(RUN)
+    finally:
+        for run in _KIT:
+            if run.stop is not None:
+                run.stop()
     print(f"\nFor observers: {RUN / 'district' / 'ca.pem'} and {RUN / 'district' / 'signed-results.jsonl'}"
           f"\n  re-verify and recount with: .venv/bin/tpskit verify {RUN / 'district' / 'signed-results.jsonl'} "
           f"--ca {RUN / 'district' / 'ca.pem'} --tally")
