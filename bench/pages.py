@@ -1,5 +1,5 @@
 """Pages benchmark: the district dashboard's first page and its live update, in a real headless Chromium;
-the kit review screen's figures once that page exists.
+the kit review screen's first paint after a reading and the kit daemon's memory with it (bench/kit_page.py).
 
 A district of --tps TPS (20 kecamatan, 10 TPS per village) with --submissions accepted results (several per
 TPS: the earlier ones superseded), some refusals, written straight into a SQLite database; the dashboard
