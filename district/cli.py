@@ -53,7 +53,32 @@ def check_config(config_path: Path) -> None:
 
     if cfg.ingest.lean and (problem := lean_problem()) is not None:
         raise click.ClickException(f"{config_path}: {problem}")
+    schema_error = newer_database(cfg.database.url)
+    if schema_error is not None:
+        raise click.ClickException(f"{config_path}: {schema_error}")
     click.echo(f"{config_path}: ok (district {cfg.district.id}, {n} TPS, database {cfg.database.url.split(':')[0]})")
+
+
+def newer_database(url: str) -> str | None:
+    """Why the service would refuse the database (newer than this release), read only. None also when the
+    database is not there yet or cannot be reached now: the service builds it, or says why at start."""
+    from sqlalchemy.exc import OperationalError
+
+    from tpskit.district.db import make_engine
+    from tpskit.district.schema import SchemaError, refuse_newer
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return None  # connecting would create an empty file
+    engine = make_engine(url, writer=False)
+    try:
+        refuse_newer(engine)
+    except SchemaError as e:
+        return str(e)
+    except OperationalError:
+        return None
+    finally:
+        engine.dispose()
+    return None
 
 
 @district.command()

@@ -78,6 +78,14 @@ def _refuse_unknown(engine: Engine, rev: str | None) -> None:
             "leaves the database untouched and does not start.")
 
 
+def refuse_newer(engine: Engine) -> str | None:
+    """The database's revision (see `current`), read only; SchemaError when this release does not know it."""
+    with engine.connect() as conn:
+        rev = current(conn)
+    _refuse_unknown(engine, rev)
+    return rev
+
+
 def upgrade(engine: Engine) -> Upgrade:
     """Bring the database to `head()`; a no-op when it is there. `engine` must begin its transactions with
     the write lock on SQLite (open_db's writer engine). Raises SchemaError on a newer database."""

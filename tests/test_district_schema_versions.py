@@ -178,11 +178,9 @@ def test_a_database_newer_than_this_release_is_refused_untouched(previous_sqlite
     assert Path(path).read_bytes() == before
 
 
-def test_the_service_does_not_start_on_a_newer_database_and_logs_why(tmp_path, monkeypatch, caplog):
-    import threading
-
+def newer_district(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A district whose database was upgraded by a later release (revision 9001)."""
     from tpskit.district.config import load_district_config
-    from tpskit.district.service import serve
     from tpskit.provisioning.district import district_init
 
     csv = tmp_path / "tps.csv"
@@ -196,6 +194,25 @@ def test_the_service_does_not_start_on_a_newer_database_and_logs_why(tmp_path, m
         c.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
         c.exec_driver_sql("INSERT INTO alembic_version VALUES ('9001')")
     engine.dispose()
+    return d
+
+
+def test_check_config_the_units_run_before_start_refuses_a_newer_database(tmp_path, monkeypatch, capsys):
+    from tpskit.cli import main
+
+    d = newer_district(tmp_path, monkeypatch)
+    assert main(["district", "check-config", "--config", str(d.config_path)]) == 1
+    err = capsys.readouterr().err
+    assert "9001, newer than this tpskit knows" in err and "Install that release" in err
+
+
+def test_the_service_does_not_start_on_a_newer_database_and_logs_why(tmp_path, monkeypatch, caplog):
+    import threading
+
+    from tpskit.district.config import load_district_config
+    from tpskit.district.service import serve
+
+    cfg = load_district_config(newer_district(tmp_path, monkeypatch).config_path)
     caplog.set_level("ERROR")
     assert serve(cfg, threading.Event()) == 1
     refusals = [r for r in caplog.records if "district.schema_newer" in r.getMessage()]
