@@ -115,6 +115,15 @@ def show_pages(urls: dict[str, str]) -> None:
     if _KIT and _KIT[0].page:
         urls = {**urls, "kit review screen": _KIT[0].page.rstrip("/")}
     if os.environ.get("DEMO_SERVE") == "1":
+        import signal
+
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        # Ctrl-C, and a plain `kill` too, stop the demo through its cleanup (a shell that starts it in the
+        # background leaves SIGINT ignored).
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         banner("4. Pages: open these addresses in a browser on this machine (Ctrl-C stops the demo)")
         for name, url in urls.items():
             print(f"  {name}: {url}/", flush=True)
