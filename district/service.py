@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from tpskit import topics
 from tpskit.district import schema
 from tpskit.district.config import DistrictConfig
 from tpskit.district.db import make_engine, open_db
 from tpskit.district.forward import Forwarder
-from tpskit.district.ingest import Checked, Checker, Ingest, result_items
+from tpskit.district.ingest import Ack, Checked, Checker, Ingest, result_items
 from tpskit.district.transport import SUBSCRIPTIONS, DistrictLink, Inbound, lean_problem, share_subscriptions
 from tpskit.envelope import Verifier
 from tpskit.events import Event, log_event, register, setup_logging
@@ -95,8 +96,14 @@ class DistrictService:
         self.share = f"{share + 1}/{shares}"
         self.ingest = build_ingest(cfg)
         subs = SUBSCRIPTIONS if shares == 1 else share_subscriptions(self.ingest.checker.tps, share, shares)
-        self.link = DistrictLink(cfg, on_status=self._on_status, client_id=client_ids(cfg, shares)[share],
-                                 subscriptions=subs)
+        # One link per broker of the district (mosquitto brokers are not clustered), one inbox for all.
+        inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.links = [DistrictLink(cfg, on_status=functools.partial(self._on_status, f"{host}:{port}"),
+                                   client_id=client_ids(cfg, shares)[share], subscriptions=subs,
+                                   endpoint=(host, port), via=i, inbox=inbox)
+                      for i, (host, port) in enumerate(cfg.broker.endpoints)]
+        self.link = self.links[0]
+        self.inbox = inbox
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self.processed = 0
@@ -105,23 +112,29 @@ class DistrictService:
         if cfg.national.enabled and share == 0:
             self.forwarder = Forwarder(open_db(cfg.database.url), cfg.district.id, cfg.national)
 
-    def _on_status(self, what: str, detail: str | None) -> None:
+    def _on_status(self, broker: str, what: str, detail: str | None) -> None:
         if what == "subscribed":
-            log_event(log, "district.ready", district=self.cfg.district.id, broker=f"{self.cfg.broker.host}:"
-                      f"{self.cfg.broker.port}", share=self.share)
+            log_event(log, "district.ready", district=self.cfg.district.id, broker=broker, share=self.share)
         else:
-            log_event(log, "district.broker", state=what, detail=detail, share=self.share)
+            log_event(log, "district.broker", state=what, detail=detail, broker=broker, share=self.share)
 
     def start(self) -> DistrictService:
         self._worker = threading.Thread(target=self._work, name="district-ingest", daemon=True)
         self._worker.start()
-        self.link.start()
+        for link in self.links:
+            link.start()
         if self.forwarder is not None:
             self.forwarder.start()
         return self
 
     def wait_ready(self, timeout: float) -> bool:
-        return self.link.subscribed.wait(timeout)
+        """Subscribed at every broker of the district."""
+        deadline = time.monotonic() + timeout
+        return all(link.subscribed.wait(max(0.0, deadline - time.monotonic())) for link in self.links)
+
+    def serving(self) -> bool:
+        """Subscribed at one broker at least (a district with one of its brokers down still serves)."""
+        return any(link.subscribed.is_set() for link in self.links)
 
     def alive(self) -> bool:
         """The ingest thread runs (systemd's watchdog is fed only while it does)."""
@@ -131,7 +144,8 @@ class DistrictService:
         self._stop.set()
         if self._worker is not None:
             self._worker.join(10)
-        self.link.stop()
+        for link in self.links:
+            link.stop()
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder.engine.dispose()
@@ -150,7 +164,7 @@ class DistrictService:
         """Two batches in flight: while batch N is decided, committed and acknowledged here, batch N+1 is
         already being verified (by the helper processes, when configured). Decisions, commits and
         PUBACKs stay in arrival order, one batch after the other."""
-        inbox = self.link.inbox
+        inbox = self.inbox
         limit = self.cfg.ingest.batch_max
         retry: list[Inbound] = []  # failed batches, retried before anything newer (per-kit order)
         ahead: tuple[list[Inbound], Callable[[], list[Checked]]] | None = None  # being verified
@@ -179,12 +193,33 @@ class DistrictService:
                     retry = done + (nxt[0] if nxt else []) + retry
                     ahead = None
                     continue
-                self.link.publish_many([(a.topic, a.jws.encode("ascii")) for a in acks])
-                self.link.confirm_many(done)
+                self._answer(done, acks)
                 self.processed += len(done)
                 if self.forwarder is not None:
                     self.forwarder.wake()
             ahead = nxt
+
+
+    def _answer(self, done: list[Inbound], acks: list[Ack]) -> None:
+        """Publish a committed batch's acks and PUBACK its messages, each through the broker it came from:
+        the one the kit is connected to (a kit that moved publishes there again and is answered there)."""
+        if len(self.links) == 1:
+            self.link.publish_many([(a.topic, a.jws.encode("ascii")) for a in acks])
+            self.link.confirm_many(done)
+            return
+        via: dict[str, set[int]] = {}  # ack topic -> the links its TPS's messages came through
+        for m in done:
+            t = topics.parse(m.topic)
+            if t is not None:
+                via.setdefault(topics.ack_topic(t.tps), set()).add(m.via)
+        out: list[list[tuple[str, bytes]]] = [[] for _ in self.links]
+        for a in acks:
+            for i in via.get(a.topic) or range(len(self.links)):
+                out[i].append((a.topic, a.jws.encode("ascii")))
+        for i, link in enumerate(self.links):
+            if out[i]:
+                link.publish_many(out[i])
+            link.confirm_many([m for m in done if m.via == i])
 
 
 def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
@@ -233,7 +268,7 @@ def serve(cfg: DistrictConfig, stop: threading.Event) -> int:
                 log_event(log, "district.share_died", share=dead[0].name, exitcode=dead[0].exitcode)
                 status = 1
                 break
-            if not ready and svc.link.subscribed.is_set():
+            if not ready and svc.serving():
                 notifier.ready(f"district {cfg.district.id}: subscribed, {shares} process(es)")
                 ready = True
             interval = notifier.watchdog_interval_s

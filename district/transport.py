@@ -11,6 +11,12 @@ commit, `publish` for the acks, whose in-flight ones paho re-sends itself), and,
 true`, _LeanClient, which overrides paho internals to read inbound PUBLISH packets and write PUBACKs and
 acks in bulk. Those internals are not paho's API: the lean reader runs only on the paho minor release it
 was written against (LEAN_PAHO), checked at start-up (`lean_problem`).
+
+A district with several brokers (`[broker] failover`; mosquitto brokers are not clustered) has one link
+per broker, all feeding one inbox: every service instance subscribes to every broker, so whichever
+broker a kit reaches and whichever instance survives, its messages arrive; the database decides what is
+new (see tpskit.district.ingest). A message remembers the link it came through (`via`): its PUBACK and
+the acks it causes go back through that broker, the one the kit is connected to.
 """
 
 from __future__ import annotations
@@ -189,15 +195,21 @@ class Inbound:
     mid: int
     qos: int
     generation: int  # which connection it came on: a mid means nothing on another connection
+    via: int = 0  # which broker link it came through (DistrictService.links)
 
 
 class DistrictLink:
     def __init__(self, cfg: DistrictConfig, on_status: Callable[[str, str | None], None] | None = None, *,
-                 client_id: str | None = None, subscriptions: Sequence[str] = SUBSCRIPTIONS):
+                 client_id: str | None = None, subscriptions: Sequence[str] = SUBSCRIPTIONS,
+                 endpoint: tuple[str, int] | None = None, via: int = 0,
+                 inbox: queue.SimpleQueue[Inbound] | None = None):
         self.cfg = cfg
+        self.endpoint = endpoint or (cfg.broker.host, cfg.broker.port)
+        self.via = via
         self.subscriptions = list(subscriptions)
         self._suback_due: set[int] = set()
-        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()  # C-level: cheap per message
+        # C-level: cheap per message; shared by the links of a district with several brokers
+        self.inbox: queue.SimpleQueue[Inbound] = inbox if inbox is not None else queue.SimpleQueue()
         self.subscribed = threading.Event()
         self.on_status = on_status
         self.generation = 0
@@ -256,10 +268,10 @@ class DistrictLink:
         self._status("disconnected", str(rc))
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self.generation))
+        self.inbox.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self.generation, self.via))
 
     def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
-        self.inbox.put(Inbound(topic, payload, mid, 1, self.generation))
+        self.inbox.put(Inbound(topic, payload, mid, 1, self.generation, self.via))
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: ReasonCode, props: object) -> None:
         if rc.is_failure:  # paho's path: it keeps no topic per packet id
@@ -274,8 +286,8 @@ class DistrictLink:
 
     def start(self) -> None:
         b = self.cfg.broker
-        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False,
-                                  properties=self._props)
+        host, port = self.endpoint
+        self.client.connect_async(host, port, keepalive=b.keepalive_s, clean_start=False, properties=self._props)
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -294,7 +306,7 @@ class DistrictLink:
     def confirm_many(self, msgs: Sequence[Inbound]) -> None:
         """PUBACK inbound messages, all in one write: call only after they are safely committed. One
         from an earlier connection is skipped: the broker redelivers it, and we answer that copy."""
-        mids = [m.mid for m in msgs if m.qos == 1 and m.generation == self.generation]
+        mids = [m.mid for m in msgs if m.qos == 1 and m.generation == self.generation and m.via == self.via]
         if not mids:
             return
         if isinstance(self.client, _LeanClient):

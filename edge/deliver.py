@@ -4,9 +4,11 @@ One result is in flight at a time, oldest first (stop-and-wait), so the district
 sequence numbers in order. For the oldest unanswered row: publish the signed result, then its evidence
 photo (QoS 1; a PUBACK failure code is a refusal, retried with backoff), mark it `sent`, wait for the
 ack. No ack within `ack_timeout_s` -> publish both again (the district answers a repeat with
-`duplicate`, never a second count). An ack is accepted only when it verifies against the district CA,
-is signed by a district-role certificate, names one of our submissions and carries the SHA-256 of
-exactly the envelope we sent; it is then stored as the officer's receipt.
+`duplicate`, never a second count); likewise at once when the link came up on another of the
+district's brokers (`[broker] failover`: the ack may have been lost with the broker it went to). An
+ack is accepted only when it verifies against the district CA, is signed by a district-role
+certificate, names one of our submissions and carries the SHA-256 of exactly the envelope we sent; it
+is then stored as the officer's receipt.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ register(
     Event("kit.publish_refused", "error", "The broker refused or did not confirm a publish; will retry."),
     Event("kit.broker_unreachable", "warning", "The kit cannot connect to the broker; results wait in the outbox."),
     Event("kit.ack_ignored", "security", "A message on the ack topic did not verify or does not match a result."),
-    Event("kit.republish", "info", "No ack arrived in time; the result is published again."),
+    Event("kit.republish", "info", "No ack arrived in time, or the kit moved to another broker; the result is "
+                                   "published again."),
+    Event("kit.broker_failover", "warning", "The kit is connected to another of the district's brokers than before "
+                                            "(the one it used is unreachable); it stays there."),
     Event("kit.delivery_error", "error", "The delivery loop hit an unexpected error (e.g. reading the outbox); "
                                          "it retries after a pause instead of stopping."),
 )
@@ -78,6 +83,10 @@ class Delivery:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._was_up: bool | None = None
+        self._last_broker: tuple[str, int] | None = None
+        # Set when the link came up on another broker than before: a result sent and not acknowledged goes
+        # out again at once (its ack may have been lost with the other broker; the district dedups).
+        self._moved = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Delivery:
@@ -139,6 +148,13 @@ class Delivery:
             return  # our own disconnect at stop()
         if not up and self._was_up is not False:
             log_event(log, "kit.broker_unreachable", kit=self.cfg.kit.id, why=error)
+        if up:
+            where = self.link.connected_to
+            if self._last_broker is not None and where != self._last_broker:
+                log_event(log, "kit.broker_failover", kit=self.cfg.kit.id, broker=f"{where[0]}:{where[1]}",
+                          previous=f"{self._last_broker[0]}:{self._last_broker[1]}")
+                self._moved.set()
+            self._last_broker = where
         self._was_up = up
         self._wake.set()
 
@@ -193,6 +209,8 @@ class Delivery:
         """One pass: publish the oldest unanswered result when it is due, else wait a little."""
         self._wake.clear()
         row = self.outbox.next_pending()
+        if row is None or row.state == "queued":
+            self._moved.clear()  # nothing sent is waiting for an ack
         if row is None:
             self._wake.wait(1.0)
             return
@@ -205,11 +223,14 @@ class Delivery:
             return
         last = sent_here.get(row.submission_id)
         if row.state == "sent":
+            moved = self._moved.is_set()
             since = (time.monotonic() - last) if last is not None else (now - (row.sent_at or 0))
-            if since < self.cfg.delivery.ack_timeout_s:
+            if since < self.cfg.delivery.ack_timeout_s and not moved:
                 self._wake.wait(min(self.cfg.delivery.ack_timeout_s - since, 1.0))
                 return
-            log_event(log, "kit.republish", kit=self.cfg.kit.id, submission=row.submission_id, seq=row.seq)
+            self._moved.clear()
+            log_event(log, "kit.republish", kit=self.cfg.kit.id, submission=row.submission_id, seq=row.seq,
+                      why="another broker" if moved else "no ack in time")
         self._publish(row)
         sent_here[row.submission_id] = time.monotonic()
 

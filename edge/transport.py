@@ -10,6 +10,13 @@ Reconnection is ours, not paho's (`reconnect_on_failure=False`): a supervisor th
 synchronously (to learn, and say, why a connection fails), hands the session to paho's network thread
 (`loop_start`, so publishing from other threads is safe), and after a drop waits with exponential
 backoff before trying again.
+
+Several brokers (`[broker] failover`): a district may run more than one mosquitto (they are not
+clustered; every district service instance subscribes to each). When the broker in use cannot be
+reached or drops the session, the link tries the next one in the list at once, and backs off only after
+a whole round failed. It stays where it is connected ("sticky"): it does not move back to the first
+broker when that one returns, because nothing is gained by moving (every broker is served by every
+instance), and a returning broker would otherwise pull every kit of the district over at once.
 """
 
 from __future__ import annotations
@@ -80,6 +87,9 @@ class MqttLink:
                  on_status: Callable[[bool, str | None], None] | None = None,
                  receive_maximum: int | None = None):
         self.broker = broker
+        self.endpoints = broker.endpoints
+        self._at = 0  # index in `endpoints` of the broker in use, or tried next
+        self.connected_to: tuple[str, int] | None = None  # the broker of the current (or last) session
         self.identity = identity
         self.subscriptions = subscriptions or []
         self.retry = retry or DeliverySection()
@@ -119,6 +129,7 @@ class MqttLink:
             client.subscribe(topic, qos=1)
         self.last_error = None
         self._sessions += 1
+        self.connected_to = self.endpoints[self._at]
         self.connected.set()
         self._status(True)
 
@@ -152,11 +163,12 @@ class MqttLink:
         failures = 0
         while not self._stop.is_set():
             self._down.clear()
+            host, port = self.endpoints[self._at]
             try:
-                self.client.connect(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
+                self.client.connect(host, port, keepalive=self.broker.keepalive_s,
                                     clean_start=False, properties=self._props)
             except (OSError, ssl.SSLError) as e:
-                self.last_error = describe_connect_error(e, self.broker.host, self.broker.port)
+                self.last_error = describe_connect_error(e, host, port)
                 self._status(False)
             else:
                 before = self._sessions
@@ -172,7 +184,11 @@ class MqttLink:
             if self._stop.is_set():
                 break
             failures += 1
-            delay = min(self.retry.retry_max_s, self.retry.retry_initial_s * 2 ** min(failures - 1, 16))
+            self._at = (self._at + 1) % len(self.endpoints)  # the next broker of the district, at once
+            if failures % len(self.endpoints):
+                continue
+            rounds = failures // len(self.endpoints)  # every broker failed: back off
+            delay = min(self.retry.retry_max_s, self.retry.retry_initial_s * 2 ** min(rounds - 1, 16))
             self._stop.wait(delay * random.uniform(0.8, 1.0))
 
     def start(self) -> None:

@@ -147,6 +147,20 @@ def service_shares_cmd(root: Path | None, system_root: Path | None, processes: i
         click.echo(f"issued {path}")
 
 
+@provision.command("service-instance")
+@dir_option
+@root_option
+@click.option("--name", required=True, help="A short name for the instance, e.g. 'b' (lower-case, digits, '-').")
+def service_instance_cmd(root: Path | None, system_root: Path | None, name: str) -> None:
+    """Issue another district service instance's certificate and key (a second machine ingesting into the
+    same database, docs/failover.md); set them as its [identity] certificate and key."""
+    from tpskit.provisioning.district import service_instance
+
+    cert, key = _run(service_instance, _workspace(root, system_root), name)
+    click.echo(f"issued {cert}\nissued {key}\nset them as [identity] certificate and key in the district.toml "
+               f"of instance {name}")
+
+
 @provision.command("bench-kit")
 @dir_option
 @root_option

@@ -24,6 +24,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -406,6 +407,36 @@ def service_shares(root: Path, processes: int) -> list[Path]:
     write_atomic(users_path, json.dumps(users, indent=2))
     _apply_to_broker(d, commands, broker_files.ALREADY)
     return made
+
+
+def service_instance(root: Path, name: str) -> tuple[Path, Path]:
+    """Issue the identity of another district service instance (a second machine ingesting into the same
+    database; docs/failover.md): its own certificate and key next to the first one's, `<name>` in their
+    file names and CN, and tell the broker. Returns (certificate, key); refuses a name already issued."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
+        raise ProvisioningError(f"{name!r}: an instance name is lower-case letters, digits and '-' (e.g. 'b')")
+    d = open_district(root)
+    s = d.settings()
+    ca, ca_key = load_cert(d.ca_cert_path), load_key(d.ca_key_path)
+    check_ca_usable(ca)
+    pub = d.published
+    cert_path = pub.service_cert.with_name(f"{pub.service_cert.stem}-{name}{pub.service_cert.suffix}")
+    key_path = pub.service_key.with_name(f"{pub.service_key.stem}-{name}{pub.service_key.suffix}")
+    if cert_path.exists() or key_path.exists():
+        raise ProvisioningError(f"{cert_path} exists: instance {name!r} was issued already")
+    key = create_key(key_path)
+    if d.installed:  # the service's user owns its keys
+        set_owner(key_path, 0o600, d.owner, user=d.owner.service_user)
+    cert = issue_role_cert(ca_key, ca, key.public_key(), f"{service_user(s['district_id'])}-{name}", ROLE_DISTRICT)
+    write_atomic(cert_path, cert_pem(cert))
+    users_path = d.root / "service" / "broker-users.json"
+    users = json.loads(users_path.read_text()) if users_path.exists() else {}
+    users[mqtt_username(cert)] = cert_path.name
+    write_atomic(users_path, json.dumps(users, indent=2))
+    _apply_to_broker(d, broker_files.create_commands(broker_files.BrokerClient(
+        mqtt_username(cert), broker_files.ROLE_DISTRICT, f"district service ({cert_path.name})")),
+        broker_files.ALREADY)
+    return cert_path, key_path
 
 
 @dataclass(frozen=True)

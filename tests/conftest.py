@@ -475,6 +475,108 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@dataclass
+class PgNode:
+    """One PostgreSQL server of a primary/standby pair: started, stopped at once (a lost machine: every
+    process of the server quits without a checkpoint, clients see their connections refused), promoted."""
+
+    data: Path
+    port: int
+    log: Path
+    sock: Path
+    prefix: list[str]
+    options: str = ""
+
+    def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([*self.prefix, _pg_ctl(), "-D", str(self.data), *args], check=check,
+                              capture_output=True)
+
+    def start(self) -> PgNode:
+        self._ctl("-l", str(self.log), "-w", "-t", "60", "-o",
+                  f"-F -p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 {self.options}", "start")
+        return self
+
+    def lose(self) -> None:
+        """The machine is gone: every server process quits at once, nothing flushed or checkpointed."""
+        self._ctl("-m", "immediate", "-w", "stop", check=False)
+
+    def promote(self) -> None:
+        """The documented promotion (docs/failover.md): `pg_ctl promote`, waiting until it takes writes."""
+        self._ctl("-w", "-t", "60", "promote")
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://tpskit@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            cur = conn.execute(query)
+            return cur.fetchall() if cur.description is not None else []
+
+
+@dataclass
+class PgPair:
+    primary: PgNode
+    standby: PgNode
+
+    @property
+    def url(self) -> str:
+        """The district's database URL: both servers, the one that takes writes chosen at each connection
+        (libpq's target_session_attrs=read-write, through SQLAlchemy's psycopg dialect)."""
+        return (f"postgresql+psycopg://tpskit@/postgres?host=127.0.0.1:{self.primary.port}"
+                f"&host=127.0.0.1:{self.standby.port}&target_session_attrs=read-write&connect_timeout=5")
+
+
+@pytest.fixture
+def postgres_pair() -> Iterator[PgPair]:
+    """A throwaway PostgreSQL primary with a synchronous streaming-replication standby (initdb, then
+    pg_basebackup -R from the running primary), on free ports. Synchronous: a commit returns only once
+    the standby has the WAL on disk, so a result the district acknowledged survives the primary's loss."""
+    import tempfile
+
+    bindir = Path(_pg_ctl()).parent
+    base = Path(tempfile.mkdtemp(prefix="tpskit-pgpair-"))
+    prefix: list[str] = []
+    sock = base / "sock"
+    sock.mkdir()
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chown(sock, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    primary = PgNode(base / "primary", free_port(), base / "primary.log", sock, prefix,
+                     "-c synchronous_standby_names='*' -c synchronous_commit=on")
+    subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(primary.data), "-U", "tpskit", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    primary.start()
+    standby = PgNode(base / "standby", free_port(), base / "standby.log", sock, prefix)
+    try:
+        subprocess.run([*prefix, str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port),
+                        "-U", "tpskit", "-D", str(standby.data), "-R", "-X", "stream", "-c", "fast", "--no-sync"],
+                       check=True, capture_output=True)
+        standby.start()
+        wait_for(lambda: primary.sql("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'"), 30,
+                 "the standby streaming synchronously")
+        yield PgPair(primary, standby)
+    finally:
+        primary.lose()
+        standby.lose()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_database(postgres_url: str) -> str:
+    """A new, empty database on the throwaway PostgreSQL; its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"d_{uuid.uuid4().hex[:12]}"
+    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def load_json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 

@@ -96,3 +96,23 @@ def test_a_clock_before_the_build_date_or_the_certificate_refuses_capture(distri
     cert_start = startup_problems(cfg, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
     assert [q.key for q in cert_start] == ["clock"]  # an hour before the certificate was issued
     assert startup_problems(cfg) == []
+
+
+def test_several_brokers_are_tried_in_the_listed_order_and_one_broker_stays_valid(district, tmp_path, capsys):
+    config = kit(district, tmp_path)
+    single = load_kit_config(config)
+    assert single.broker.endpoints == [(single.broker.host, single.broker.port)]
+    config.write_text(config.read_text().replace(
+        "[broker]\n", '[broker]\nfailover = ["broker2.example.org:8883", "[fd00::2]:8884"]\n'))
+    code, out = check(config, capsys)
+    assert code == 0, out
+    assert load_kit_config(config).broker.endpoints == [(single.broker.host, single.broker.port),
+                                                        ("broker2.example.org", 8883), ("fd00::2", 8884)]
+
+
+def test_fails_on_a_failover_broker_without_a_port_naming_the_form(district, tmp_path, capsys):
+    config = kit(district, tmp_path)
+    config.write_text(config.read_text().replace("[broker]\n", '[broker]\nfailover = ["broker2.example.org"]\n'))
+    code, out = check(config, capsys)
+    assert code == 1
+    assert "broker.failover" in out and "host:port" in out

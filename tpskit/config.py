@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -44,6 +44,37 @@ class BrokerSection(Section):
     client_id: str | None = Field(default=None, description="MQTT client id asked for; the kit id / service id when "
                                                            "unset. A tpskit district broker replaces it with the "
                                                            "certificate's subject (one session per certificate)")
+    failover: list[str] = Field(default_factory=list, max_length=8,
+                                description="the district's further brokers, host:port each, for a district "
+                                            "running more than one (mosquitto brokers are not clustered): a kit "
+                                            "moves to the next one in order when the one it uses is unreachable; "
+                                            "the district service subscribes to every one at once")
+
+    @field_validator("failover")
+    @classmethod
+    def _endpoints(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_endpoint(item)
+        return v
+
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker: `host`/`port` first, then `failover` in order, without repeats."""
+        out = [(self.host, self.port)]
+        for item in self.failover:
+            e = parse_endpoint(item)
+            if e not in out:
+                out.append(e)
+        return out
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'host:port' or '[v6 address]:port' -> (host, port); ValueError naming the form expected."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: a broker is host:port, e.g. broker2.example.org:8883")
+    return host, int(port)
 
 
 # ------------------------------------------------------------------------------------------ loading

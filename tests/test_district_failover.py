@@ -1,0 +1,222 @@
+"""A district without a single point of failure (docs/failover.md), each failure mid-stream with several
+kits delivering through their real delivery loop: a broker killed, a service instance killed, the
+PostgreSQL primary lost and its standby promoted. Every signed result is stored exactly once and every
+kit holds the district's signed ack for each of its results.
+
+The district: two mosquitto brokers (not clustered), two service instances (separate processes with
+separate configurations and certificates, as if on two machines), each subscribed to both brokers, one
+PostgreSQL. Kits list both brokers (`[broker] failover`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import Broker, PgPair, Rig, fake_jpeg, fresh_database, make_reading, wait_for
+from sqlalchemy import create_engine, text
+
+from tpskit.edge.deliver import Delivery
+from tpskit.edge.submit import sign_and_queue
+from tpskit.localhost import free_port
+from tpskit.provisioning.broker import mosquitto_conf
+from tpskit.provisioning.district import service_instance
+
+pytestmark = pytest.mark.broker
+
+KITS = 3
+PER_KIT = 12
+
+
+def _add_failover(config: Path, endpoint: str) -> None:
+    """`failover = [...]` in the [broker] table of a kit.toml or district.toml."""
+    text_ = config.read_text()
+    assert "\n[broker]\n" in text_
+    config.write_text(text_.replace("\n[broker]\n", f'\n[broker]\nfailover = ["{endpoint}"]\n', 1))
+
+
+@dataclass
+class FailoverDistrict:
+    rig: Rig
+    brokers: list[Broker]
+    configs: list[Path]  # one district.toml per service instance
+    db_url: str
+    services: list[subprocess.Popen[bytes]]
+
+    def serve(self, i: int) -> subprocess.Popen[bytes]:
+        """Instance i (`tpskit district serve`), returned once subscribed at both brokers."""
+        log = self.rig.root / f"instance-{i}.log"
+        before = log.read_text().count('"event": "district.ready"') if log.exists() else 0
+        with open(log, "ab") as out:
+            p = subprocess.Popen([sys.executable, "-m", "tpskit.cli", "district", "serve", "--config",
+                                  str(self.configs[i])], stdout=out, stderr=out, cwd=self.rig.root)
+        self.services.append(p)
+        self.rig.procs.append(p)
+
+        def ready() -> bool:
+            if p.poll() is not None:
+                raise AssertionError(f"instance {i} exited {p.returncode}:\n{log.read_text()}")
+            return log.read_text().count('"event": "district.ready"') >= before + len(self.brokers)
+
+        wait_for(ready, 30, f"instance {i} subscribed at both brokers")
+        return p
+
+    def stored(self) -> list[tuple[str, str, int]]:
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as c:
+                return [tuple(r) for r in c.execute(text("SELECT submission_id, kit_id, seq FROM results"))]
+        finally:
+            engine.dispose()
+
+    def rejections(self) -> list[tuple[str, str]]:
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as c:
+                return [tuple(r) for r in c.execute(text("SELECT reason, detail FROM rejections"))]
+        finally:
+            engine.dispose()
+
+
+def failover_district(rig_factory, db_url: str) -> FailoverDistrict:
+    rig = rig_factory(KITS, db_url=db_url)
+    # The second instance: its own certificate (the broker gives each certificate one session).
+    cert_b, key_b = service_instance(rig.root, "b")
+    config_b = rig.root / "district-b.toml"
+    config_b.write_text(rig.district_config.read_text()
+                        .replace('key = "service/district.key"', f'key = "{key_b.relative_to(rig.root)}"')
+                        .replace('certificate = "service/district.pem"',
+                                 f'certificate = "{cert_b.relative_to(rig.root)}"'))
+    # The second broker: the same CA, server certificate and users (the dynamic security file as the
+    # first broker holds it now), its own port and persistence.
+    port_b = free_port()
+    folder = rig.root / "broker-b"
+    (folder / "data").mkdir(parents=True)
+    shutil.copy(rig.root / "broker" / "dynamic-security.json", folder / "dynamic-security.json")
+    conf = folder / "mosquitto.conf"
+    conf.write_text(mosquitto_conf(rig.root / "broker", port=port_b, bind="127.0.0.1", data_dir=folder / "data",
+                                   dynsec_file=folder / "dynamic-security.json",
+                                   run_as=getpass.getuser() if os.geteuid() == 0 else None))
+    broker_b = Broker(conf, port_b, rig.root / "mosquitto-b.log").start()
+    rig.procs.append(broker_b.proc)  # type: ignore[arg-type]
+    for config in (rig.district_config, config_b, *(k.config_path for k in rig.kits)):
+        _add_failover(config, f"127.0.0.1:{port_b}")
+    # No republishing on a timer: what the kits need after a failure must come from the failover itself
+    # (a kit that moved publishes its unacknowledged result again at once).
+    for k in rig.kits:
+        k.config_path.write_text(k.config_path.read_text().replace("ack_timeout_s = 4.0", "ack_timeout_s = 300.0"))
+    return FailoverDistrict(rig, [rig.broker, broker_b], [rig.district_config, config_b], db_url, [])
+
+
+class Kits:
+    """Several kits, each with its outbox holding PER_KIT signed results, delivering through Delivery."""
+
+    def __init__(self, rig: Rig):
+        self.deliveries: list[Delivery] = []
+        self.signed: dict[str, str] = {}  # submission id -> kit id
+        for handle in rig.kits:
+            cfg = handle.config()
+            d = Delivery(cfg)
+            for seq in range(1, PER_KIT + 1):
+                row = sign_and_queue(cfg, make_reading(handle.tps, (seq, 20, 30)),
+                                     fake_jpeg(f"{handle.kit_id}-{seq}", 512), outbox=d.outbox)
+                self.signed[row.submission_id] = handle.kit_id
+            self.deliveries.append(d)
+
+    def start(self) -> None:
+        for d in self.deliveries:
+            d.start()
+
+    def acknowledged(self) -> int:
+        return sum(d.outbox.counts()["acknowledged"] for d in self.deliveries)
+
+    def stop(self) -> None:
+        for d in self.deliveries:
+            d.stop()
+
+
+def assert_each_result_once_and_every_kit_acknowledged(district: FailoverDistrict, kits: Kits) -> None:
+    total = KITS * PER_KIT
+    wait_for(lambda: kits.acknowledged() == total, 45, f"all {total} results acknowledged")
+    for d in kits.deliveries:
+        rows = d.outbox.rows()
+        assert [r.state for r in rows] == ["acknowledged"] * PER_KIT, [(r.seq, r.state) for r in rows]
+        assert {r.ack_status for r in rows} <= {"accepted", "duplicate"}
+        assert all(r.receipt for r in rows)
+    stored = district.stored()
+    assert sorted(sid for sid, _, _ in stored) == sorted(kits.signed), "a result lost, or one not signed stored"
+    for kit_id in {k for k in kits.signed.values()}:
+        assert sorted(seq for _, k, seq in stored if k == kit_id) == list(range(1, PER_KIT + 1))
+    assert district.rejections() == []
+
+
+def test_broker_killed_mid_stream_kits_fail_over_and_each_result_is_stored_once(rig_factory, postgres_url):
+    district = failover_district(rig_factory, fresh_database(postgres_url))
+    services = [district.serve(0), district.serve(1)]
+    kits = Kits(district.rig)
+    try:
+        kits.start()
+        wait_for(lambda: len(district.stored()) >= KITS * 2, 30, "the first results stored", interval=0.02)
+        # The worst moment: every kit has a result the broker took (PUBACK) and the district has not
+        # answered yet (both instances held still for it). Its ack, when it comes, goes to a dead broker:
+        # each kit must publish that result again through the second one.
+        for p in services:
+            p.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: all(d.outbox.counts()["sent"] for d in kits.deliveries), 15,
+                     "a result sent and unanswered on every kit")
+            district.brokers[0].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        finally:
+            for p in services:
+                p.send_signal(signal.SIGCONT)
+        assert_each_result_once_and_every_kit_acknowledged(district, kits)
+        b = ("127.0.0.1", district.brokers[1].port)
+        assert [d.link.connected_to for d in kits.deliveries] == [b] * KITS, "every kit moved to the second broker"
+        assert len(district.stored()) == KITS * PER_KIT
+    finally:
+        kits.stop()
+
+
+def test_service_instance_killed_mid_stream_the_other_one_stores_each_result_once(rig_factory, postgres_url):
+    district = failover_district(rig_factory, fresh_database(postgres_url))
+    first = district.serve(0)
+    district.serve(1)
+    kits = Kits(district.rig)
+    try:
+        kits.start()
+        wait_for(lambda: len(district.stored()) >= KITS * 2, 30, "the first results stored", interval=0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        at_kill = len(district.stored())
+        assert_each_result_once_and_every_kit_acknowledged(district, kits)
+        assert at_kill < KITS * PER_KIT, "the instance was killed after the stream ended"
+    finally:
+        kits.stop()
+
+
+def test_primary_lost_mid_stream_standby_promoted_and_each_result_is_stored_once(rig_factory,
+                                                                                   postgres_pair: PgPair):
+    district = failover_district(rig_factory, postgres_pair.url)
+    district.serve(0)
+    district.serve(1)
+    kits = Kits(district.rig)
+    try:
+        kits.start()
+        wait_for(lambda: len(district.stored()) >= KITS * 2, 30, "the first results stored", interval=0.02)
+        postgres_pair.primary.lose()
+        lost_at = kits.acknowledged()
+        postgres_pair.standby.promote()
+        assert_each_result_once_and_every_kit_acknowledged(district, kits)
+        assert lost_at < KITS * PER_KIT, "the primary was lost after the stream ended"
+        # What the kits hold acks for is on the promoted standby, the only server left.
+        assert postgres_pair.standby.sql("SELECT pg_is_in_recovery()") == [(False,)]
+        assert postgres_pair.standby.sql("SELECT COUNT(*) FROM results") == [(KITS * PER_KIT,)]
+    finally:
+        kits.stop()
