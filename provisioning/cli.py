@@ -147,6 +147,21 @@ def service_shares_cmd(root: Path | None, system_root: Path | None, processes: i
         click.echo(f"issued {path}")
 
 
+@provision.command("broker-add")
+@dir_option
+@root_option
+@click.option("--host", required=True, help="The new broker's name (or address), as kits and services reach it.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8883, show_default=True)
+def broker_add_cmd(root: Path | None, system_root: Path | None, host: str, port: int) -> None:
+    """Add another broker to the district (docs/failover.md): its files to install on its machine; kits
+    issued from now on fail over to it, and every change is applied to it too."""
+    from tpskit.provisioning.district import broker_add
+
+    folder = _run(broker_add, _workspace(root, system_root), host, port)
+    click.echo(f"broker {host}:{port}: install the files of {folder} on its machine; district.toml lists it "
+               "([broker] failover); kits issued before need that line in their kit.toml")
+
+
 @provision.command("service-instance")
 @dir_option
 @root_option

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tpskit.config import toml_dumps
+from tpskit.config import parse_endpoint, toml_dumps
 from tpskit.files import write_atomic
 from tpskit.layout import (
     BROKER,
@@ -292,7 +292,8 @@ def _refresh_broker_lists(d: District) -> None:
     entries = [(int(v["serial"]), dt.datetime.fromisoformat(v["revoked_at"]) if v.get("revoked_at") else utcnow())
                for v in revoked.values()]
     crl = make_crl(ca_key, ca, entries)
-    write_atomic(pub.broker_dir / "crl.pem", crl.public_bytes(Encoding.PEM))
+    for folder in (pub.broker_dir, *(extra_broker_dir(d, e) for e in extra_brokers(d))):
+        write_atomic(folder / "crl.pem", crl.public_bytes(Encoding.PEM))
     if pub.revoked != d.root / "revoked.json":
         write_atomic(pub.revoked, json.dumps(revoked, indent=2))
 
@@ -321,16 +322,76 @@ def _desired_clients(d: District) -> list[broker_files.BrokerClient]:
     return [*_service_clients(d), _admin_client(d), *kits]
 
 
-def _write_dynsec_file(d: District) -> None:
-    """The plugin's file from kits.json, revoked.json and the service identities (broker stopped)."""
+def _write_dynsec_file(d: District, path: Path | None = None) -> None:
+    """The plugin's file from kits.json, revoked.json and the service identities (broker stopped); `path`:
+    another broker's copy (broker-add) instead of the first broker's."""
     cfg = broker_files.dynsec_config(_desired_clients(d), d.tps())
-    pub = d.published
-    write_atomic(pub.dynsec, json.dumps(cfg, indent=2), mode=0o640)
+    path = path or d.published.dynsec
+    write_atomic(path, json.dumps(cfg, indent=2), mode=0o640)
     if d.installed:  # the plugin rewrites it, as the broker's user
-        set_owner(pub.dynsec, 0o600, d.owner, user=d.owner.broker_user)
+        set_owner(path, 0o600, d.owner, user=d.owner.broker_user)
 
 
-def _broker_admin(d: District) -> broker_files.BrokerAdmin:
+# ------------------------------------------------------------------------------------------ more brokers
+def extra_brokers(d: District) -> list[tuple[str, int]]:
+    """The district's brokers after the first (broker-add), in the order kits try them."""
+    return [parse_endpoint(e) for e in d.settings().get("failover", [])]
+
+
+def extra_broker_dir(d: District, endpoint: tuple[str, int]) -> Path:
+    """Where broker-add keeps another broker's files, in the CA's workspace (to install on its machine)."""
+    return d.root / "brokers" / f"{endpoint[0]}-{endpoint[1]}"
+
+
+def broker_add(root: Path, host: str, port: int = 8883) -> Path:
+    """Another broker for the district: mosquitto brokers are not clustered, so it is an independent
+    broker with the same CA and the same users; kits fail over to it and every service instance
+    subscribes to it (docs/failover.md). Writes its files to install on its machine (a server certificate
+    for `host`, the CA, the CRL, mosquitto.conf, the dynamic security file with every current user) and
+    records it: kit settings issued from now on list it, district.toml's [broker] failover names it, and
+    sign-csr, revoke and broker-sync apply every change to it too. Returns the folder of its files."""
+    d = open_district(root)
+    s = d.settings()
+    endpoint = (host, port)
+    if not 1 <= port <= 65535:
+        raise ProvisioningError(f"broker port {port} is not a TCP port")
+    if endpoint == (s["broker_host"], int(s["broker_port"])) or endpoint in extra_brokers(d):
+        raise ProvisioningError(f"{host}:{port} is one of this district's brokers already")
+    folder = extra_broker_dir(d, endpoint)
+    ca, ca_key = load_cert(d.ca_cert_path), load_key(d.ca_key_path)
+    check_ca_usable(ca)
+    server_key = create_key(folder / "server.key")
+    write_atomic(folder / "server.pem", cert_pem(issue_server_cert(ca_key, ca, server_key, host)))
+    write_atomic(folder / "ca.pem", cert_pem(ca))
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    if d.installed:  # installed on its own machine where the first broker's files are on this one
+        conf = broker_files.mosquitto_conf(BROKER, port=port, bind="0.0.0.0", run_as=s.get("run_as"),
+                                           data_dir=BROKER_STATE, dynsec_file=BROKER_STATE / "dynamic-security.json")
+    else:
+        conf = broker_files.mosquitto_conf(folder, port=port, bind=s.get("bind") or "0.0.0.0", run_as=s.get("run_as"),
+                                           data_dir=folder / "data", dynsec_file=folder / "dynamic-security.json")
+    write_atomic(folder / "mosquitto.conf", conf)
+    s["failover"] = [*s.get("failover", []), f"{host}:{port}"]
+    write_atomic(d.root / "settings.json", json.dumps(s, indent=2))
+    _refresh_broker_lists(d)
+    _write_dynsec_file(d, folder / "dynamic-security.json")
+    _set_failover(d.published.config, s["failover"])
+    return folder
+
+
+def _set_failover(config: Path, failover: list[str]) -> None:
+    """Write `failover = [...]` into the [broker] table of a generated district.toml or kit.toml."""
+    text = config.read_text()
+    line = "failover = [" + ", ".join(f'"{e}"' for e in failover) + "]"
+    head, sep, rest = text.partition("\n[broker]\n")
+    if not sep:
+        raise ProvisioningError(f"{config} has no [broker] table; add {line} to it by hand")
+    table, nxt, after = rest.partition("\n[")
+    kept = [x for x in table.split("\n") if not x.startswith("failover =")]
+    write_atomic(config, head + sep + "\n".join([line, *kept]) + nxt + after)
+
+
+def _broker_admin(d: District, endpoint: tuple[str, int] | None = None) -> broker_files.BrokerAdmin:
     """A connection to this district's broker as the provisioning user, with a certificate the CA issues
     for 15 minutes (its key never touches the disk but for the TLS library's temporary file)."""
     from cryptography.hazmat.primitives import serialization
@@ -343,23 +404,41 @@ def _broker_admin(d: District) -> broker_files.BrokerAdmin:
                            "provisioning", minutes=15, subject_serial=ADMIN_SUBJECT_SERIAL)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    host = s.get("bind") if s.get("bind") not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
-    return broker_files.BrokerAdmin(host, int(s["broker_port"]), d.ca_cert_path, cert_pem(cert), pem)
+    if endpoint is None:
+        host = s.get("bind") if s.get("bind") not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+        endpoint = (host, int(s["broker_port"]))
+    return broker_files.BrokerAdmin(endpoint[0], endpoint[1], d.ca_cert_path, cert_pem(cert), pem)
 
 
 def _apply_to_broker(d: District, commands: list[dict], ignore: tuple[str, ...]) -> str:
-    """Apply a change to the running broker (no reload), or to the plugin's file when it is stopped.
-    Returns what happened, for the technician."""
+    """Apply a change to the running broker (no reload), or to the plugin's file when it is stopped; then
+    to the district's other brokers (broker-add). Returns what happened, for the technician."""
     admin = _broker_admin(d)
     try:
         if not admin.reachable():
             _write_dynsec_file(d)
-            return "the broker is not running: it will read the change when it starts"
-        admin.run(commands, ignore=ignore)
+            said = "the broker is not running: it will read the change when it starts"
+        else:
+            admin.run(commands, ignore=ignore)
+            said = "the running broker applied the change (no reload needed)"
     except broker_files.BrokerError as e:
         raise ProvisioningError(f"{e}. The district's files are updated; once the broker runs, apply them with "
                                 f"`tpskit provision broker-sync --dir {d.root}`") from e
-    return "the running broker applied the change (no reload needed)"
+    for endpoint in extra_brokers(d):
+        where = f"{endpoint[0]}:{endpoint[1]}"
+        _write_dynsec_file(d, extra_broker_dir(d, endpoint) / "dynamic-security.json")  # for a reinstall
+        admin = _broker_admin(d, endpoint)
+        try:
+            if not admin.reachable():
+                said += (f"; the broker at {where} is not reachable: run `tpskit provision broker-sync --dir "
+                         f"{d.root}` once it is (until then a revoked kit may still publish there)")
+                continue
+            admin.run(commands, ignore=ignore)
+        except broker_files.BrokerError as e:
+            raise ProvisioningError(f"the broker at {where}: {e}. Once it runs, apply the change with "
+                                    f"`tpskit provision broker-sync --dir {d.root}`") from e
+        said += f"; the broker at {where} too"
+    return said
 
 
 def broker_sync(root: Path) -> str:
@@ -506,7 +585,7 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
         "kit": {"id": ident.common_name, "tps": ident.tps, "registered_voters": info.registered_voters,
                 "data_dir": data_dir},
         "identity": identity,
-        "broker": {"host": s["broker_host"], "port": s["broker_port"]},
+        "broker": {"host": s["broker_host"], "port": s["broker_port"], "failover": s.get("failover") or None},
     }, header=f"# Kit settings issued by district {s['district_id']} on {utcnow():%Y-%m-%d}.\n"
               "# Check them with: tpskit kit check-config --config kit.toml"))
     issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),

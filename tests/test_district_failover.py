@@ -10,9 +10,6 @@ PostgreSQL. Kits list both brokers (`[broker] failover`).
 
 from __future__ import annotations
 
-import getpass
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,14 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Broker, PgPair, Rig, fake_jpeg, fresh_database, make_reading, wait_for
+from conftest import (
+    TPS_CODES,
+    Broker,
+    PgPair,
+    Rig,
+    fake_jpeg,
+    fresh_database,
+    reading_of,
+    wait_for,
+)
 from sqlalchemy import create_engine, text
 
+from tpskit.edge.config import load_kit_config
 from tpskit.edge.deliver import Delivery
 from tpskit.edge.submit import sign_and_queue
+from tpskit.edge.transport import MqttLink, PublishOutcome, TlsIdentity
 from tpskit.localhost import free_port
-from tpskit.provisioning.broker import mosquitto_conf
-from tpskit.provisioning.district import service_instance
+from tpskit.provisioning.district import bench_kit, broker_add, revoke, service_instance
 
 pytestmark = pytest.mark.broker
 
@@ -87,32 +94,63 @@ class FailoverDistrict:
 
 def failover_district(rig_factory, db_url: str) -> FailoverDistrict:
     rig = rig_factory(KITS, db_url=db_url)
-    # The second instance: its own certificate (the broker gives each certificate one session).
+    # The second broker, as `tpskit provision broker-add` writes it (same CA and users; district.toml
+    # lists it); the kits were issued before it, so their kit.toml gets the line by hand.
+    port_b = free_port()
+    folder = broker_add(rig.root, "127.0.0.1", port_b)
+    broker_b = Broker(folder / "mosquitto.conf", port_b, rig.root / "mosquitto-b.log").start()
+    rig.procs.append(broker_b.proc)  # type: ignore[arg-type]
+    for k in rig.kits:
+        _add_failover(k.config_path, f"127.0.0.1:{port_b}")
+    # The second instance: its own certificate (the broker gives each certificate one session), which
+    # both running brokers learn at once.
     cert_b, key_b = service_instance(rig.root, "b")
     config_b = rig.root / "district-b.toml"
     config_b.write_text(rig.district_config.read_text()
                         .replace('key = "service/district.key"', f'key = "{key_b.relative_to(rig.root)}"')
                         .replace('certificate = "service/district.pem"',
                                  f'certificate = "{cert_b.relative_to(rig.root)}"'))
-    # The second broker: the same CA, server certificate and users (the dynamic security file as the
-    # first broker holds it now), its own port and persistence.
-    port_b = free_port()
-    folder = rig.root / "broker-b"
-    (folder / "data").mkdir(parents=True)
-    shutil.copy(rig.root / "broker" / "dynamic-security.json", folder / "dynamic-security.json")
-    conf = folder / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(rig.root / "broker", port=port_b, bind="127.0.0.1", data_dir=folder / "data",
-                                   dynsec_file=folder / "dynamic-security.json",
-                                   run_as=getpass.getuser() if os.geteuid() == 0 else None))
-    broker_b = Broker(conf, port_b, rig.root / "mosquitto-b.log").start()
-    rig.procs.append(broker_b.proc)  # type: ignore[arg-type]
-    for config in (rig.district_config, config_b, *(k.config_path for k in rig.kits)):
-        _add_failover(config, f"127.0.0.1:{port_b}")
     # No republishing on a timer: what the kits need after a failure must come from the failover itself
     # (a kit that moved publishes its unacknowledged result again at once).
     for k in rig.kits:
-        k.config_path.write_text(k.config_path.read_text().replace("ack_timeout_s = 4.0", "ack_timeout_s = 300.0"))
+        kit_toml = k.config_path.read_text()
+        assert "ack_timeout_s = 4.0" in kit_toml
+        k.config_path.write_text(kit_toml.replace("ack_timeout_s = 4.0", "ack_timeout_s = 300.0"))
     return FailoverDistrict(rig, [rig.broker, broker_b], [rig.district_config, config_b], db_url, [])
+
+
+def _publish_at(port: int, handle_folder: Path, tps: str) -> PublishOutcome:
+    """A kit's result topic published at the broker on `port` with that kit's certificate."""
+    cfg = load_kit_config(handle_folder / "kit.toml")
+    link = MqttLink(f"probe-{port}", TlsIdentity(str(cfg.identity.ca), str(cfg.identity.certificate),
+                                                 str(cfg.identity.key)),
+                    cfg.broker.model_copy(update={"port": port, "failover": []}))
+    link.start()
+    try:
+        assert link.wait_connected(15), link.last_error
+        return link.publish(f"tps/{tps}/result", b"probe", 10)
+    finally:
+        link.stop()
+
+
+def test_a_second_broker_learns_every_kit_change_and_kits_issued_after_it_list_it(rig_factory, tmp_path):
+    rig = rig_factory(1)
+    port_b = free_port()
+    folder = broker_add(rig.root, "127.0.0.1", port_b)
+    rig.procs.append(Broker(folder / "mosquitto.conf", port_b, rig.root / "mosquitto-b.log").start().proc)
+    assert rig.district_cfg().broker.endpoints[1] == ("127.0.0.1", port_b)
+    old = rig.kit(0)
+    assert _publish_at(port_b, old.folder, old.tps).delivered, "a kit issued before the broker was added"
+    new = bench_kit(rig.root, "kit-09", TPS_CODES[8], tmp_path / "kit-09")
+    assert new.broker.endswith(f"the broker at 127.0.0.1:{port_b} too"), new.broker
+    assert load_kit_config(new.folder / "kit.toml").broker.endpoints[1] == ("127.0.0.1", port_b)
+    assert _publish_at(port_b, new.folder, new.tps).delivered, "the running second broker learnt the new kit"
+    # Revoked: its broker user is deleted at both brokers; TLS may still complete (the CRL is read at the
+    # next start), but nothing may be published.
+    revoke(rig.root, old.kit_id, reason="stolen")
+    for port in (rig.broker.port, port_b):
+        out = _publish_at(port, old.folder, old.tps)
+        assert not out.delivered and out.reason_code == 0x87, f"the revoked kit still publishes at {port}: {out}"
 
 
 class Kits:
@@ -125,7 +163,7 @@ class Kits:
             cfg = handle.config()
             d = Delivery(cfg)
             for seq in range(1, PER_KIT + 1):
-                row = sign_and_queue(cfg, make_reading(handle.tps, (seq, 20, 30)),
+                row = sign_and_queue(cfg, reading_of(handle.tps, (seq, 20, 30)),
                                      fake_jpeg(f"{handle.kit_id}-{seq}", 512), outbox=d.outbox)
                 self.signed[row.submission_id] = handle.kit_id
             self.deliveries.append(d)

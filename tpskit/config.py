@@ -152,13 +152,16 @@ def load_config(path: Path, model: type[M]) -> M:
 
 
 def toml_dumps(data: dict[str, dict[str, Any]], header: str = "") -> str:
-    """A small TOML writer for the flat two-level files we generate (tomllib only reads)."""
+    """A small TOML writer for the flat two-level files we generate (tomllib only reads); values are
+    strings, numbers, booleans and lists of them."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, int | float):
             return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
         s = str(v).replace("\\", "\\\\").replace('"', '\\"')
         return f'"{s}"'
 
