@@ -65,9 +65,9 @@ from tpskit.envelope import (
     ResultPayload,
     VerificationError,
     Verifier,
+    check_result_content,
     load_revocations,
     payload_bytes,
-    recheck_arithmetic,
     sha256_hex,
     unverified_payload,
     verify_result,
@@ -113,7 +113,6 @@ PHOTO_NOT_KEPT = ("stored without its photo: the district's disk is below its fl
                   "send it again when asked")
 
 # Fields that count people who voted; none may exceed the TPS's registered voters.
-TOTAL_FIELDS = ("pengguna_total", "suara_total")
 
 
 @dataclass(frozen=True)
@@ -230,18 +229,7 @@ class Checker:
         info = self.tps.get(result.tps)
         if info is None:
             raise VerificationError("unknown_tps", f"TPS {result.tps} is not in this district's list", raw)
-        template = self.templates.get(result.template_id)
-        if template is None or template.form_code != result.form_code:
-            raise VerificationError("unknown_template", f"template {result.template_id!r} is not installed", raw)
-        problems = recheck_arithmetic(result, template)
-        if problems:
-            raise VerificationError("checks_failed", "; ".join(problems), raw)
-        values = result.values()
-        over = [f"{n}={values[n]}" for n in TOTAL_FIELDS
-                if values.get(n) is not None and values[n] > info.registered_voters]  # type: ignore[operator]
-        if over:
-            raise VerificationError("over_registered_voters", f"{', '.join(over)} above the "
-                                    f"{info.registered_voters} registered voters of TPS {result.tps}", raw)
+        check_result_content(result, self.templates.get(result.template_id), info.registered_voters, raw)
         if result.evidence_bytes > self.evidence_max_bytes:
             raise VerificationError("evidence_too_large", f"the announced photo of {result.evidence_bytes} bytes is "
                                     f"above the {self.evidence_max_bytes} bytes this district accepts; capture it "

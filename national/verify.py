@@ -23,9 +23,9 @@ from typing import Any
 from tpskit.envelope import (
     VerificationError,
     Verifier,
+    check_result_content,
     load_revocations,
     parse_ack,
-    recheck_arithmetic,
     sha256_hex,
     verify_result,
 )
@@ -35,8 +35,6 @@ from tpskit.national.config import DistrictTrust
 from tpskit.tally import province_of
 from tpskit.trust.certs import load_certs
 from tpskit.trust.tps import TpsInfo, read_tps_csv
-
-TOTAL_FIELDS = ("pengguna_total", "suara_total")
 
 
 @dataclass
@@ -120,17 +118,8 @@ class NationalChecker:
         info = d.tps.get(result.tps)
         if info is None:
             raise VerificationError("tps_not_of_district", f"TPS {result.tps} is not in district {d.id}'s list", raw)
-        template = self.templates.get(result.template_id)
-        if template is None or template.form_code != result.form_code:
-            raise VerificationError("unknown_template", f"template {result.template_id!r} is not installed", raw)
-        problems = recheck_arithmetic(result, template)
-        if problems:
-            raise VerificationError("checks_failed", "; ".join(problems), raw)
+        check_result_content(result, self.templates.get(result.template_id), info.registered_voters, raw)
         values = result.values()
-        over = [n for n in TOTAL_FIELDS if (values.get(n) or 0) > info.registered_voters]
-        if over:
-            raise VerificationError("over_registered_voters", f"{', '.join(over)} above the {info.registered_voters} "
-                                    f"registered voters of TPS {result.tps}", raw)
         return {"province": province_of(result.tps), "submission_id": result.submission_id, "district": d.id,
                 "kit_id": result.kit_id, "tps": result.tps, "template_id": result.template_id,
                 "status": result.status, "seq": result.seq, "captured_at": result.captured_at.timestamp(),

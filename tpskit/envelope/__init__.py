@@ -29,7 +29,7 @@ from tpskit.envelope.payload import (
     payload_bytes,
     sha256_hex,
 )
-from tpskit.envelope.recheck import recheck_arithmetic
+from tpskit.envelope.recheck import TOTAL_FIELDS, check_result_content, recheck_arithmetic
 from tpskit.envelope.signing import ALG, CompactSigner, sign_compact
 from tpskit.envelope.verify import (
     MAX_CLOCK_AHEAD,
@@ -47,9 +47,37 @@ from tpskit.envelope.verify import (
 )
 
 __all__ = [
-    "ACK_SCHEMA", "ALG", "MAX_CLOCK_AHEAD", "MAX_EVIDENCE_BYTES", "MAX_FIELD_VALUE", "MAX_RESULT_BYTES", "MAX_SEQ",
-    "RESULT_SCHEMA", "AckPayload", "CheckEntry", "CompactSigner", "FieldEntry", "FieldStatus", "ResultPayload",
-    "Revocations", "Software", "VerificationError", "Verified", "Verifier", "canonical_json", "check_result_time",
-    "load_revocations", "parse_ack", "parse_result", "payload_bytes", "recheck_arithmetic", "sha256_hex",
-    "sign_compact", "strict_json", "unverified_payload", "verify_result",
+    "ACK_SCHEMA",
+    "ALG",
+    "MAX_CLOCK_AHEAD",
+    "MAX_EVIDENCE_BYTES",
+    "MAX_FIELD_VALUE",
+    "MAX_RESULT_BYTES",
+    "MAX_SEQ",
+    "RESULT_SCHEMA",
+    "TOTAL_FIELDS",
+    "AckPayload",
+    "CheckEntry",
+    "CompactSigner",
+    "FieldEntry",
+    "FieldStatus",
+    "ResultPayload",
+    "Revocations",
+    "Software",
+    "VerificationError",
+    "Verified",
+    "Verifier",
+    "canonical_json",
+    "check_result_content",
+    "check_result_time",
+    "load_revocations",
+    "parse_ack",
+    "parse_result",
+    "payload_bytes",
+    "recheck_arithmetic",
+    "sha256_hex",
+    "sign_compact",
+    "strict_json",
+    "unverified_payload",
+    "verify_result",
 ]

@@ -3,10 +3,16 @@ district re-runs them on every result (the kit ran them before it signed)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tpskit.envelope.payload import ResultPayload
+from tpskit.envelope.verify import VerificationError
 from tpskit.forms import Check, Template
+
+#: The fields that count voters: none may be above the TPS's registered voters.
+TOTAL_FIELDS = ("pengguna_total", "suara_total")
 
 
 @dataclass(frozen=True)
@@ -67,3 +73,21 @@ def recheck_arithmetic(result: ResultPayload, template: Template) -> list[str]:
     if result.officer_slip and (ok or all(c.passed for c in result.checks)):
         problems.append("officer_slip is set but no check fails in a review result")
     return problems
+
+
+def check_result_content(result: ResultPayload, template: Template | None, registered_voters: int,
+                         raw: Mapping[str, Any] | None = None) -> None:
+    """Raise `VerificationError` unless a verified result stands on its own content: its form installed
+    (`template`, None when not), its arithmetic rechecked, its totals within the TPS's registered voters.
+    The district and the national tier both run it: neither trusts the kit's arithmetic."""
+    if template is None or template.form_code != result.form_code:
+        raise VerificationError("unknown_template", f"template {result.template_id!r} is not installed", raw)
+    problems = recheck_arithmetic(result, template)
+    if problems:
+        raise VerificationError("checks_failed", "; ".join(problems), raw)
+    values = result.values()
+    over = [f"{n}={values[n]}" for n in TOTAL_FIELDS
+            if values.get(n) is not None and values[n] > registered_voters]  # type: ignore[operator]
+    if over:
+        raise VerificationError("over_registered_voters", f"{', '.join(over)} above the {registered_voters} "
+                                f"registered voters of TPS {result.tps}", raw)
