@@ -487,6 +487,11 @@ class KitDaemon:
             self._enter(S.CAPTURING, texts.WORKING())
             return self._run_job(self._capture_job)
         if ev.button == Button.CONFIRM and self.state in PENDING and self.pending is not None:
+            if not self.pending.reading.confirmable():
+                # The page's rule, so the button cannot bypass it: a failing check is corrected, or marked on
+                # the screen as the sheet's own arithmetic, before anything is signed.
+                self._busy_beep(ev, "a check fails")
+                return self._show_pending()
             self._press_at = ev.at
             return self._start_signing()
         return self._busy_beep(ev, "nothing to confirm")

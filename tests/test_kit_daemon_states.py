@@ -185,12 +185,28 @@ def test_fields_in_review_go_with_their_review_flag_never_as_ok(kit_file):
         assert "Pasangan calon nomor urut 01" in d.message.text and "paslon_01" not in d.message.text
         shown = control(d.cfg.daemon.control_socket, "status")["officer"]  # what a touch page reads
         assert (shown["key"], shown["level"]) == ("review", "action") and "Pasangan calon" in shown["en"]
+        control(d.cfg.daemon.control_socket, "slip on")  # the sheet's own sums fail: marked as written
         press(d, "confirm")
         wait_state(d, KitState.QUEUED)
     [env] = envelopes(kit_file)
-    assert env["status"] == "review"
+    assert env["status"] == "review" and env["officer_slip"] is True
     assert env["fields"]["paslon_01"]["status"] == "review"
     assert env["fields"]["paslon_01"].get("ocr_value") is None
+
+
+def test_the_confirm_button_cannot_send_a_sheet_whose_checks_fail_until_the_officer_marks_them(kit_file):
+    with running(kit_file, FakeReader(result_from(review_reading()))) as d:
+        press(d, "capture")
+        wait_state(d, KitState.REVIEW)
+        press(d, "confirm")
+        wait_for(lambda: Signal.BUSY_BEEP in d.controls.signals(), 10, "the refusing beep")
+        assert d.state == KitState.REVIEW and envelopes(kit_file) == []
+        assert d.controls.signals()[-1] == Signal.REVIEW_NEEDED  # still the review light, not sending
+        control(d.cfg.daemon.control_socket, "slip on")
+        press(d, "confirm")
+        wait_state(d, KitState.QUEUED)
+    [env] = envelopes(kit_file)
+    assert env["officer_slip"] is True
 
 
 def test_a_correction_reruns_the_checks_and_the_envelope_keeps_the_ocr_original(kit_file):

@@ -167,7 +167,9 @@ def drive_kit(kit_config: Path, photos: Sequence[bytes], *, truth: Mapping[str, 
             echo("  values read: " + ", ".join(f"{n}={v}" for n, v in values.items()))
         if s["state"] == "review" and truth is not None:
             for name, f in reading["fields"].items():
-                if f["status"] == "review":
+                # The officer checks the doubtful fields against the sheet, and any other value that differs
+                # from it (the Confirm button sends nothing while a check fails).
+                if f["status"] == "review" or f["value"] != truth[name]:
                     echo(f"  officer corrects {name}: {f['value']} -> {truth[name]} (from the sheet)")
                     control(socks / "kit.sock", f"correct {name} {truth[name]}")
             s = reach("confirm", "review")
