@@ -8,9 +8,10 @@ by every page, download and command until the database changes (`change_token`);
 A TPS's status, for one form template, the first that applies:
 - `revoked`: its current result was signed by a kit whose certificate has since been revoked (a result
   that reached the district before the revocation stays valid, and is shown as such);
-- `slip`: the current result reports a failing check: the sheet's own arithmetic, as the officers wrote it,
-  does not add up (the kit sends it only when the officer confirmed it is written that way);
-- `review`: the current result has a field nobody could read or confirm; counted as reported, not summed;
+- `slip`: the current result reports a failing check that the officer marked as the sheet's own arithmetic
+  (`officer_slip`): as the officers wrote it, it does not add up;
+- `review`: the current result has a field nobody could read or confirm, or a failing check nobody marked
+  as written (a result signed by an older kit); counted as reported, not summed;
 - `corrected`: reported ok, with fields the officer corrected (OCR value -> final value);
 - `ok`: reported ok;
 - `refused`: nothing accepted, and the district refused at least one message for this TPS;
@@ -283,6 +284,7 @@ class _Signed:
     failing: tuple[str, ...]
     corrections: tuple[Correction, ...]
     payload_status: str
+    officer_slip: bool
 
 
 class SnapshotReader:
@@ -335,7 +337,7 @@ class SnapshotReader:
                         tuple(c["id"] for c in payload.get("checks", []) if not c.get("passed", True)),
                         tuple(Correction(n, f.get("ocr_value"), f.get("value")) for n, f in fields.items()
                               if f.get("status") == _CORRECTED),
-                        str(payload.get("status")))
+                        str(payload.get("status")), payload.get("officer_slip") is True)
         rev = _revocations(self.revocations)
         current: dict[str, dict[str, Current]] = defaultdict(dict)
         for key, s in self._current.items():
@@ -343,7 +345,7 @@ class SnapshotReader:
             stored = Stored(s.submission_id, s.kit_id, s.tps, s.template_id, s.status, s.seq, s.received_at,
                             info.values)
             current[s.template_id][s.tps] = Current(
-                stored, _status(info.failing, info.corrections, info.payload_status,
+                stored, _status(info.failing, info.officer_slip, info.corrections, info.payload_status,
                                 _is_revoked(rev, s.kit_id, info.cert_serial)),
                 info.cert_serial, info.failing, info.corrections, self._counts[key])
         templates = sorted(current, key=lambda t: (-len(current[t]), t))
@@ -380,11 +382,11 @@ class SnapshotReader:
             self._refusals = (new + self._refusals)[:self.refusals_max]
 
 
-def _status(failing: tuple[str, ...], corrections: tuple[Correction, ...], payload_status: str,
-            revoked: bool) -> str:
+def _status(failing: tuple[str, ...], officer_slip: bool, corrections: tuple[Correction, ...],
+            payload_status: str, revoked: bool) -> str:
     if revoked:
         return "revoked"
-    if failing:
+    if failing and officer_slip:
         return "slip"
     if payload_status == "review":
         return "review"

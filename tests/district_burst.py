@@ -39,6 +39,7 @@ def slip(tps: str) -> dict[str, Any]:
     r["fields"]["paslon_01"]["value"] += 1
     r["checks"] = _checks({n: f["value"] for n, f in r["fields"].items()})
     assert not all(c["passed"] for c in r["checks"])
+    r["officer_slip"] = True  # the officer marked it as written on the sheet
     return r
 
 

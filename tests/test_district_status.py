@@ -110,3 +110,11 @@ def test_the_dashboards_incremental_reader_agrees_with_a_full_read_even_when_a_c
     assert [r.to_json() for r in got.rows()] == [r.to_json() for r in want.rows()]
     assert config.exists()
     engine.dispose()
+
+
+def test_a_failing_check_nobody_marked_as_written_is_in_review_not_an_officer_slip():
+    from tpskit.district.status import _status
+
+    assert _status(("suara_sah",), False, (), "review", False) == "review"  # e.g. signed by an older kit
+    assert _status(("suara_sah",), True, (), "review", False) == "slip"
+    assert _status(("suara_sah",), True, (), "review", True) == "revoked"
