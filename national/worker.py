@@ -130,6 +130,10 @@ class NationalWorker:
                 try:
                     if js is None:
                         js = await JetStream.connect(self.cfg.nats.servers, name="national-worker")
+                    if sub is None:
+                        # Again until it works: while a node is lost the stream or its consumer may time out
+                        # here on a connection that is up (before, the worker then fetched from no consumer
+                        # until the connection itself dropped).
                         await js.ensure_stream(self.cfg.nats.replicas)
                         sub = await js.pull_consumer(self.cfg.nats.durable, self.cfg.nats.ack_wait_s)
                         log_event(log, "national.ready", durable=self.cfg.nats.durable)

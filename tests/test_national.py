@@ -70,7 +70,13 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
         return log.read_text().count('"event": "national.ready"') > 0
 
     before = log.read_text().count('"event": "national.ready"') if log.exists() else 0
-    wait_for(lambda: ready() and log.read_text().count('"event": "national.ready"') > before, 60, "national worker")
+    try:
+        wait_for(lambda: ready() and log.read_text().count('"event": "national.ready"') > before, 60,
+                 "national worker")
+    except BaseException:
+        p.kill()  # a worker left running would consume the next test's stream on a reused port
+        p.wait(10)
+        raise
     return p
 
 
