@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from tpskit.config import BrokerSection, Section, load_config
+from tpskit.config import BrokerSection, NatsServers, Section, load_config
 
 DEFAULT_DISTRICT_CONFIG = Path("/etc/tpskit/district.toml")
 
@@ -126,19 +126,12 @@ class NationalSection(Section):
     when it is back."""
 
     enabled: bool = Field(default=False, description="forward accepted results to the national stream")
-    servers: list[str] = Field(default_factory=list, min_length=0, max_length=16,
+    servers: NatsServers = Field(default_factory=list, min_length=0, max_length=16,
                                description="the NATS cluster's nodes, every one (nats://host:port)")
     replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream, when this district creates it")
     batch_max: int = Field(default=500, ge=1, le=10_000, description="outbox rows read and sent per round at most")
     retry_s: float = Field(default=1.0, gt=0, le=60, description="wait before trying NATS again after a failure")
 
-    @field_validator("servers")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("nats://", "tls://")):
-                raise ValueError(f"{url!r}: a NATS server is nats://host:port")
-        return v
 
 
 class DistrictConfig(Section):

@@ -19,13 +19,13 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from tpskit.config import Section, load_config
+from tpskit.config import NatsServers, Section, load_config
 
 DEFAULT_NATIONAL_CONFIG = Path("/etc/tpskit/national.toml")
 
 
 class NatsSection(Section):
-    servers: list[str] = Field(min_length=1, max_length=16, description="every node of the NATS cluster "
+    servers: NatsServers = Field(min_length=1, max_length=16, description="every node of the NATS cluster "
                                                                        "(nats://host:port)")
     replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream, when a worker creates it")
     durable: str = Field(default="national", pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -34,13 +34,6 @@ class NatsSection(Section):
                               description="a message not acknowledged this long after delivery is delivered again "
                                           "(a worker killed mid-batch)")
 
-    @field_validator("servers")
-    @classmethod
-    def _urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("nats://", "tls://")):
-                raise ValueError(f"{url!r}: a NATS server is nats://host:port")
-        return v
 
 
 class NationalDatabase(Section):

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
@@ -171,3 +171,16 @@ def toml_dumps(data: dict[str, dict[str, Any]], header: str = "") -> str:
         out.extend(f"{k} = {value(v)}" for k, v in items.items() if v is not None)
         out.append("")
     return "\n".join(out)
+
+
+def nats_urls(v: list[str]) -> list[str]:
+    """A list of NATS servers, each nats://host:port or tls://host:port (the district's [national] and the
+    national role's [nats] both name the cluster this way)."""
+    for url in v:
+        if not url.startswith(("nats://", "tls://")):
+            raise ValueError(f"{url!r}: a NATS server is nats://host:port")
+    return v
+
+
+#: A field listing NATS servers, checked by `nats_urls`.
+NatsServers = Annotated[list[str], AfterValidator(nats_urls)]
