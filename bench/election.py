@@ -282,16 +282,9 @@ def create_database(base_url: str, name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ measuring
 def js_call(servers: list[str], fn: Any) -> Any:
-    from tpskit.jetstream import JetStream
+    from tpskit.jetstream import run_with
 
-    async def main() -> Any:
-        js = await JetStream.connect(servers, name="bench")
-        try:
-            return await fn(js)
-        finally:
-            await js.close()
-
-    return asyncio.run(main())
+    return run_with(servers, fn, "bench")
 
 
 def raw_drain(servers: list[str], batch: int, out: Any) -> None:

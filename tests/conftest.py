@@ -597,18 +597,9 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def run_js(servers: list[str], fn: Callable[[Any], Any]) -> Any:
     """Run `await fn(js)` on a fresh JetStream connection (tests talk to the stream directly)."""
-    import asyncio
+    from tpskit.jetstream import run_with
 
-    from tpskit.jetstream import JetStream
-
-    async def main() -> Any:
-        js = await JetStream.connect(servers, name="test")
-        try:
-            return await fn(js)
-        finally:
-            await js.close()
-
-    return asyncio.run(main())
+    return run_with(servers, fn, "test")
 
 
 @pytest.fixture

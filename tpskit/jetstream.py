@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,3 +124,17 @@ class JetStream:
     async def delete_consumer(self, durable: str) -> None:
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(STREAM, durable)
+
+
+def run_with(servers: Sequence[str], fn: Callable[[JetStream], Awaitable[Any]], name: str) -> Any:
+    """`await fn(js)` on a fresh connection, closed after; for callers without an event loop of their own
+    (the benches and the tests talk to the stream directly)."""
+
+    async def main() -> Any:
+        js = await JetStream.connect(servers, name=name)
+        try:
+            return await fn(js)
+        finally:
+            await js.close()
+
+    return asyncio.run(main())
