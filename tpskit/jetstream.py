@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -107,7 +106,7 @@ class JetStream:
         """Up to `batch` messages, or none after `timeout` seconds."""
         try:
             msgs = await sub.fetch(batch, timeout=timeout)
-        except NatsTimeout:
+        except TimeoutError:  # nats-py raises its own (a subclass) or, once its deadline has passed, the builtin one
             return []
         return [Pulled(m.data, m.metadata.sequence.stream, m.metadata.num_delivered, m) for m in msgs]
 
