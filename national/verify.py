@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tpskit.envelope import (
+    ResultPayload,
     VerificationError,
     Verifier,
     check_result_content,
@@ -119,10 +120,15 @@ class NationalChecker:
         if info is None:
             raise VerificationError("tps_not_of_district", f"TPS {result.tps} is not in district {d.id}'s list", raw)
         check_result_content(result, self.templates.get(result.template_id), info.registered_voters, raw)
-        values = result.values()
-        return {"province": province_of(result.tps), "submission_id": result.submission_id, "district": d.id,
-                "kit_id": result.kit_id, "tps": result.tps, "template_id": result.template_id,
-                "status": result.status, "seq": result.seq, "captured_at": result.captured_at.timestamp(),
-                "received_at": received_at, "stored_at": 0.0, "envelope": verified.compact,
-                "envelope_sha256": env_sha, "evidence_sha256": result.evidence_sha256, "acceptance": acceptance,
-                "values_json": json.dumps(values, separators=(",", ":"))}
+        return national_row(d.id, result, verified.compact, env_sha, acceptance, received_at)
+
+
+def national_row(district: str, result: ResultPayload, envelope: str, envelope_sha256: str, acceptance: str,
+                 received_at: float) -> dict[str, Any]:
+    """The national_results row of a result (stored_at is set at the commit)."""
+    return {"province": province_of(result.tps), "submission_id": result.submission_id, "district": district,
+            "kit_id": result.kit_id, "tps": result.tps, "template_id": result.template_id,
+            "status": result.status, "seq": result.seq, "captured_at": result.captured_at.timestamp(),
+            "received_at": received_at, "stored_at": 0.0, "envelope": envelope,
+            "envelope_sha256": envelope_sha256, "evidence_sha256": result.evidence_sha256, "acceptance": acceptance,
+            "values_json": json.dumps(result.values(), separators=(",", ":"))}

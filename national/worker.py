@@ -120,13 +120,16 @@ class NationalWorker:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        """Two batches in flight: while one is committed (in a thread) and then acknowledged, the next is
-        fetched and verified. A batch whose commit fails is not acknowledged: JetStream delivers it again."""
+        """Three batches in flight: while one is committed (in a thread) and then acknowledged, the next is
+        verified and the one after it is already being fetched (the worker waited on NATS with the CPU idle
+        otherwise: a third of its wall time in the profile of a replay). A batch whose commit fails is not
+        acknowledged: JetStream delivers it again. On stop, what was fetched is verified and committed too."""
         js: JetStream | None = None
         sub = None
         committing: asyncio.Task[None] | None = None
+        fetching: asyncio.Task[list[Pulled]] | None = None
         try:
-            while not self.stop_event.is_set():
+            while True:
                 try:
                     if js is None:
                         js = await JetStream.connect(self.cfg.nats.servers, name="national-worker")
@@ -137,19 +140,31 @@ class NationalWorker:
                         await js.ensure_stream(self.cfg.nats.replicas)
                         sub = await js.pull_consumer(self.cfg.nats.durable, self.cfg.nats.ack_wait_s)
                         log_event(log, "national.ready", durable=self.cfg.nats.durable)
-                    msgs = await js.fetch(sub, self.cfg.worker.batch_max, timeout=1.0)
-                    batch = [(m, self.checker.check(m.data)) for m in msgs]
+                    if fetching is None:
+                        if self.stop_event.is_set():
+                            break
+                        fetching = asyncio.create_task(js.fetch(sub, self.cfg.worker.batch_max, timeout=1.0))
+                    task, fetching = fetching, None
+                    msgs = await task
+                    if msgs and not self.stop_event.is_set():
+                        fetching = asyncio.create_task(js.fetch(sub, self.cfg.worker.batch_max, timeout=1.0))
+                    batch = await self._check(msgs)
                     if committing is not None:
-                        task, committing = committing, None
-                        await task
+                        task_c, committing = committing, None
+                        await task_c
                     if batch:
                         committing = asyncio.create_task(self._commit(batch))
                 except Exception as e:
                     log_event(log, "national.batch_failed", error=f"{type(e).__name__}: {e}"[:300])
+                    if fetching is not None:  # its messages, if any, are delivered again after ack_wait_s
+                        fetching.cancel()
+                        fetching = None
                     await asyncio.sleep(1.0)
                     if js is not None and not js.nc.is_connected:
                         await js.close()
                         js, sub = None, None
+                    if self.stop_event.is_set():
+                        break
             if committing is not None:
                 with contextlib.suppress(Exception):
                     await committing
@@ -158,6 +173,16 @@ class NationalWorker:
                 await js.close()
             self.store.engine.dispose()
             log_event(log, "national.stopped", **self.store.counts)
+
+    async def _check(self, msgs: list[Pulled]) -> list[tuple[Pulled, dict[str, Any] | Refusal]]:
+        """Verify a batch on the event loop, giving it a turn every few messages so that the next batch,
+        already asked for, is read off the socket meanwhile."""
+        out = []
+        for i, m in enumerate(msgs):
+            out.append((m, self.checker.check(m.data)))
+            if i % 16 == 15:
+                await asyncio.sleep(0)
+        return out
 
     async def _commit(self, batch: list[tuple[Pulled, dict[str, Any] | Refusal]]) -> None:
         await asyncio.to_thread(self.store.commit, batch)  # the event loop keeps the connection alive meanwhile
