@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,8 @@ def load_revocations(path: Path) -> Revocations:
         raise ValueError(f"{path} is not a revocation list written by `tpskit provision revoke` ({e})") from e
 
 
+#: Distinct protected headers (one per certificate) whose checks are kept.
+HEADER_CACHE_MAX = 100_000
 _B64URL_SIG = re.compile(r"[A-Za-z0-9_-]{86}")  # an Ed25519 signature: 64 bytes, no padding
 _MAX_HEADER_SEGMENT = 16_384
 
@@ -186,12 +189,15 @@ class Verifier:
 
     ca_certs: list[x509.Certificate]
     revocations: Revocations = field(default_factory=Revocations)
-    _header_cache: dict[str, _Leaf] = field(default_factory=dict, repr=False)
+    # Least recently used out first: a national worker meets hundreds of thousands of kits in a night, and
+    # clearing the whole cache at the bound threw away the district services' certificates too.
+    _header_cache: OrderedDict[str, _Leaf] = field(default_factory=OrderedDict, repr=False)
 
     def _header(self, segment: str, raw: dict[str, Any] | None) -> _Leaf:
         """The protected header's checks and the certificate chain, once per distinct header text."""
         hit = self._header_cache.get(segment)
         if hit is not None:
+            self._header_cache.move_to_end(segment)
             return hit
         if len(segment) > _MAX_HEADER_SEGMENT:
             raise VerificationError("malformed", "the protected header is too long", raw)
@@ -213,9 +219,9 @@ class Verifier:
         except VerificationError as e:
             e.payload = raw
             raise
-        if len(self._header_cache) > 100_000:
-            self._header_cache.clear()
         self._header_cache[segment] = leaf
+        if len(self._header_cache) > HEADER_CACHE_MAX:
+            self._header_cache.popitem(last=False)
         return leaf
 
     def _leaf(self, x5c0: str) -> _Leaf:
