@@ -120,10 +120,11 @@ class NationalWorker:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        """Three batches in flight: while one is committed (in a thread) and then acknowledged, the next is
-        verified and the one after it is already being fetched (the worker waited on NATS with the CPU idle
-        otherwise: a third of its wall time in the profile of a replay). A batch whose commit fails is not
-        acknowledged: JetStream delivers it again. On stop, what was fetched is verified and committed too."""
+        """Up to three batches in flight: while one is committed (in a thread) and then acknowledged, the next
+        is verified and, when the stream is ahead, the one after it is already being fetched (the worker
+        waited on NATS with the CPU idle otherwise: a third of its wall time in the profile of a replay).
+        A batch whose commit fails is not acknowledged: JetStream delivers it again. On stop, what was
+        fetched is verified and committed too."""
         js: JetStream | None = None
         sub = None
         committing: asyncio.Task[None] | None = None
@@ -146,7 +147,10 @@ class NationalWorker:
                         fetching = asyncio.create_task(js.fetch(sub, self.cfg.worker.batch_max, timeout=1.0))
                     task, fetching = fetching, None
                     msgs = await task
-                    if msgs and not self.stop_event.is_set():
+                    if len(msgs) >= self.cfg.worker.batch_max and not self.stop_event.is_set():
+                        # A full batch: the stream is ahead of us (a backlog, a burst). A short one means
+                        # caught up: no prefetch then, so that a worker killed holds no more messages
+                        # unacknowledged (each waits ack_wait_s) than before.
                         fetching = asyncio.create_task(js.fetch(sub, self.cfg.worker.batch_max, timeout=1.0))
                     batch = await self._check(msgs)
                     if committing is not None:
