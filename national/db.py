@@ -6,6 +6,10 @@
   workers insert with ON CONFLICT DO NOTHING, so a message delivered twice (a worker killed before its ack,
   a district's re-publication past JetStream's duplicate window) is stored once.
 - national_rejections: every forwarded message refused, with its reason (logged too).
+
+The tables below are what the code reads and writes; the Alembic revisions in migrations/ build and change
+them (tpskit.national.schema; a test checks that both agree). A change here needs a revision: see
+migrations/env.py. The province partitions are not revisions: they follow the configured districts.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ national_rejections = Table(
     Column("stream_seq", BigInteger, nullable=False),
 )
 
-# Any constant: the advisory lock under which workers starting together create tables and partitions.
+# Any constant: the advisory lock under which workers starting together upgrade the schema and add partitions.
 _SCHEMA_LOCK = 0x6E61_7469
 
 
@@ -59,16 +63,23 @@ def partition_name(province: str) -> str:
 
 
 def open_national_db(url: str, provinces: Iterable[str]) -> Engine:
-    """The engine, with the tables and one partition per province in `provinces` (idempotent)."""
+    """The engine, on a database brought to this release's schema (tpskit.national.schema: SchemaError when the
+    database is newer), with one partition per province in `provinces` (idempotent)."""
+    from tpskit.national import schema  # its migrations import this module's metadata
+
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     engine = create_engine(url, future=True, pool_pre_ping=True)
-    with engine.begin() as conn:
-        conn.execute(text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
-        metadata.create_all(conn)
-        for p in sorted(set(provinces)):
-            conn.execute(text(f"CREATE TABLE IF NOT EXISTS {partition_name(p)} PARTITION OF national_results "
-                              f"FOR VALUES IN ('{p}')"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
+            schema.upgrade(conn)
+            for p in sorted(set(provinces)):
+                conn.execute(text(f"CREATE TABLE IF NOT EXISTS {partition_name(p)} PARTITION OF national_results "
+                                  f"FOR VALUES IN ('{p}')"))
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

@@ -1,0 +1,1 @@
+"""Alembic revisions of the national database (tpskit.national.schema runs them)."""
