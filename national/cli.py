@@ -42,10 +42,14 @@ def work(config_path: Path) -> None:
     """Consume the national stream: verify every result again, store it once, acknowledge after the commit.
     Run as many as needed (they share one durable consumer). Runs until SIGTERM / Ctrl-C."""
     from tpskit.events import setup_logging
+    from tpskit.national.schema import SchemaError
     from tpskit.national.worker import NationalWorker
 
     setup_logging()
-    worker = NationalWorker(load_config(config_path))
+    try:
+        worker = NationalWorker(load_config(config_path))
+    except SchemaError as e:  # a later release upgraded the database: say so, no traceback
+        raise click.ClickException(str(e)) from e
     signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop_event.set())
     worker.run()
