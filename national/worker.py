@@ -179,13 +179,13 @@ class NationalWorker:
             log_event(log, "national.stopped", **self.store.counts)
 
     async def _check(self, msgs: list[Pulled]) -> list[tuple[Pulled, dict[str, Any] | Refusal]]:
-        """Verify a batch on the event loop, giving it a turn every few messages so that the next batch,
-        already asked for, is read off the socket meanwhile."""
+        """Verify a batch on the event loop, giving it a turn first (the next batch's request goes out) and
+        then every few messages (that batch is read off the socket meanwhile)."""
         out = []
         for i, m in enumerate(msgs):
-            out.append((m, self.checker.check(m.data)))
-            if i % 16 == 15:
+            if i % 16 == 0:
                 await asyncio.sleep(0)
+            out.append((m, self.checker.check(m.data)))
         return out
 
     async def _commit(self, batch: list[tuple[Pulled, dict[str, Any] | Refusal]]) -> None:

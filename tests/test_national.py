@@ -384,3 +384,56 @@ def test_a_worker_dying_between_its_commit_and_its_acks_has_nothing_stored_twice
     run(second, lambda: second.store.counts["already_stored"] >= 6)
     assert second.store.counts["stored"] == 0
     assert sorted(r["submission_id"] for r in national_rows(national_db_url)) == sorted(sent)
+
+
+def test_a_worker_fetching_ahead_and_stopped_stores_and_acknowledges_what_it_fetched(
+        rig_factory, raw_kit_factory, national_stream, national_db_url, tmp_path):
+    """With batches of 2 every batch comes full, so the worker asks for the next one while it verifies the
+    current one. Stopped while verifying its first batch, it still verifies, stores and acknowledges the one it
+    had asked for (nothing is left to wait for ack_wait), and a second worker stores the rest, none twice."""
+    import threading
+
+    from tpskit.forwarded import STREAM
+    from tpskit.national.config import load_national_config
+    from tpskit.national.worker import NationalWorker
+
+    cluster = national_stream
+    rig = rig_factory(1, extra_config=national_section(cluster.urls))
+    svc = rig.serve_inprocess()
+    sent = send_results(raw_kit_factory(rig.kit(0)), 6)
+    wait_for(lambda: svc.forwarder.sent == 6, 30, "forwarded")
+    config = national_toml(tmp_path / "national", cluster.urls, national_db_url, [rig])
+    config.write_text(config.read_text() + "\n[worker]\nbatch_max = 2\n")
+    cfg = load_national_config(config)
+
+    def ack_pending() -> int:
+        async def info(js: Any) -> int:
+            return int((await js.js.consumer_info(STREAM, cfg.nats.durable)).num_ack_pending)
+
+        return run_js(cluster.urls, info)
+
+    first = NationalWorker(cfg)
+    check = first.checker.check
+
+    def stop_at_first_check(data: bytes) -> Any:  # the next batch is asked for by then
+        first.stop_event.set()
+        return check(data)
+
+    first.checker.check = stop_at_first_check  # type: ignore[method-assign]
+    thread = threading.Thread(target=first.run, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert first.store.counts["stored"] >= 2, first.store.counts  # 4, unless the batch asked for came back empty
+    # What it received is acknowledged (a worker that left it behind fails here: ack_wait is 30 s).
+    wait_for(lambda: ack_pending() == 0, 10, "the first worker's acks")
+    second = NationalWorker(cfg)
+    thread = threading.Thread(target=second.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: first.store.counts["stored"] + second.store.counts["stored"] == 6, 60, "every result")
+    finally:
+        second.stop_event.set()
+        thread.join(20)
+    assert second.store.counts["already_stored"] == 0
+    assert sorted(r["submission_id"] for r in national_rows(national_db_url)) == sorted(sent)
