@@ -29,12 +29,19 @@ from conftest import (
 )
 from sqlalchemy import create_engine, text
 
+from tpskit.district.config import load_district_config
+from tpskit.district.service import build_ingest
 from tpskit.edge.config import load_kit_config
 from tpskit.edge.deliver import Delivery
-from tpskit.edge.submit import sign_and_queue
+from tpskit.edge.submit import build_payload, sign_and_queue
 from tpskit.edge.transport import MqttLink, PublishOutcome, TlsIdentity
+from tpskit.envelope import Verifier, parse_ack, payload_bytes, sha256_hex, sign_compact
 from tpskit.localhost import free_port
-from tpskit.provisioning.district import bench_kit, broker_add, revoke, service_instance
+from tpskit.provisioning.district import bench_kit, broker_add, district_init, revoke, service_instance
+from tpskit.topics import ack_topic, evidence_topic, result_topic
+from tpskit.trust.certs import load_certs
+from tpskit.trust.identity import ROLE_DISTRICT
+from tpskit.trust.keys import load_key
 
 pytestmark = pytest.mark.broker
 
@@ -223,11 +230,7 @@ def test_broker_killed_mid_stream_kits_fail_over_and_each_result_is_stored_once(
 
 
 def test_service_instance_killed_mid_stream_the_other_one_stores_each_result_once(rig_factory, postgres_url):
-    # Known gap (1 run in about 5 on a clean clone): a result the killed instance committed but never
-    # acknowledged can stay unanswered by the survivor until the kit publishes it again after its ack
-    # timeout, answered then as a duplicate. The kits here republish after 10 s, as a real kit does after
-    # its own timeout; the broker and database failovers below still prove recovery without a timer.
-    district = failover_district(rig_factory, fresh_database(postgres_url), ack_timeout_s=10.0)
+    district = failover_district(rig_factory, fresh_database(postgres_url))
     first = district.serve(0)
     district.serve(1)
     kits = Kits(district.rig)
@@ -241,6 +244,43 @@ def test_service_instance_killed_mid_stream_the_other_one_stores_each_result_onc
         assert at_kill < KITS * PER_KIT, "the instance was killed after the stream ended"
     finally:
         kits.stop()
+
+
+def test_an_instance_killed_between_its_commit_and_its_ack_leaves_the_kit_answered_by_the_other(tmp_path):
+    """The gap the test above once hit (1 run in 5): both instances get every message. Each took the
+    result in while it waited for its photo (no answer yet); one completed it with the photo, committed
+    and died before its ack left. The other, given the photo with the result already stored, must answer
+    it, whichever of the two had stored the waiting result."""
+    csv = tmp_path / "tps.csv"
+    tps = TPS_CODES[0]
+    csv.write_text(f"tps,registered_voters\n{tps},250\n")
+    d = district_init(tmp_path / "d", csv, district_id="kab-test")
+    cfg = load_district_config(d.config_path)
+    bench_kit(d.root, "kit-a", tps, tmp_path / "kit-a")
+    key, chain = load_key(tmp_path / "kit-a" / "kit.key"), load_certs(tmp_path / "kit-a" / "kit.pem")
+    ingests = [build_ingest(cfg), build_ingest(cfg)]
+    try:
+        for seq, (first, second) in ((1, (0, 1)), (2, (1, 0))):
+            sid, photo = f"gap-{seq:04d}", fake_jpeg(f"gap{seq}", 256)
+            body = build_payload(reading_of(tps), kit_id="kit-a", tps=tps, seq=seq, submission_id=sid,
+                                 evidence_sha256=sha256_hex(photo), evidence_bytes=len(photo))
+            result = (result_topic(tps), sign_compact(payload_bytes(body), key, chain).encode())
+            evidence = (evidence_topic(tps, sid), photo)
+            dying, survivor = ingests[first], ingests[second]
+            assert dying.process([result]) == [] and survivor.process([result]) == [], "both wait for the photo"
+            assert len(dying.process([evidence])) == 1  # stored and answered; that ack dies with the instance
+            acks = survivor.process([evidence])
+            assert len(acks) == 1, "the survivor left the stored result unanswered"
+            ack = parse_ack(Verifier(load_certs(cfg.identity.ca)).verify(acks[0].jws.encode(), role=ROLE_DISTRICT))
+            assert (ack.submission_id, ack.status, ack.evidence_sha256) == (sid, "duplicate", sha256_hex(photo))
+            assert acks[0].topic == ack_topic(tps)
+            # Answered once: the same result and photo again (the kit republishing) get one answer each.
+            assert len(survivor.process([evidence])) == 0
+            assert [a.topic for a in survivor.process([result, evidence])] == [ack_topic(tps)]
+    finally:
+        for x in ingests:
+            x.close()
+            x.engine.dispose()
 
 
 def test_primary_lost_mid_stream_standby_promoted_and_each_result_is_stored_once(rig_factory,
@@ -262,3 +302,4 @@ def test_primary_lost_mid_stream_standby_promoted_and_each_result_is_stored_once
         assert postgres_pair.standby.sql("SELECT COUNT(*) FROM results") == [(KITS * PER_KIT,)]
     finally:
         kits.stop()
+
