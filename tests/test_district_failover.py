@@ -99,8 +99,9 @@ class FailoverDistrict:
             engine.dispose()
 
 
-def failover_district(rig_factory, db_url: str, ack_timeout_s: float = 300.0) -> FailoverDistrict:
-    rig = rig_factory(KITS, db_url=db_url)
+def failover_district(rig_factory, db_url: str, ack_timeout_s: float = 300.0,
+                      extra_config: str = "") -> FailoverDistrict:
+    rig = rig_factory(KITS, db_url=db_url, extra_config=extra_config)
     # The second broker, as `tpskit provision broker-add` writes it (same CA and users; district.toml
     # lists it); the kits were issued before it, so their kit.toml gets the line by hand.
     port_b = free_port()
@@ -303,3 +304,81 @@ def test_primary_lost_mid_stream_standby_promoted_and_each_result_is_stored_once
     finally:
         kits.stop()
 
+
+def _lease_holder(db_url: str) -> str | None:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as c:
+            row = c.execute(text("SELECT holder FROM forward_lease")).first()
+            return row[0] if row else None
+    finally:
+        engine.dispose()
+
+
+def _outbox(db_url: str) -> list[tuple[str, float | None]]:
+    """(submission id, sent_at) of the forward outbox, in its order."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(text("SELECT submission_id, sent_at FROM forward_outbox ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def test_one_forwarder_holds_the_lease_and_another_takes_it_only_when_it_lapses_or_is_released(tmp_path):
+    from tpskit.district.config import NationalSection
+    from tpskit.district.db import open_db
+    from tpskit.district.forward import Forwarder
+
+    engine = open_db(f"sqlite:///{tmp_path / 'd.sqlite'}", writer=True)
+    cfg = NationalSection(enabled=True, servers=["nats://127.0.0.1:1"], lease_s=60)
+    a, b = (Forwarder(engine, "kab-test", cfg, holder=h) for h in ("a", "b"))
+    try:
+        assert a.claim() and not b.claim(), "two instances would both forward the outbox"
+        assert a.claim() and not b.claim(), "renewing is not keeping"
+        with engine.begin() as c:  # a died a lease ago: its lease lapsed
+            c.execute(text("UPDATE forward_lease SET expires_at = 1"))
+        assert b.claim() and not a.claim(), "a lapsed lease was not taken over"
+        b.release()  # a clean stop hands over at once
+        assert a.claim() and not b.claim()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.nats
+def test_two_instances_forward_each_result_once_and_the_survivor_takes_over_the_outbox_in_order(
+        rig_factory, postgres_url, national_stream):
+    from conftest import load_json_lines, national_section
+    from test_national import stream_ids
+
+    cluster = national_stream
+    db_url = fresh_database(postgres_url)
+    district = failover_district(rig_factory, db_url, extra_config=national_section(cluster.urls) + "lease_s = 2.0\n")
+    services = [district.serve(0), district.serve(1)]
+    kits = Kits(district.rig)
+    try:
+        kits.start()
+        wait_for(lambda: sum(1 for _, sent in _outbox(db_url) if sent) >= KITS * 2, 30, "the first results forwarded",
+                 interval=0.02)
+        holder = _lease_holder(db_url)
+        assert holder is not None
+        dying = next(i for i, p in enumerate(services) if f":{p.pid}:" in holder)
+        services[dying].send_signal(signal.SIGKILL)  # the forwarding instance dies mid-stream
+        services[dying].wait(10)
+        at_kill = len(district.stored())
+        assert_each_result_once_and_every_kit_acknowledged(district, kits)
+        assert at_kill < KITS * PER_KIT, "the instance was killed after the stream ended"
+        wait_for(lambda: all(sent for _, sent in _outbox(db_url)), 60, "the survivor forwarded the rest")
+    finally:
+        kits.stop()
+    order = [sid for sid, _ in _outbox(db_url)]
+    assert sorted(order) == sorted(kits.signed)
+    assert stream_ids(cluster.urls) == [("kab-test", s) for s in order], "not each once in acceptance order"
+    survivor = 1 - dying
+    events = load_json_lines((district.rig.root / f"instance-{survivor}.log").read_text())
+    kinds = [e.get("state", e["event"]) for e in events
+             if e["event"] in ("district.forwarded", "district.forward_lease")]
+    # Until the other died, the survivor published nothing: each result went out once, not once per instance.
+    assert kinds[0] == "taken" and kinds.count("taken") == 1 and "lost" not in kinds, kinds
+    assert _lease_holder(db_url) != holder
