@@ -131,6 +131,9 @@ class NationalSection(Section):
     replicas: int = Field(default=3, ge=1, le=5, description="copies of the stream, when this district creates it")
     batch_max: int = Field(default=500, ge=1, le=10_000, description="outbox rows read and sent per round at most")
     retry_s: float = Field(default=1.0, gt=0, le=60, description="wait before trying NATS again after a failure")
+    lease_s: float = Field(default=10.0, ge=1, le=600, description="how long the instance that forwards holds the "
+                           "district's forward lease without renewing it; when it lapses (that instance died) "
+                           "another instance takes over")
 
 
 

@@ -9,7 +9,8 @@ Tables:
 - pending:    verified results whose evidence photo has not arrived yet (no ack until it does);
 - rejections: every refused message with its reason (counted and kept, never a result);
 - forward_outbox: what to forward to the national tier, one row per accepted result, written in the
-  transaction that stored it ([national] enabled), marked sent once JetStream acknowledged it.
+  transaction that stored it ([national] enabled), marked sent once JetStream acknowledged it;
+- forward_lease: which service instance forwards the district's outbox, until when (tpskit.district.forward).
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ forward_outbox = Table(
     Column("created_at", Float, nullable=False),
     Column("sent_at", Float),  # NULL until JetStream acknowledged it
     Index("forward_outbox_unsent", "sent_at", "id"),
+)
+
+forward_lease = Table(
+    "forward_lease", metadata,
+    Column("district", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),  # the forwarding instance (host, pid, a random tag)
+    Column("expires_at", Float, nullable=False),  # unix time: after it, another instance may take over
 )
 
 

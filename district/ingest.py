@@ -21,8 +21,10 @@ signed twice [replay].
 Evidence: a photo is stored only for a submission that announced it (its verified result arrived first,
 or earlier in the same batch, naming the photo's SHA-256 and size), and only that one photo; any other
 photo is refused and not stored [evidence_unannounced, evidence_mismatch]. Until its photo arrives a
-verified result waits in `pending`, unanswered. Below the disk floor photos are not stored and the
-result is stored and acknowledged without it (tpskit.district.limits).
+verified result waits in `pending`, unanswered; if another service instance completes and stores it, this
+one answers it `duplicate` when the photo reaches it too (that instance may have died before its ack
+left). Below the disk floor photos are not stored and the result is stored and acknowledged without it
+(tpskit.district.limits).
 
 Size and quotas: a result message above MAX_RESULT_BYTES or a photo above the limit is refused
 [too_large]; new submissions and stored bytes per TPS and hour are bounded [quota: not stored, not
@@ -336,6 +338,11 @@ class Ingest:
         # photo arriving in a later batch (usual when the service keeps up and batches are small) then needs
         # no second signature check unless the revocation list changed meanwhile.
         self._waiting_verdicts: OrderedDict[str, tuple[Checked, int]] = OrderedDict()
+        # Results this ingest took in without answering (each waited for its photo) -> their kit. Another
+        # service instance may complete and commit one and die before its ack leaves: its photo, reaching
+        # this ingest with the result already stored, is then answered `duplicate` here, else the kit
+        # waits for its ack timeout (tests/test_district_failover.py).
+        self._unanswered: OrderedDict[str, str] = OrderedDict()
         if self.helpers > 0 and self.make_checker is not None:
             self._pool = ProcessPoolExecutor(self.helpers, mp_context=mp.get_context("spawn"),
                                              initializer=_worker_init, initargs=(self.make_checker,))
@@ -457,10 +464,21 @@ class Ingest:
                     self._reject(b, acks, logs, it, "malformed", "an evidence topic must end in a submission id",
                                  None, None)
             b.flush(conn)
+        self._note_unanswered(b)
         logs += [("district.waiting_evidence", {"tps": p["submission_id"], "kit": p["kit_id"],
                                                 "submission": p["submission_id"]})
                  for p in b.new_pending if p["submission_id"] not in b.done_pending]
         return b.used
+
+    def _note_unanswered(self, b: _Batch) -> None:
+        """After a commit: remember the results this batch left unanswered, forget those it answered."""
+        for sid, kit in b.unanswered.items():
+            self._unanswered[sid] = kit
+            self._unanswered.move_to_end(sid)
+        for sid in b.answered:
+            self._unanswered.pop(sid, None)
+        while len(self._unanswered) > REMEMBER_REFUSED:
+            self._unanswered.popitem(last=False)
 
     def _database_takes_writes(self) -> bool:
         """Does the database take a well-formed write? (Then the failing message is at fault.)"""
@@ -520,6 +538,7 @@ class Ingest:
         env_sha = sha256_hex(it.payload)
         self.counts["rejected:" + reason] += 1
         if it.kind == "result" and sid:
+            b.answered.add(sid)
             self._refused[sid] = None
             if len(self._refused) > REMEMBER_REFUSED:
                 self._refused.popitem(last=False)
@@ -563,6 +582,7 @@ class Ingest:
         sid, env_sha, tps = c.sid, c.env_sha, it.tps
         stored = b.stored.get(sid)
         if stored is not None:
+            b.answered.add(sid)
             if stored[0] == env_sha:
                 logs.append(("district.duplicate", {"tps": tps, "kit": c.kit, "submission": sid}))
                 photo_kept = (sid, stored[1]) in b.evidence
@@ -577,7 +597,9 @@ class Ingest:
             if waiting.envelope_sha != env_sha:
                 self._reject(b, acks, logs, it, "submission_conflict",
                              "this submission id is already waiting with other content", sid, c.kit)
-            return  # same result again, still waiting for its photo
+                return
+            b.unanswered[sid] = c.kit  # same result again, still waiting for its photo (maybe another's)
+            return
         older = self._out_of_order(b, c)
         if older:
             self._reject(b, acks, logs, it, *older, sid, c.kit)
@@ -592,6 +614,7 @@ class Ingest:
             return
         used[0] += 1
         used[1] += new_bytes
+        b.unanswered[sid] = c.kit
         compact = c.row["envelope"]
         b.pending[sid] = _Waiting(compact, env_sha, c.evidence_sha or "", c.evidence_bytes, c)
         self._waiting_verdicts[sid] = (c, self.checker.revision)
@@ -608,6 +631,7 @@ class Ingest:
         b.new_results.append({**row, "received_at": now})
         sid, kit, seq = row["submission_id"], row["kit_id"], row["seq"]
         b.stored[sid] = (row["envelope_sha256"], row["evidence_sha256"])
+        b.answered.add(sid)
         key = (kit, c.serial, row["template_id"])
         b.max_seq[key] = max(b.max_seq.get(key, 0), seq)
         logs.append(("district.accepted", {"tps": row["tps"], "kit": kit, "submission": sid, "seq": seq,
@@ -637,7 +661,16 @@ class Ingest:
                 b.evidence.add((sid, sha))
                 b.new_evidence.append({"submission_id": sid, "sha256": sha, "tps": it.tps, "jpeg": payload,
                                        "received_at": time.time()})
-            return  # the same photo again: nothing new
+            kit = self._unanswered.get(sid)
+            if kit is not None and sid not in b.answered:
+                # We took its result in unanswered and another instance stored it: that one's ack may have
+                # died with it, so we answer too (the kit keeps the first answer it gets).
+                b.answered.add(sid)
+                logs.append(("district.duplicate", {"tps": it.tps, "kit": kit, "submission": sid}))
+                kept = (sid, sha) in b.evidence
+                self._ack(acks, it.tps, sid, kit, "duplicate", stored[0], sha if kept else None,
+                          None if kept else PHOTO_NOT_KEPT)
+            return  # the same photo again: nothing new to store
         waiting = b.pending.get(sid)
         if waiting is None and sid in self._refused:  # the photo of a refused result: expected, not stored
             self.counts["evidence_of_refused_result"] += 1
@@ -748,6 +781,8 @@ class _Batch:
     done_pending: set[str] = field(default_factory=set)
     used: dict[str, list[int]] = field(default_factory=dict)  # TPS -> [new submissions, bytes] (quotas)
     new_forwards: list[dict] = field(default_factory=list)  # forward-outbox rows ([national])
+    unanswered: dict[str, str] = field(default_factory=dict)  # results taken in without an answer -> kit
+    answered: set[str] = field(default_factory=set)  # submissions this batch answered
 
     @classmethod
     def load(cls, conn: Connection, sids: set[str], kits: set[str]) -> _Batch:

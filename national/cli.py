@@ -74,3 +74,32 @@ def tally(config_path: Path, as_table: bool | None) -> None:
         click.echo(render_text(tallies), nl=False)
     else:
         click.echo(json.dumps([x.to_json() for x in tallies], ensure_ascii=False))
+
+
+@national.command()
+@config_option
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8090, show_default=True, type=int, help="Port to serve on (0: any free one).")
+@click.option("--poll-s", default=5.0, show_default=True, type=float,
+              help="Recompute the tally from national storage at most this often.")
+def dashboard(config_path: Path, bind: str, port: int, poll_s: float) -> None:
+    """Serve the national tally as a read-only web page until SIGTERM / Ctrl-C."""
+    import threading
+
+    from tpskit.national.dashboard import national_dashboard, trusted_tps
+    from tpskit.national.db import open_national_db
+    from tpskit.tally import province_of
+
+    cfg = load_config(config_path)
+    engine = open_national_db(cfg.database.url, {province_of(c) for c in trusted_tps(cfg)})
+    server = national_dashboard(engine, cfg, bind, port, poll_s)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    click.echo(f"national tally at {server.url}", err=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        engine.dispose()
