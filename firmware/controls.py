@@ -24,12 +24,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tpskit.events import Event, log_event, register
 from tpskit.officer import OfficerMessage
 
-from .config import ControlsConfig
+if TYPE_CHECKING:  # pydantic models: `tpskit read` imports the signals here, not the config (issue 8)
+    from .config import ControlsConfig
 
 log = logging.getLogger("tpskit.firmware.controls")
 
