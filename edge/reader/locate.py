@@ -244,6 +244,21 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     raise Refused("sheet_out_of_frame", side=side)
 
 
+#: Paper kept around the page (mm) when a full-size decode is cut to the sheet: every region the reader
+#: samples lies on the page, a curled edge bulges a few millimetres past where the markers put it.
+PAGE_MARGIN_MM = 10.0
+
+
+def page_extent(located: Located, k: int) -> tuple[int, int]:
+    """(x1, y1): the full-size photo's pixels right of x1 and below y1 are off the page of `located` (found
+    on an image `k` times smaller) and PAGE_MARGIN_MM around it. Not clipped to the photo."""
+    t, m = located.template, PAGE_MARGIN_MM
+    W, H = t.page.width_mm, t.page.height_mm
+    c = located.geom.to_image(np.array([[-m, -m], [W + m, -m], [W + m, H + m], [-m, H + m]], np.float64)) * k
+    x1, y1 = np.ceil(c.max(axis=0)).astype(int) + 2 * k
+    return int(x1), int(y1)
+
+
 def at_full_size(located: Located, trace: Trace, gray: np.ndarray, k: int) -> Located:
     """`located` (found on an image `k` times smaller) moved onto the full-size `gray`: each corner refined
     where it lands, the homography refitted on them. A second marker search on the full image would cost
