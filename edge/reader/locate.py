@@ -22,6 +22,7 @@ import numpy as np
 from tpskit.forms import Template
 
 from . import quality
+from .decode import release_freed_memory
 from .geometry import (
     VERIFY_MATCH,
     PageGeometry,
@@ -156,6 +157,8 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
             # Small markers (a sheet far away) can vanish on the downscaled copy: look once more, thoroughly,
             # at up to THOROUGH_MAX_PX (a 12 MP search costs a second and a hundred megabytes).
             k = max(1, -(-max(gray.shape) // THOROUGH_MAX_PX))
+            # Its buffers are the read's largest: the allocator's pages kept from earlier reads go back first.
+            release_freed_memory()
             more = detect_markers(gray, t.markers.dictionary, downscale=k, thorough=True)
             ours = {**{i: c for i, c in more.items() if i in ids}, **ours}
             confirmed = _confirm_missing(gray, t, ours)
