@@ -67,6 +67,11 @@ def read(photos: tuple[Path, ...], templates_dir: Path | None, tps: str | None,
          registered_voters: int | None, model_path: Path | None, as_json: bool, as_table: bool,
          debug_dir: Path | None) -> int:
     """Read photographed C.Hasil sheets."""
+    import cv2
+
+    # One OpenCV thread, as the kit's latency is measured (bench/read.py): the worker threads' own malloc
+    # arenas kept 1.5-3 MB of the marker search's buffers, on a peak RSS that has a target (issue 8).
+    cv2.setNumThreads(1)
     as_json = wants_json(as_json, as_table)
     if tps is not None and not valid_tps(tps):
         raise click.BadParameter("a TPS code is 13 digits (village code + TPS number)", param_hint="--tps")

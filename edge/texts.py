@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tpskit.firmware.controls import BEEPS, SIGNALS, Signal
+from tpskit.firmware.signals import BEEPS, SIGNALS, Signal
 from tpskit.officer import Level, OfficerMessage
 
 

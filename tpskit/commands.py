@@ -12,8 +12,6 @@ from typing import Any, TypeVar
 
 import click
 
-from tpskit.config import ConfigError
-
 T = TypeVar("T")
 
 
@@ -25,6 +23,10 @@ def config_option(default: Path, envvar: str, help_text: str) -> Callable[[Any],
 
 def load_or_fail(load: Callable[[Path], T], path: Path) -> T:
     """`load(path)`, a configuration error turned into a click error (the message, no traceback)."""
+    # Imported here: the configuration base pulls in pydantic, which `tpskit read` (it has no
+    # configuration) must not pay for in memory (issue 8).
+    from tpskit.config import ConfigError
+
     try:
         return load(path)
     except ConfigError as e:

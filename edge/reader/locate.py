@@ -22,6 +22,7 @@ import numpy as np
 from tpskit.forms import Template
 
 from . import quality
+from .decode import release_freed_memory
 from .geometry import (
     VERIFY_MATCH,
     PageGeometry,
@@ -156,6 +157,8 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
             # Small markers (a sheet far away) can vanish on the downscaled copy: look once more, thoroughly,
             # at up to THOROUGH_MAX_PX (a 12 MP search costs a second and a hundred megabytes).
             k = max(1, -(-max(gray.shape) // THOROUGH_MAX_PX))
+            # Its buffers are the read's largest: the allocator's pages kept from earlier reads go back first.
+            release_freed_memory()
             more = detect_markers(gray, t.markers.dictionary, downscale=k, thorough=True)
             ours = {**{i: c for i, c in more.items() if i in ids}, **ours}
             confirmed = _confirm_missing(gray, t, ours)
@@ -242,6 +245,21 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
                        gray.shape)
     side = max(SIDES_ORDER, key=lambda s: reach[s])
     raise Refused("sheet_out_of_frame", side=side)
+
+
+#: Paper kept around the page (mm) when a full-size decode is cut to the sheet: every region the reader
+#: samples lies on the page, a curled edge bulges a few millimetres past where the markers put it.
+PAGE_MARGIN_MM = 10.0
+
+
+def page_extent(located: Located, k: int) -> tuple[int, int]:
+    """(x1, y1): the full-size photo's pixels right of x1 and below y1 are off the page of `located` (found
+    on an image `k` times smaller) and PAGE_MARGIN_MM around it. Not clipped to the photo."""
+    t, m = located.template, PAGE_MARGIN_MM
+    W, H = t.page.width_mm, t.page.height_mm
+    c = located.geom.to_image(np.array([[-m, -m], [W + m, -m], [W + m, H + m], [-m, H + m]], np.float64)) * k
+    x1, y1 = np.ceil(c.max(axis=0)).astype(int) + 2 * k
+    return int(x1), int(y1)
 
 
 def at_full_size(located: Located, trace: Trace, gray: np.ndarray, k: int) -> Located:

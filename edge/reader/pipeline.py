@@ -24,7 +24,7 @@ from .decode import UnreadablePhoto, decode_photo, release_freed_memory
 from .digit_model import DigitModel
 from .geometry import PageGeometry, geometry_from_points, marker_page_corners, warp_region
 from .grid import SEGMENTS, GridFit, fit_grid, local_offset, sharpen_strips
-from .locate import Located, at_full_size, locate_sheet, markers_sharpness
+from .locate import Located, at_full_size, locate_sheet, markers_sharpness, page_extent
 from .normalise import BOX_PX_PER_MM, batch_to_model_input
 from .qr import QUIET_INSIDE, read_qr_grid
 from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
@@ -369,7 +369,9 @@ def _read_sheet(data: bytes, templates: Mapping[str, Template], model: DigitMode
             k = decoded.scale
             del gray, decoded  # the half-size image goes before the full one comes
             release_freed_memory()
-            decoded = decode_photo(data, full=True)
+            # The frame right of and below the sheet is not kept: around a small sheet it is much of the
+            # 12 MP (issue 8).
+            decoded = decode_photo(data, full=True, within=page_extent(located, k))
             gray = decoded.gray
             clock.lap("decode")
             located = at_full_size(located, trace, gray, k)
