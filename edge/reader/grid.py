@@ -166,13 +166,14 @@ def _darkness(strip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _median(a: np.ndarray, axis: int) -> np.ndarray:
     """np.median(a, axis) of a float array without NaN, the same bits (the middle value, or the mean of the
-    two middle ones in a's float type), without np.median's copies and checks."""
+    two middle ones in a's float type). Sorted, not partitioned: the same middle values, and numpy's
+    vectorised sort of short rows is several times faster than its partition across them."""
     n = a.shape[axis]
     k = n // 2
+    s = np.sort(a, axis=axis)
     if n % 2:
-        return np.partition(a, k, axis=axis).take(k, axis=axis)
-    part = np.partition(a, (k - 1, k), axis=axis)
-    return (part.take(k - 1, axis=axis) + part.take(k, axis=axis)) / 2
+        return s.take(k, axis=axis)
+    return (s.take(k - 1, axis=axis) + s.take(k, axis=axis)) / 2
 
 
 def _window(at: np.ndarray, size: int, length: int) -> np.ndarray:
@@ -359,8 +360,7 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     # Cumulative sums along each line (columns for vertical lines, rows for horizontal ones).
     # The darkest pixel across each line (a max filter `across` wide, as cv2.dilate, only where it is read;
     # rows run on into the next field's strip, as in the stacked image).
-    peak_x = dark2.take(((G * H)[..., None, None] + np.arange(H)[:, None]) * W + _window(ci, across, W)[..., None, :]
-                        ).max(axis=-1)  # (g, n, 2, H)
+    peak_x = dark[G[..., None], :, _window(ci, across, W)].max(axis=3)  # (g, n, 2, H)
     peak_y = dark2[_window(ri + (gi * H)[:, None, None], across, g * H)].max(axis=-2)  # (g, n, 2, W)
     col_v = np.stack([peak_x, paper[G, :, ci].astype(np.float32)])  # (2, g, n, 2, H)
     col_h = np.stack([peak_y, paper[G, ri, :].astype(np.float32)])  # (2, g, n, 2, W)
