@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -65,6 +66,31 @@ SUM = Check(id="sum", sum=("a", "b"), equals=("total",))
 
 
 SURE = 1 - 1e-8  # runner-ups at 1e-9 each, as a good model reads clean digits
+
+
+def test_candidates_are_every_value_the_best_classes_spell_with_its_likelihood_term_by_term():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 4):
+        for concentration in (0.01, 0.3, 3.0):
+            probs = rng.dirichlet(np.full(11, concentration), size=n)
+            order = np.argsort(-probs, axis=1)[:, :3]
+            spelled = {v for combo in itertools.product(*order.tolist()) if (v := pattern_value(combo)) is not None}
+            p = np.maximum(probs, 1e-12)
+
+            def by_terms(v: int, n: int = n, p: np.ndarray = p) -> float:
+                digits = [int(c) for c in str(v)]
+                lead = n - len(digits)
+                ll = 0.0
+                for i in range(lead):
+                    ll += math.log(min(1.0, p[i, EMPTY] + p[i, 0]))
+                for j, d in enumerate(digits):
+                    ll += math.log(p[lead + j, d])
+                return ll
+
+            got = field_candidates(probs, keep=len(spelled))
+            assert {c.value for c in got} == spelled and len(got) == len(spelled)
+            assert all(c.log_likelihood == by_terms(c.value) == value_log_likelihood(probs, c.value) for c in got)
+            assert all(a.log_likelihood >= b.log_likelihood for a, b in itertools.pairwise(got))
 
 
 def test_confident_misread_in_a_failing_check_is_resolved_by_checks():

@@ -154,28 +154,61 @@ class GridFit:
 
 
 def _darkness(strip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relative darkness 1 - I / paper, and the paper level, of a grey (uint8) strip."""
+    """Relative darkness 1 - I / paper (float32), and the paper level (uint8, at least 1), of a grey (uint8)
+    strip. The division of the uint8 images straight into float32 is the float32 division of their values
+    (checked on every pair of values); the paper is converted only where it is measured."""
     k = max(3, round(_PAPER_MM * BOX_PX_PER_MM) | 1)
     paper = cv2.dilate(strip, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)), borderType=cv2.BORDER_REPLICATE)
-    paper_f = np.maximum(paper, 1).astype(np.float32)
-    ratio = cv2.divide(strip.astype(np.float32), paper_f)
-    return np.subtract(1.0, ratio, out=ratio), paper_f
+    paper = np.maximum(paper, 1, out=paper)
+    ratio = cv2.divide(strip, paper, dtype=cv2.CV_32F)
+    return np.subtract(1.0, ratio, out=ratio), paper
 
 
-def _shifts(profiles: np.ndarray, centres_px: np.ndarray, reach_px: float, around_px: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """For each profile (rows of `profiles`), the shift of its comb of line centres (`centres_px`, one row
-    per profile) that best matches it, sub-pixel, within `reach_px` of `around_px`; and how clearly the
-    lines stand out there (mean profile value on the comb minus the profile's median)."""
-    n, length = profiles.shape
+def _median(a: np.ndarray, axis: int) -> np.ndarray:
+    """np.median(a, axis) of a float array without NaN, the same bits (the middle value, or the mean of the
+    two middle ones in a's float type). Sorted, not partitioned: the same middle values, and numpy's
+    vectorised sort of short rows is several times faster than its partition across them."""
+    n = a.shape[axis]
+    k = n // 2
+    s = np.sort(a, axis=axis)
+    if n % 2:
+        return s.take(k, axis=axis)
+    return (s.take(k - 1, axis=axis) + s.take(k, axis=axis)) / 2
+
+
+def _window(at: np.ndarray, size: int, length: int) -> np.ndarray:
+    """Indices (one more axis) of the `size` pixels a cv2.dilate kernel of that size, anchored at its centre,
+    covers at each index in `at`, on an axis of `length` pixels; outside it, cv2.dilate leaves the border
+    out of the maximum, and a clipped index repeats a pixel already in it."""
+    lo = size // 2
+    return np.clip(at[..., None] + np.arange(-lo, size - lo), 0, length - 1)
+
+
+def _blurred(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Profiles (rows) smoothed along their length for `_shifts`, and each one's median."""
+    # A kernel one row high (sigmaY): each row is smoothed on its own.
     p = cv2.GaussianBlur(profiles.astype(np.float32), (0, 0), sigmaX=0.8, sigmaY=0.01)
+    return p, _median(p, axis=1)
+
+
+def _shifts(profiles: np.ndarray, centres_px: np.ndarray, reach_px: float, around_px: np.ndarray,
+            rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For each comb of line centres (`centres_px`, one row per comb), the shift that best matches it to its
+    profile, sub-pixel, within `reach_px` of `around_px`; and how clearly the lines stand out there (mean
+    profile value on the comb minus the profile's median). Comb i is matched to row `rows[i]` of `profiles`
+    (row i when None): several combs on one profile share its smoothing."""
+    p, med = _blurred(profiles)
+    length = p.shape[1]
+    n = len(centres_px)
+    if rows is None:
+        rows = np.arange(n)
     steps = np.arange(-round(reach_px), round(reach_px) + 1, dtype=np.float64)
     shifts = np.round(around_px)[:, None] + steps[None, :]  # (n, S)
     pos = centres_px[:, None, :] + shifts[:, :, None]  # (n, S, L)
     i0 = np.clip(np.floor(pos).astype(np.int64), 0, length - 2)
     t = np.clip(pos - i0, 0.0, 1.0)
-    rows = np.arange(n)[:, None, None]
-    val = p[rows, i0] * (1 - t) + p[rows, i0 + 1] * t
+    flat = i0 + (rows * length)[:, None, None]
+    val = p.take(flat) * (1 - t) + p.take(flat + 1) * t
     val[(pos < 0) | (pos > length - 1)] = 0.0
     score = val.sum(axis=2)  # (n, S)
     k = np.argmax(score, axis=1)
@@ -186,7 +219,7 @@ def _shifts(profiles: np.ndarray, centres_px: np.ndarray, reach_px: float, aroun
     c = score[np.arange(n), np.minimum(k + 1, score.shape[1] - 1)]
     den = a - 2 * b + c
     frac = np.where(inner & (den < 0), np.clip(0.5 * (a - c) / np.where(den < 0, den, -1.0), -0.5, 0.5), 0.0)
-    height = b / centres_px.shape[1] - np.median(p, axis=1)
+    height = b / centres_px.shape[1] - med[rows]
     return best + frac, height
 
 
@@ -202,14 +235,14 @@ def _span(lo_mm: float, hi_mm: float, origin_mm: float, n: int) -> slice:
     return slice(a, max(a + 1, b))
 
 
-def _line_widths_mm(profiles: np.ndarray, centres_px: np.ndarray) -> np.ndarray:
-    """Area / peak of each darkness profile (rows) around its line centre, in mm (wider = blurrier); nan
-    where there is no line."""
+def _line_widths_mm(profiles: np.ndarray, centres_px: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Area / peak of the darkness profile (row `rows[i]` of `profiles`) around each line centre, in mm (wider
+    = blurrier); nan where there is no line."""
     r = round(_PROFILE_MM * BOX_PX_PER_MM)
     length = profiles.shape[1]
     idx = np.round(centres_px).astype(np.int64)[:, None] + np.arange(-r, r + 1)[None, :]
     ok = (idx[:, 0] >= 0) & (idx[:, -1] < length)
-    p = np.take_along_axis(profiles, np.clip(idx, 0, length - 1), axis=1)
+    p = profiles[rows[:, None], np.clip(idx, 0, length - 1)]
     base = np.minimum(p[:, 0], p[:, -1])[:, None]
     above = np.clip(p - base, 0.0, None)
     peak = above.max(axis=1)
@@ -264,22 +297,25 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     # Stacked vertically, the max filter runs once; it reaches ~1 mm into a neighbour, well inside the pad.
     dark2, paper2 = _darkness(np.vstack(strips))
     dark, paper = dark2.reshape(g, H, W), paper2.reshape(g, H, W)
+    gi = np.arange(g)
 
     # Whole field: its vertical lines over the rows inside the boxes, then its top and bottom lines over
     # the boxes' columns. Medians: a digit crossing a line does not move it.
     rows = _span(pad + _CORNER_MM, pad + fy1 - fy0 - _CORNER_MM, 0.0, H)
-    xprof = np.median(dark[:, rows][:, ::2], axis=1)  # (g, W); every other row is plenty
+    xprof = _median(dark[:, rows.start : rows.stop : 2], axis=1)  # (g, W); every other row is plenty
     xs = _line_centres(list(bx), list(bx + bw), 0.0)
     # A field raised towards the lens by a curl looks larger: its comb of lines is also tried stretched.
     fc = (pad + (fx1 - fx0) / 2) * ppm - 0.5
     S = len(FIELD_SCALES)
     combs = fc + (xs[None, :] - fc) * np.array(FIELD_SCALES)[:, None]  # (S, L)
-    dxs, hxs = _shifts(np.repeat(xprof, S, axis=0), np.tile(combs, (g, 1)), SEARCH_MM * ppm, np.zeros(g * S))
+    dxs, hxs = _shifts(xprof, np.tile(combs, (g, 1)), SEARCH_MM * ppm, np.zeros(g * S), np.repeat(gi, S))
     dxs, hxs = dxs.reshape(g, S), hxs.reshape(g, S)
     pick = np.argmax(hxs - SCALE_PENALTY * (np.arange(S) > 0), axis=1)  # the printed size unless clearly not
-    dx, hx = dxs[gi := np.arange(g), pick], hxs[gi, pick]
+    dx, hx = dxs[gi, pick], hxs[gi, pick]
     xscale = np.array(FIELD_SCALES)[pick]
-    csum = np.concatenate([np.zeros((g, H, 1), np.float32), np.cumsum(dark, axis=2, dtype=np.float32)], axis=2)
+    csum = np.empty((g, H, W + 1), np.float32)  # row sums over any columns: a leading 0, then the cumsum
+    csum[:, :, 0] = 0.0
+    np.cumsum(dark, axis=2, dtype=np.float32, out=csum[:, :, 1:])
     c0 = np.clip(np.round((pad + _CORNER_MM) * ppm + dx).astype(int), 0, W)
     c1 = np.clip(np.round((pad + fx1 - fx0 - _CORNER_MM) * ppm + dx).astype(int), 0, W)
     yprof = (csum[gi, :, c1] - csum[gi, :, c0]) / np.maximum(c1 - c0, 1)[:, None]  # (g, H)
@@ -290,13 +326,13 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     moved = np.abs(dy) >= ppm  # rows used for the x profile were off: profile those fields again
     for k in np.flatnonzero(moved):
         r = _span(pad + _CORNER_MM + dy[k] / ppm, pad + fy1 - fy0 - _CORNER_MM + dy[k] / ppm, 0.0, H)
-        xprof[k] = np.median(dark[k, r][::2], axis=0)
+        xprof[k] = _median(dark[k, r.start : r.stop : 2], axis=0)
 
     # Each box on its own, near its field's position: (g * n) profiles.
     reach = BOX_SEARCH_MM * ppm
     bxs = np.stack([(bx + LINE_MM / 2) * ppm - 0.5, (bx + bw - LINE_MM / 2) * ppm - 0.5], axis=1)  # (n, 2)
     around = dx[:, None] + (xscale[:, None] - 1.0) * ((bx + bw / 2) * ppm - 0.5 - fc)[None, :]  # (g, n)
-    ddx, hbx = _shifts(np.repeat(xprof, n, axis=0), np.tile(bxs, (g, 1)), reach, around.reshape(-1))
+    ddx, hbx = _shifts(xprof, np.tile(bxs, (g, 1)), reach, around.reshape(-1), np.repeat(gi, n))
     ddx, hbx = ddx.reshape(g, n), hbx.reshape(g, n)
     c0 = np.clip(np.round((bx + _CORNER_MM) * ppm + ddx).astype(int), 0, W)  # (g, n)
     c1 = np.clip(np.round((bx + bw - _CORNER_MM) * ppm + ddx).astype(int), 0, W)
@@ -316,16 +352,18 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     ev = np.clip(np.round((v + cm)[..., None] + (h - 2 * cm)[:, None] * lin).astype(int), 0, H)  # (g, n, S+1)
     eh = np.clip(np.round((u + cm)[..., None] + (w - 2 * cm)[:, None] * lin).astype(int), 0, W)
     across = round(lw) + 3  # a line and a pixel of slack either side
-    peak_x = cv2.dilate(dark2, np.ones((1, across), np.uint8)).reshape(g, H, W)  # darkest across a vertical line
-    peak_y = cv2.dilate(dark2, np.ones((across, 1), np.uint8)).reshape(g, H, W)
     vx = np.stack([u + lw / 2 - 0.5, u + w - lw / 2 - 0.5], axis=2)  # (g, n, 2): left, right
     hy_ = np.stack([v + lw / 2 - 0.5, v + h - lw / 2 - 0.5], axis=2)  # top, bottom
     ci = np.clip(np.round(vx).astype(int), 0, W - 1)
     ri = np.clip(np.round(hy_).astype(int), 0, H - 1)
     G = gi[:, None, None]
     # Cumulative sums along each line (columns for vertical lines, rows for horizontal ones).
-    col_v = np.stack([peak_x[G, :, ci], paper[G, :, ci]])  # (2, g, n, 2, H)
-    col_h = np.stack([peak_y[G, ri, :], paper[G, ri, :]])  # (2, g, n, 2, W)
+    # The darkest pixel across each line (a max filter `across` wide, as cv2.dilate, only where it is read;
+    # rows run on into the next field's strip, as in the stacked image).
+    peak_x = dark[G[..., None], :, _window(ci, across, W)].max(axis=3)  # (g, n, 2, H)
+    peak_y = dark2[_window(ri + (gi * H)[:, None, None], across, g * H)].max(axis=-2)  # (g, n, 2, W)
+    col_v = np.stack([peak_x, paper[G, :, ci].astype(np.float32)])  # (2, g, n, 2, H)
+    col_h = np.stack([peak_y, paper[G, ri, :].astype(np.float32)])  # (2, g, n, 2, W)
     cum_v = np.concatenate([np.zeros((*col_v.shape[:-1], 1), np.float32), np.cumsum(col_v, axis=-1)], axis=-1)
     cum_h = np.concatenate([np.zeros((*col_h.shape[:-1], 1), np.float32), np.cumsum(col_h, axis=-1)], axis=-1)
     ev4 = np.broadcast_to(ev[None, :, :, None, :], (2, g, n, 2, SEGMENTS + 1))
@@ -335,8 +373,8 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     # per box: left, right, top, bottom x SEGMENTS
     vis = np.concatenate([seg_v[0].reshape(g, n, -1), seg_h[0].reshape(g, n, -1)], axis=2)
     pap = np.concatenate([seg_v[1].reshape(g, n, -1), seg_h[1].reshape(g, n, -1)], axis=2)
-    contrast = np.median(vis * pap, axis=2)
-    widths = _line_widths_mm(np.repeat(xprof, 2 * n, axis=0), vx.reshape(-1)).reshape(g, n, 2)
+    contrast = _median(vis * pap, axis=2)
+    widths = _line_widths_mm(xprof, vx.reshape(-1), np.repeat(gi, 2 * n)).reshape(g, n, 2)
     valid = ~np.isnan(widths)
     width = np.where(valid.any(axis=2), np.where(valid, widths, 0.0).sum(axis=2) / np.maximum(valid.sum(axis=2), 1),
                      np.nan)

@@ -30,7 +30,7 @@ from .qr import QUIET_INSIDE, read_qr_grid
 from .resolve import DEFAULT_MARGIN, DEFAULT_NODE_BUDGET, DEFAULT_SLIP_PRIOR, FieldEvidence, check_holds, resolve
 from .trace import Measure, Refused, Trace
 from .types import EMPTY, BoxReading, CheckResult, FieldReading, ReadingResult
-from .values import bubble_likelihoods, field_candidates, value_log_likelihood
+from .values import FieldLikelihood, bubble_likelihoods, field_candidates
 
 #: A field whose best value has at least this probability, with digits and bubbles agreeing, is `ok`
 #: on its own. Calibrated by bench/calibrate.py (models/digits_int8.json, "calibration").
@@ -65,6 +65,9 @@ DEFAULT_STEADY_P = 0.999
 STRICT_CLASSES: tuple[int, ...] = (7, 9)
 #: Chosen by bench/calibrate.py (--strict) on its own held-out officers' photos; see models/digits_int8.json.
 DEFAULT_STRICT_P = 0.99995
+
+#: STRICT_CLASSES as a look-up by class.
+_STRICT = np.isin(np.arange(11), STRICT_CLASSES)
 
 DebugSink = Callable[[str, np.ndarray], None]
 
@@ -436,7 +439,7 @@ def strict_doubt(raw: np.ndarray, strict_p: float) -> bool:
     """Whether a box of the field (its model readings, before the bubbles) is read as one of STRICT_CLASSES
     at less than `strict_p`."""
     top = raw.argmax(axis=1)
-    return bool(np.any(np.isin(top, STRICT_CLASSES) & (raw.max(axis=1) < strict_p)))
+    return bool(np.any(_STRICT[top] & (raw.max(axis=1) < strict_p)))
 
 
 def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[str, list[BubbleRow]],
@@ -448,6 +451,8 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
 
     evidence: dict[str, FieldEvidence] = {}
     boxes_out: dict[str, list[BoxReading]] = {}
+    # Each box's classes by probability (row by row, as np.argsort of each row alone).
+    ranked = np.argsort(-probs, axis=1)
     agreement: dict[str, str | None] = {}
     i = 0
     for f in t.fields:
@@ -468,22 +473,22 @@ def _interpret(t: Template, tps: str, probs: np.ndarray, bubble_rows: Mapping[st
             agreement[f.name] = "disagree" if disagree else "agree"
         else:
             agreement[f.name] = None
-        cands = field_candidates(p)
+        likelihood = FieldLikelihood(p)
+        cands = field_candidates(p, likelihood=likelihood)
         top_ll = cands[0].log_likelihood if cands else -math.inf
         conf = math.exp(top_ll) if cands else 0.0
         upper = f.upper_bound(opts.registered_voters)
         raw = probs[i - f.digits : i]
         evidence[f.name] = FieldEvidence(
             name=f.name, upper=upper,
-            log_likelihood=(lambda v, p=p: value_log_likelihood(p, v)),
+            log_likelihood=likelihood,
             candidates=[c.value for c in cands],
             trusted=bool(cands) and conf >= opts.confidence and not disagree and cands[0].value <= upper
             and not strict_doubt(raw, opts.strict_p),
         )
         boxes_out[f.name] = []
         for k in range(f.digits):
-            order = np.argsort(-raw[k])
-            c0, c1 = int(order[0]), int(order[1])
+            c0, c1 = (int(c) for c in ranked[i - f.digits + k, :2])
             bubble = rows[k].reading if rows is not None else None
             boxes_out[f.name].append(BoxReading(
                 digit=None if c0 == EMPTY else c0, p=round(float(raw[k, c0]), 6),

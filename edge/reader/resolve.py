@@ -83,6 +83,46 @@ def _implied(check: Check, target: str, values: Mapping[str, int | None]) -> int
     return num // den if num % den == 0 else None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A check's fields as plain tuples: the search tests its checks many times (check_holds and _implied,
+    on the template's Check, rebuild these tuples at each call)."""
+
+    sum: tuple[str, ...]
+    rhs: tuple[str, ...]
+    fields: tuple[str, ...]
+    equals: bool
+
+    @classmethod
+    def of(cls, check: Check) -> _Plan:
+        return cls(sum=tuple(check.sum), rhs=tuple(check.rhs), fields=tuple(check.fields),
+                   equals=check.relation == "equals")
+
+    def holds(self, values: Mapping[str, int | None]) -> bool:
+        """check_holds(check, values)."""
+        for n in self.fields:
+            if values.get(n) is None:
+                return False
+        left = sum(values[n] for n in self.sum)  # type: ignore[misc]
+        right = sum(values[n] for n in self.rhs)  # type: ignore[misc]
+        return left == right if self.equals else left <= right
+
+    def implied(self, target: str, values: Mapping[str, int | None]) -> int | None:
+        """_implied(check, target, values)."""
+        if not self.equals:
+            return None
+        for n in self.fields:
+            if n != target and values.get(n) is None:
+                return None
+        left = sum(values[n] for n in self.sum if n != target)  # type: ignore[misc]
+        right = sum(values[n] for n in self.rhs if n != target)  # type: ignore[misc]
+        in_sum, in_rhs = self.sum.count(target), self.rhs.count(target)
+        if in_sum == in_rhs:
+            return None
+        num, den = right - left, in_sum - in_rhs
+        return num // den if num % den == 0 else None
+
+
 def _search_order(variables: set[str], cands: Mapping[str, list[int]], checks: Sequence[Check]
                   ) -> tuple[list[str], dict[str, Check]]:
     """An order for the search in which each equality check forces the value of its last variable.
@@ -158,11 +198,11 @@ def resolve(
     position = {n: i for i, n in enumerate(order)}
     fixed = {n: v for n, v in top.items() if n not in variables}
     # A check is tested as soon as its last variable is assigned.
-    closes_at: dict[int, list[Check]] = {}
+    closes_at: dict[int, list[_Plan]] = {}
     for c in checks:
         vs = [position[n] for n in c.fields if n in position]
         if vs:
-            closes_at.setdefault(max(vs), []).append(c)
+            closes_at.setdefault(max(vs), []).append(_Plan.of(c))
         elif not check_holds(c, fixed):
             return Resolution(values=top, variables=variables)  # fails among trusted fields alone
     best_rest = [0.0] * (len(order) + 1)
@@ -177,15 +217,17 @@ def resolve(
     found: list[tuple[float, dict[str, int]]] = []  # the two best, best first
     nodes = 0
     current: dict[str, int | None] = dict(fixed)
+    forced_plan = {n: _Plan.of(c) for n, c in forced_by.items()}
+    no_checks: list[_Plan] = []
 
     def second_best() -> float:
         return found[1][0] if len(found) > 1 else -math.inf
 
     def values_at(name: str) -> list[int]:
-        check = forced_by.get(name)
-        if check is None:
+        plan = forced_plan.get(name)
+        if plan is None:
             return cands[name]
-        v = _implied(check, name, current)  # the rest of the check is assigned: the value is forced
+        v = plan.implied(name, current)  # the rest of the check is assigned: the value is forced
         return [v] if v is not None and 0 <= v <= evidence[name].upper else []
 
     def likelihood(name: str, v: int) -> float:
@@ -212,7 +254,7 @@ def resolve(
                     continue
                 break  # candidates are sorted: no later one can do better
             current[name] = v
-            if all(check_holds(c, current) for c in closes_at.get(i, ())) and not search(i + 1, s):
+            if all(c.holds(current) for c in closes_at.get(i, no_checks)) and not search(i + 1, s):
                 return False
         current.pop(name, None)
         return True

@@ -11,7 +11,6 @@ which is a proper probability: summed over every value plus every malformed patt
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -23,38 +22,87 @@ from .types import EMPTY
 PROB_FLOOR = 1e-12
 
 
-def _digits_of(value: int, n_boxes: int) -> list[int]:
-    s = str(value)
-    if len(s) > n_boxes:
-        raise ValueError(f"{value} does not fit in {n_boxes} boxes")
-    return [int(c) for c in s]
-
-
 def value_log_likelihood(probs: np.ndarray, value: int) -> float:
     """log P(value) for one field, from its (n_boxes, 11) class probabilities."""
-    n = probs.shape[0]
-    if value < 0 or value >= 10**n:
-        return -math.inf
-    p = np.maximum(probs, PROB_FLOOR)
-    sig = _digits_of(value, n)
-    lead = n - len(sig)
-    ll = 0.0
-    for i in range(lead):
-        ll += math.log(min(1.0, p[i, EMPTY] + p[i, 0]))
-    for j, d in enumerate(sig):
-        ll += math.log(p[lead + j, d])
-    return ll
+    return FieldLikelihood(probs)(value)
+
+
+class FieldLikelihood:
+    """`value_log_likelihood` of one field for any number of values: the per-box logarithms are taken once
+    and every value asked for is remembered (the checks' search asks for the same values again and again).
+
+    The same float operations in the same order as term by term, so the same bits."""
+
+    def __init__(self, probs: np.ndarray) -> None:
+        p = np.maximum(probs, PROB_FLOOR).tolist()
+        self.n_boxes = len(p)
+        #: log P(box i written as a leading blank or 0), and log P(box i = digit d).
+        self._lead = [math.log(min(1.0, row[EMPTY] + row[0])) for row in p]
+        self._digit = [[math.log(x) for x in row[:10]] for row in p]
+        self._known: dict[int, float] = {}
+
+    def __call__(self, value: int) -> float:
+        ll = self._known.get(value)
+        if ll is None:
+            ll = self._known[value] = self._compute(value)
+        return ll
+
+    def spell(self, classes: list[list[int]], out: dict[int, float]) -> None:
+        """Every value that a choice of one class per box (from `classes`, one list per box) spells, with its
+        log-likelihood, into `out` in the order itertools.product would choose them (see pattern_value).
+        Depth first: a choice's leading boxes are summed once for all that follow, in the same order as
+        `_compute` sums them, so the same bits."""
+        n = self.n_boxes
+        known = self._known
+
+        def walk(i: int, value: int, leading: bool, ll: float) -> None:
+            last = i == n - 1
+            for c in classes[i]:
+                if leading and (c == EMPTY or c == 0):
+                    if not last:
+                        walk(i + 1, 0, True, ll + self._lead[i])
+                    elif c == 0:  # all leading blanks or zeros, then a 0: the value 0
+                        v, s = 0, ll + self._digit[i][0]
+                        out.setdefault(v, s)
+                        known.setdefault(v, s)
+                elif c != EMPTY:  # a blank after the first digit spells nothing
+                    v, s = value * 10 + c, ll + self._digit[i][c]
+                    if last:
+                        out.setdefault(v, s)
+                        known.setdefault(v, s)
+                    else:
+                        walk(i + 1, v, False, s)
+
+        if n:
+            walk(0, 0, True, 0.0)
+
+    def _compute(self, value: int) -> float:
+        n = self.n_boxes
+        if value < 0 or value >= 10**n:
+            return -math.inf
+        sig = str(value)
+        lead = n - len(sig)
+        ll = 0.0
+        for i in range(lead):
+            ll += self._lead[i]
+        for j, d in enumerate(sig):
+            ll += self._digit[lead + j][ord(d) - 48]
+        return ll
 
 
 def pattern_value(classes: tuple[int, ...]) -> int | None:
     """The value a sequence of box classes spells, or None for a malformed one (e.g. `7 _`, all blank)."""
-    n = len(classes)
-    first = next((i for i, c in enumerate(classes) if c not in (EMPTY, 0)), None)
-    if first is None:
+    n, first = len(classes), 0
+    while first < n and (classes[first] == EMPTY or classes[first] == 0):
+        first += 1
+    if first == n:
         return 0 if classes[-1] == 0 else None
-    if any(c == EMPTY for c in classes[first:]):
-        return None
-    return int("".join(str(c) for c in classes[first:])) if first < n else None
+    value = 0
+    for c in classes[first:]:
+        if c == EMPTY:
+            return None
+        value = value * 10 + c
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,15 +115,19 @@ class ValueCandidate:
         return math.exp(self.log_likelihood)
 
 
-def field_candidates(probs: np.ndarray, per_box: int = 3, keep: int = 8) -> list[ValueCandidate]:
-    """The most likely values of one field, best first, from each box's `per_box` best classes."""
-    order = np.argsort(-probs, axis=1)[:, :per_box]
-    values: set[int] = set()
-    for combo in itertools.product(*[tuple(int(c) for c in row) for row in order]):
-        v = pattern_value(combo)
-        if v is not None:
-            values.add(v)
-    cands = [ValueCandidate(v, value_log_likelihood(probs, v)) for v in values]
+def field_candidates(probs: np.ndarray, per_box: int = 3, keep: int = 8,
+                     likelihood: FieldLikelihood | None = None) -> list[ValueCandidate]:
+    """The most likely values of one field, best first, from each box's `per_box` best classes.
+    `likelihood`: the field's FieldLikelihood, if the caller keeps one (made here otherwise)."""
+    order = np.argsort(-probs, axis=1)[:, :per_box].tolist()
+    ll = likelihood if likelihood is not None else FieldLikelihood(probs)
+    values: dict[int, float] = {}
+    ll.spell(order, values)
+    # In the order a set filled one value at a time, as spelled, iterates (equal likelihoods keep it).
+    spelled: set[int] = set()
+    for v in values:
+        spelled.add(v)
+    cands = [ValueCandidate(v, values[v]) for v in spelled]
     cands.sort(key=lambda c: -c.log_likelihood)
     return cands[:keep]
 
