@@ -64,6 +64,17 @@ def test_upside_down_sheet_reads_the_same_values(templates, model, digits):
     assert sum(f.value == sheet.values[n] for n, f in r.fields.items()) >= len(r.fields) - 1
 
 
+def test_an_empty_desk_in_dim_light_is_no_sheet_not_too_dark(templates, model, digits):
+    """bench/read.py's no_sheet_KWK_002: a dark desk and a phone, no paper (frame p95 56 < 70). The kit said
+    "too dark, turn on the lamp"; there is nothing to light: the officer must lay the sheet down."""
+    t, tps = templates["KWK"], TPS
+    rng = np.random.default_rng([20261201, 2, 99, sum(map(ord, "KWK" + "no_sheet"))])
+    sheet = fill_sheet(t, tps, random_result(t, rng), rng, digits, "normal")
+    r = read_sheet(BAD_CAPTURES["no_sheet"](sheet, rng, severity="normal"), templates, model,
+                   ReadOptions(expected_tps=tps))
+    assert (r.status, r.reason) == ("rejected", "no_sheet")
+
+
 @pytest.mark.parametrize("reason", sorted(BAD_CAPTURES))
 def test_bad_capture_is_refused_with_its_reason_and_an_officer_message(reason, templates, model, digits):
     code = "PPWP" if len(reason) % 2 else "KWK"

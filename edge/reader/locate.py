@@ -174,9 +174,10 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     ours = {**ours, **confirmed}
     W, H = t.page.width_mm, t.page.height_mm
     if not ours:
-        # In a very dark frame noise, not blur, hides the markers' cells: ask for light first.
+        # In a very dark frame noise, not blur, hides the markers' cells: ask for light first. Only when a
+        # page is in view or nothing can be told apart: an empty dark desk is `no_sheet` (_no_marker).
         small = quality.small_copy(gray)
-        if quality.frame_too_dark(small):
+        if quality.frame_too_dark(small) and (quality.page_in_view(small) or quality.frame_very_dark(small)):
             raise Refused("too_dark", trace.measure(Measure("frame p95", float(np.percentile(small, 95)),
                                                             quality.DARK_FRAME_P95, "below")))
         # A sheet out of focus loses its markers' cells, but on a copy a few times smaller the blur is under
