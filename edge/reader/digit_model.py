@@ -11,7 +11,6 @@ have that, imported on first use (Frigate's CPU detector does the same).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 import tempfile
@@ -87,7 +86,6 @@ class LiteRTDigitModel:
         # Softmax is ours unless the model already ends in one (then its output is a distribution).
         self.outputs_logits = not (self.output_dtype == np.int8 and abs(self._out_scale - 1 / 256) < 1e-9
                                    and self._out_zero == -128)
-        self.sha256 = hashlib.sha256(self._content).hexdigest()
 
     def _resize(self, n: int) -> None:
         if n != self._batch:
@@ -180,5 +178,7 @@ def load_digit_model(path: Path | str | None = None, *, type: str = "litert", nu
 
 def model_version(path: Path | str | None = None) -> str:
     """Short id of the model file (sha256 prefix) for the signed result envelope."""
+    import hashlib  # here, not at the top: it maps OpenSSL's libcrypto (3.6 MB), which `tpskit read` never needs
+
     p = Path(path) if path is not None else default_model_path()
     return "digits-" + hashlib.sha256(p.read_bytes()).hexdigest()[:12]
