@@ -5,9 +5,12 @@ lost and duplicated counts.
 Real pieces, all started here on free loopback ports: per district a mosquitto with the generated
 configuration and `tpskit district serve` (SQLite, [national] forwarding on); a three-node nats-server
 cluster with the replicated results stream (R3); `tpskit national work` processes; a throwaway PostgreSQL.
-The kits are simulated (one publisher process per district, one MQTT connection and certificate per TPS):
-each TPS signs its result when its time comes (the capture time is the signing time), publishes it and its
-photo, and publishes it again when no signed ack came within 15 s, like a kit's outbox.
+The kits are simulated (one publisher process per district, one MQTT connection and certificate per TPS,
+every connection of a district served by one thread on one epoll selector: KitSwarm): each TPS signs its
+result when its time comes (the capture time is the signing time), publishes it and its photo, and publishes
+it again when no signed ack came within 15 s, like a kit's outbox. Every kit has its own Ed25519 key, CSR and
+certificate from the district CA (issue_kits: the same checks as sign-csr, kits.json and the broker's users
+written once); all kits connect before the night starts.
 
 The night: every TPS reports once (and a few send a correction later); 90 % of first reports follow a curve
 over the night (beta(2, 3)), a tenth of the TPS report within a burst of 1/36 of the night (ten minutes of
@@ -33,10 +36,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import getpass
+import json
 import multiprocessing as mp
 import os
 import random
 import re
+import selectors
 import shutil
 import signal
 import sqlite3
@@ -46,6 +51,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +64,7 @@ from tpskit.localhost import free_port, mosquitto_binary, wait_for
 
 ACK_TIMEOUT_S = 15.0
 PHOTO_BYTES = 2048
+CONNECTS_PER_STEP = 8
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -102,8 +109,8 @@ class District:
 
 
 def provision(work: Path, district_id: str, codes: list[str], national: str) -> dict[str, Any]:
-    """One district: CA, broker files, service identity, one kit certificate per TPS (own process)."""
-    from tpskit.provisioning.district import bench_kit, district_init
+    """One district: CA, broker files, service identity, one kit key and certificate per TPS (own process)."""
+    from tpskit.provisioning.district import district_init
 
     root = work / district_id
     root.mkdir(parents=True)
@@ -113,13 +120,51 @@ def provision(work: Path, district_id: str, codes: list[str], national: str) -> 
                       broker_port=port, bind="127.0.0.1", run_as=getpass.getuser() if os.geteuid() == 0 else None)
     with d.config_path.open("a") as f:
         f.write("\n[limits]\nsubmissions_per_tps_hour = 100000\nmin_free_mb = 0\n" + national)
-    kits = []
-    for i, code in enumerate(codes):
-        folder = bench_kit(d.root, f"kit-{district_id}-{i:04d}", code, root / "kits" / code).folder
-        kits.append({"id": f"kit-{district_id}-{i:04d}", "tps": code, "ca": str(d.ca_cert_path),
-                     "cert": str(folder / "kit.pem"), "key": str(folder / "kit.key")})
+    kits = issue_kits(d.root, district_id, codes, root / "kits")
     return {"id": district_id, "root": str(root), "config": str(d.config_path), "port": port, "codes": codes,
             "kits": kits, "broker_conf": str(d.broker_dir / "mosquitto.conf")}
+
+
+def issue_kits(district: Path, district_id: str, codes: list[str], kits_dir: Path) -> list[dict[str, str]]:
+    """Every kit its own Ed25519 key and CSR (`tpskit kit keygen`'s code) and a certificate the district CA
+    signs from that CSR, the checks of `tpskit provision sign-csr` on each; then kits.json and the broker's
+    dynamic security file written once for all (`broker_sync`, the broker not started yet). sign-csr run once
+    per kit rewrites both files with every kit so far, re-signs the CRL and re-reads the TPS list each time:
+    quadratic, about 30 minutes for 1,025 kits where this takes seconds."""
+    from cryptography import x509
+
+    from tpskit.files import write_atomic
+    from tpskit.provisioning.district import broker_sync, open_district
+    from tpskit.provisioning.pki import issue_role_cert, mqtt_username, utcnow
+    from tpskit.trust.certs import cert_pem, fingerprint, load_cert
+    from tpskit.trust.csr import keygen
+    from tpskit.trust.identity import ROLE_KIT, identity_of
+    from tpskit.trust.keys import load_key
+
+    d = open_district(district)
+    ca, ca_key = load_cert(d.ca_cert_path), load_key(d.ca_key_path)
+
+    def one(i: int, code: str) -> tuple[str, dict[str, str], dict[str, str]]:
+        kit_id, folder = f"kit-{district_id}-{i:04d}", kits_dir / code
+        key_path, csr_path = keygen(folder, kit_id, code)
+        csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+        ident = identity_of(csr)
+        assert csr.is_signature_valid and (ident.common_name, ident.role, ident.tps) == (kit_id, ROLE_KIT, code)
+        cert = issue_role_cert(ca_key, ca, csr.public_key(), kit_id, ROLE_KIT, code)
+        write_atomic(folder / "kit.pem", cert_pem(cert))
+        entry = {"tps": code, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),
+                 "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
+        return kit_id, entry, {"id": kit_id, "tps": code, "ca": str(d.ca_cert_path), "cert": str(folder / "kit.pem"),
+                               "key": str(key_path)}
+
+    # Threads: most of a kit's time is the fsync of its new key, which overlaps with the others'.
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(one, range(len(codes)), codes))
+    issued = {kit_id: entry for kit_id, entry, _ in made}
+    kits = [k for _, _, k in made]
+    write_atomic(d.root / "kits.json", json.dumps(issued, indent=2))
+    broker_sync(d.root)  # the broker is not running: its dynamic security file, every kit's user and role
+    return kits
 
 
 def start_broker(conf: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -172,37 +217,130 @@ def restart_broker(d: District) -> None:
 
 
 # ------------------------------------------------------------------------------------------ kits
-def kits_process(kits: list[dict[str, str]], port: int, plan: list[tuple[float, str, int]], t0: float,
-                 deadline: float, out: Any) -> None:
-    """One district's simulated kits (own process): sign each result when its time comes, publish it with its
-    photo, publish again until a signed ack names it. Reports (sid, tps, seq, signed_at) of every result."""
-    from tpskit.config import BrokerSection
+class KitSwarm:
+    """One district's kits, each its own MQTT connection with its own certificate, served by one thread on
+    one epoll selector (paho's external-loop calls). A kit's own link (tpskit.edge.transport.MqttLink) runs
+    two threads and paho's select(), which fails past file descriptor 1024: one process held about 330
+    kits that way, and a thousand idle links' wake-ups cost more CPU than the night's results."""
+
+    def __init__(self, kits: list[dict[str, str]], port: int, on_message: Any) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from tpskit.edge.transport import TlsIdentity, tls_context
+
+        self.port = port
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[str, Any] = {}
+        self.connected: set[str] = set()
+        self.down: dict[str, float] = {}  # TPS -> when to (re)connect
+        self.reconnects = 0
+        self._misc = 0.0
+        self._props = Properties(PacketTypes.CONNECT)
+        self._props.SessionExpiryInterval = 600
+        for k in kits:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{k['id']}-bench", protocol=mqtt.MQTTv5,
+                            userdata=k["tps"])
+            c.tls_set_context(tls_context(TlsIdentity(k["ca"], k["cert"], k["key"])))
+            c.max_inflight_messages_set(1000)
+            c.max_queued_messages_set(0)
+            c.on_connect = self._on_connect
+            c.on_disconnect = self._on_disconnect
+            c.on_message = lambda _c, _tps, msg: on_message(msg.topic, msg.payload)
+            c.on_socket_open = lambda c, _tps, sock: self.sel.register(sock, selectors.EVENT_READ, c)
+            c.on_socket_close = self._forget
+            c.on_socket_register_write = lambda c, _tps, sock: self._watch(c, sock, True)
+            c.on_socket_unregister_write = lambda c, _tps, sock: self._watch(c, sock, False)
+            self.clients[k["tps"]] = c
+            self.down[k["tps"]] = 0.0
+
+    def _watch(self, c: Any, sock: Any, write: bool) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0), c)
+
+    def _forget(self, c: Any, tps: str, sock: Any) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(sock)
+
+    def _on_connect(self, c: Any, tps: str, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure:
+            c.subscribe(f"tps/{tps}/ack", qos=1)
+            self.connected.add(tps)
+
+    def _on_disconnect(self, c: Any, tps: str, flags: Any, rc: Any, props: Any) -> None:
+        self.connected.discard(tps)
+        self.down[tps] = time.time() + random.uniform(0.5, 2.0)  # like a kit's backoff, spread
+        self.reconnects += 1
+
+    def publish(self, tps: str, topic: str, payload: bytes | str) -> bool:
+        """QoS 1, not awaited (the signed ack is what counts), as a kit's outbox does; False when the kit is
+        not connected (it publishes again after its ack timeout)."""
+        if tps not in self.connected:
+            return False
+        return self.clients[tps].publish(topic, payload, qos=1).rc == 0
+
+    def step(self, timeout: float) -> None:
+        now = time.time()
+        due = [tps for tps, when in self.down.items() if when <= now]
+        # A few handshakes per round, so that each CONNECT follows its handshake at once and the connected
+        # kits are served meanwhile (a thousand handshakes in one go took a minute at load 15, and the broker
+        # then refused the first kits' late CONNECTs as protocol errors).
+        for tps in due[:CONNECTS_PER_STEP]:
+            del self.down[tps]
+            try:  # blocking TCP and TLS handshake, a few ms
+                self.clients[tps].connect("127.0.0.1", self.port, keepalive=30, clean_start=False,
+                                          properties=self._props)
+            except OSError:
+                self.down[tps] = time.time() + random.uniform(1.0, 3.0)
+        for key, events in self.sel.select(0 if len(due) > CONNECTS_PER_STEP else timeout):
+            c = key.data
+            if events & selectors.EVENT_READ:
+                c.loop_read()
+                while c._sock is not None and c._sock.pending():  # TLS records already decrypted: no epoll event
+                    c.loop_read()
+            if events & selectors.EVENT_WRITE and c._sock is not None:
+                c.loop_write()
+        if now - self._misc >= 1.0:  # keepalive pings and timeouts
+            self._misc = now
+            for c in self.clients.values():
+                c.loop_misc()
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            with contextlib.suppress(Exception):
+                c.disconnect()
+        self.step(0.2)
+
+
+def kits_process(kits: list[dict[str, str]], port: int, plan: list[tuple[float, str, int]], ready: Any,
+                 start: Any, night_s: float, out: Any) -> None:
+    """One district's simulated kits (own process): connect them all, say so on `ready`, wait for the night's
+    start time on `start`; then sign each result when its time comes, publish it with its photo, and publish
+    again until a signed ack names it. Reports (sid, tps, seq, signed_at) of every result."""
     from tpskit.edge.submit import build_payload
-    from tpskit.edge.transport import MqttLink, TlsIdentity
     from tpskit.envelope import payload_bytes, sha256_hex, sign_compact, unverified_payload
     from tpskit.trust.certs import load_certs
     from tpskit.trust.keys import load_key
 
     acked: set[str] = set()
-    lock = threading.Lock()
 
     def on_ack(topic: str, payload: bytes) -> None:
         ack = unverified_payload(payload.decode("ascii", "replace")) or {}
         if ack.get("status") in ("accepted", "duplicate"):
-            with lock:
-                acked.add(str(ack.get("submission_id")))
+            acked.add(str(ack.get("submission_id")))
 
     by_tps = {k["tps"]: k for k in kits}
-    links: dict[str, MqttLink] = {}
-    for k in kits:
-        link = MqttLink(f"{k['id']}-bench", TlsIdentity(k["ca"], k["cert"], k["key"]),
-                        BrokerSection(host="127.0.0.1", port=port, session_expiry_s=600),
-                        subscriptions=[f"tps/{k['tps']}/ack"], on_message=on_ack)
-        link.start()
-        links[k["tps"]] = link
-    for link in links.values():
-        link.wait_connected(60)
+    swarm = KitSwarm(kits, port, on_ack)
+    connect_by = time.time() + 600
+    while len(swarm.connected) < len(kits) and time.time() < connect_by:
+        swarm.step(0.05)
     keys = {k["tps"]: (load_key(Path(k["key"])), load_certs(Path(k["cert"]))) for k in kits}
+    ready.put(len(swarm.connected))
+    while not (t0 := start.value):  # keep the sessions alive while the other districts connect
+        swarm.step(0.5)
+    deadline = t0 + night_s + 240
     sent: list[tuple[str, str, int, float]] = []
     waiting: dict[str, tuple[str, str, bytes, float]] = {}  # sid -> (tps, compact, photo, last publish)
     todo = list(plan)
@@ -222,21 +360,19 @@ def kits_process(kits: list[dict[str, str]], port: int, plan: list[tuple[float, 
             compact = sign_compact(payload_bytes(p), *keys[tps])
             sent.append((sid, tps, seq, signed_at))
             waiting[sid] = (tps, compact, photo, 0.0)
-        with lock:
-            for sid in [s for s in waiting if s in acked]:
-                del waiting[sid]
+        for sid in [s for s in waiting if s in acked]:
+            del waiting[sid]
         for sid, (tps, compact, photo, last) in list(waiting.items()):
             if now - last >= ACK_TIMEOUT_S:
-                link = links[tps]
-                link.publish(f"tps/{tps}/result", compact, 30, wait=False)  # the result announces its photo
-                link.publish(f"tps/{tps}/evidence/{sid}", photo, 30, wait=False)
-                waiting[sid] = (tps, compact, photo, now)
+                # the result announces its photo; a kit not connected publishes as soon as it is, as a kit does
+                sent_now = swarm.publish(tps, f"tps/{tps}/result", compact)
+                swarm.publish(tps, f"tps/{tps}/evidence/{sid}", photo)
+                waiting[sid] = (tps, compact, photo, now if sent_now else 0.0)
         if i >= len(todo) and not waiting:
             break
-        time.sleep(0.02)
-    out.put({"sent": sent, "unacked": len(waiting)})
-    for link in links.values():
-        link.stop(1)
+        swarm.step(0.02)
+    out.put({"sent": sent, "unacked": len(waiting), "reconnects": swarm.reconnects})
+    swarm.close()
 
 
 # ------------------------------------------------------------------------------------------ postgres
@@ -437,6 +573,36 @@ def national_count(engine: Any) -> int:
         return 0
 
 
+async def stream_size(js: Any) -> int:
+    """Bytes the results stream holds (one replica's copy)."""
+    from tpskit.jetstream import STREAM
+
+    return int((await js.js.stream_info(STREAM)).state.bytes)
+
+
+def table_bytes(engine: Any) -> int:
+    """The national results table on disk: every partition with its indexes and TOAST."""
+    from sqlalchemy import text
+
+    with engine.connect() as c:
+        return int(c.execute(text(
+            "SELECT COALESCE(SUM(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'national_results'")).scalar_one())
+
+
+def kits_waiting(signed: list[float], stored: list[float], at: list[float]) -> list[tuple[float, int]]:
+    """Results signed and not yet stored by their district, at each time of `at` (the kits' side of the queue:
+    the broker's persistent sessions hold them while a district service is down)."""
+    events = sorted([(t, 1) for t in signed] + [(t, -1) for t in stored])
+    out, n, i = [], 0, 0
+    for t in sorted(at):
+        while i < len(events) and events[i][0] <= t:
+            n += events[i][1]
+            i += 1
+        out.append((t, n))
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -523,8 +689,10 @@ def main() -> int:
         # Two provinces (31, 32): the national table's partitions show it.
         specs = [(f"kab-{i + 1:02d}", tps_codes(31 + i % 2, i + 1, n_tps)) for i in range(n_districts)]
         ctx = mp.get_context("spawn")
+        t_provision = time.time()
         with ctx.Pool(2) as pool:
             made = pool.starmap(provision, [(work, did, codes, national_section) for did, codes in specs])
+        provision_s = time.time() - t_provision
         for m in made:
             districts.append(District(m["id"], Path(m["root"]), Path(m["config"]), m["port"], m["codes"], m["kits"]))
             districts[-1].broker = start_broker(m["broker_conf"], m["port"], Path(m["root"]) / "mosquitto.log")
@@ -543,18 +711,29 @@ def main() -> int:
         for w in range(args.workers):
             workers.append(start_logged(worker_argv, work / f"worker-{w}.log", '"national.ready"'))
         engine = create_engine(db_url)
-        setup_s = time.time() - t_setup
 
         # ---- the night
         plans = {d.id: night_plan(d.codes, night_s, rng, args.corrections) for d in districts}
         expected = sum(len(p) for p in plans.values())
-        q = ctx.Queue()
-        t0 = time.time() + 5  # the kits connect first
-        deadline = t0 + night_s + 240
-        pubs = [ctx.Process(target=kits_process, args=(d.kits, d.port, plans[d.id], t0, deadline, q))
+        q, ready, start = ctx.Queue(), ctx.Queue(), ctx.Value("d", 0.0)
+        t_connect = time.time()
+        brokers_cpu = [component_cpu(districts, cluster, workers, pg_stop)["mosquitto (all districts)"]]
+        pubs = [ctx.Process(target=kits_process, args=(d.kits, d.port, plans[d.id], ready, start, night_s, q))
                 for d in districts]
         for p in pubs:
             p.start()
+        connected = sum(ready.get(timeout=900) for _ in pubs)
+        connect_s = time.time() - t_connect
+        brokers_cpu.append(component_cpu(districts, cluster, workers, pg_stop)["mosquitto (all districts)"])
+        # The brokers with every kit connected and nothing to say (keepalive pings every 30 s): the cost of a
+        # connection held through the night, apart from the cost of a result.
+        idle_s = 0.0 if args.quick else min(30.0, night_s / 20)
+        time.sleep(idle_s)
+        brokers_cpu.append(component_cpu(districts, cluster, workers, pg_stop)["mosquitto (all districts)"])
+        setup_s = time.time() - t_setup
+        t0 = time.time() + 1
+        start.value = t0
+        deadline = t0 + night_s + 240
         cpu0 = component_cpu(districts, cluster, workers, pg_stop)
         faults = [] if args.no_faults else [
             (0.30, "kill NATS node n2", lambda: cluster.kill(1)),
@@ -597,6 +776,7 @@ def main() -> int:
         cpu1 = component_cpu(districts, cluster, workers, pg_stop)
         sent = [s for r in reports for s in r["sent"]]
         unacked = sum(r["unacked"] for r in reports)
+        reconnects = sum(r["reconnects"] for r in reports)
 
         # ---- counts
         from sqlalchemy import text
@@ -660,6 +840,9 @@ def main() -> int:
         all_tps = NationalChecker(load_national_config(ncfg).districts).tps
         match, tally_detail = tallies_match(districts, open_national_db(db_url, []), all_tps)
         parts = partitions(open_national_db(db_url, []))
+        national_bytes = table_bytes(engine)
+        stream_bytes = js_call(cluster.urls, stream_size)
+        district_bytes = sum(f.stat().st_size for d in districts for f in d.db.parent.glob("district.sqlite*"))
 
         # ---- stages
         signed_at = {s[0]: s[3] for s in sent}
@@ -679,7 +862,9 @@ def main() -> int:
         # ---- report
         out = []
         out.append(f"election night: {n_districts} districts x {n_tps} TPS = {n_districts * n_tps} TPS, "
-                   f"{len(sent)} results signed over a {night_s:.0f} s night (setup {setup_s:.0f} s), "
+                   f"{len(sent)} results signed over a {night_s:.0f} s night (setup {setup_s:.0f} s: "
+                   f"{n_districts * n_tps} kit keys and certificates {provision_s:.0f} s, {connected} kits "
+                   f"connected {connect_s:.0f} s), "
                    f"{args.workers} national workers, NATS 3 nodes R3, PostgreSQL {len(parts)} province partitions")
         out.append(f"arrival: peak {burst_share:.1f} results/s over 5 s (the burst), mean "
                    f"{len(sent) / night_s:.1f}/s")
@@ -696,7 +881,13 @@ def main() -> int:
         out.append("")
         deepest = max(depth, key=lambda x: x[1]) if depth else (0, 0, 0, 0)
         deepest_q = max(depth, key=lambda x: x[2]) if depth else (0, 0, 0, 0)
-        out.append(f"queue depth: district outboxes at most {deepest[1]} unsent (at {deepest[0]:.0f} s); national "
+        kit_queue = kits_waiting([s[3] - t0 for s in sent],
+                                 [district_received[s[0]] - t0 for s in sent if s[0] in district_received],
+                                 [t for t, *_ in depth])
+        deepest_k = max(kit_queue, key=lambda x: x[1]) if kit_queue else (0, 0)
+        out.append(f"queue depth: kits waiting for their district (signed, not stored there yet) at most "
+                   f"{deepest_k[1]} (at {deepest_k[0]:.0f} s); district outboxes at most {deepest[1]} unsent (at "
+                   f"{deepest[0]:.0f} s); national "
                    f"consumer at most {deepest_q[2]} pending (at {deepest_q[0]:.0f} s); samples every 1 s in "
                    f"{work / 'depth.csv'}")
         (work / "depth.csv").write_text("t_s,district_unsent,national_pending,national_stored\n" + "".join(
@@ -726,9 +917,18 @@ def main() -> int:
                    f"{unacked}; district rows {district_rows}")
         out.append(f"tally: {'match' if match else 'MISMATCH'} ({tally_detail})")
         out.append("partitions: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+        n_ids = max(1, len(set(national_ids)))
+        idle_us = 1e6 * (brokers_cpu[2] - brokers_cpu[1]) / max(idle_s, 1e-9) / max(1, connected)
+        out.append(f"kit connections: {connected} TLS sessions in {connect_s:.0f} s, the brokers' CPU "
+                   f"{1000 * (brokers_cpu[1] - brokers_cpu[0]) / max(1, connected):.2f} ms per connection"
+                   + (f"; held idle (keepalive 30 s) {idle_us:.1f} µs of broker CPU per kit per second over "
+                      f"{idle_s:.0f} s" if idle_s else "") + f"; kits reconnecting during the night: {reconnects}")
+        out.append(f"storage per result: national table {national_bytes / n_ids:.0f} B (with indexes), stream "
+                   f"{stream_bytes / max(1, stream_msgs):.0f} B per message per replica (3 replicas), district "
+                   f"database {district_bytes / max(1, district_rows):.0f} B (with the {PHOTO_BYTES} B photo)")
         if args.plot:
             plot(args.plot, depth, [(r[3] - t0, r[3] - signed_at[r[0]]) for r in rows if r[0] in signed_at], fault_log,
-                 night_s)
+                 night_s, [s[3] - t0 for s in sent], kit_queue)
             out.append(f"plot: {args.plot}")
         p50, p99 = percentile(e2e, 0.5), percentile(e2e, 0.99)
         out.append(f"results={len(sent)} lost={lost} duplicated={duplicated} p50_s={p50:.2f} p99_s={p99:.2f} "
@@ -774,26 +974,44 @@ def component_cpu(districts: list[District], cluster: Any, workers: list[Any], p
 
 
 def plot(path: Path, depth: list[tuple[float, int, int, int]], latency: list[tuple[float, float]],
-         faults: list[tuple[float, str]], night_s: float) -> None:
-    """A PNG of the night (Pillow, no plotting library): queue depths above, end-to-end latency per result
-    below, against seconds of the night; the faults as vertical lines."""
+         faults: list[tuple[float, str]], night_s: float, signed: list[float] | None = None,
+         kit_queue: list[tuple[float, int]] | None = None) -> None:
+    """A PNG of the night (Pillow, no plotting library), against seconds of the night, the faults as vertical
+    lines: results signed and committed nationally per second (10 s bins) when `signed` is given, queue depths,
+    and end-to-end latency per result at its national commit."""
     from PIL import Image, ImageDraw
 
     depth = [d for d in depth if d[0] >= 0]  # the samples before the first kit's first result
-    w, h, left, pad = 1000, 560, 70, 30
+    t_max = max([night_s] + [t for t, *_ in depth] + [t for t, _ in latency]) or 1.0
+    series: list[tuple[str, list[tuple[list[tuple[float, float]], str]]]] = []
+    if signed is not None:
+        def per_s(times: list[float], bin_s: float = 10.0) -> list[tuple[float, float]]:
+            counts = [0] * (int(t_max // bin_s) + 1)
+            for t in times:
+                if 0 <= t <= t_max:
+                    counts[int(t // bin_s)] += 1
+            return [(i * bin_s + bin_s / 2, c / bin_s) for i, c in enumerate(counts)]
+        series.append(("results per second (10 s bins): signed by the kits (green), committed nationally (black)",
+                       [(per_s(signed), "green"), (per_s([t for t, _ in latency]), "black")]))
+    queues: list[tuple[list[tuple[float, float]], str]] = [
+        ([(t, a) for t, a, _, _ in depth], "blue"), ([(t, max(b, 0)) for t, _, b, _ in depth], "red")]
+    if kit_queue is not None:
+        queues.insert(0, ([(t, float(n)) for t, n in kit_queue if t >= 0], "purple"))
+    series.append(("queue depth (results): " + ("kits waiting for their district (purple), " if kit_queue else "")
+                   + "district outboxes to NATS (blue), national consumer (red)", queues))
+    series.append(("end-to-end latency per result (s), kit signature -> national commit", [(latency, "points")]))
+    w, left, pad, panel_h = 1000, 70, 30, 240
+    h = pad + len(series) * (panel_h + pad)
     img = Image.new("RGB", (w, h), "white")
     g = ImageDraw.Draw(img)
-    t_max = max([night_s] + [t for t, *_ in depth] + [t for t, _ in latency]) or 1.0
-    panels = [(pad, h // 2 - pad // 2, "queue depth (messages): district outboxes (blue), national consumer (red)"),
-              (h // 2 + pad // 2, h - pad, "end-to-end latency per result (s), kit signature -> national commit")]
 
     def x(t: float) -> float:
         return left + (w - left - pad) * t / t_max
 
-    for (top, bottom, title), series in zip(panels, (
-            [([(t, a) for t, a, _, _ in depth], "blue"), ([(t, max(b, 0)) for t, _, b, _ in depth], "red")],
-            [(latency, "black")]), strict=True):
-        v_max = max([v for pts, _ in series for _, v in pts] + [1e-9]) * 1.1
+    for n, (title, lines) in enumerate(series):
+        top = pad + n * (panel_h + pad)
+        bottom = top + panel_h
+        v_max = max([v for pts, _ in lines for _, v in pts] + [1e-9]) * 1.1
         g.rectangle([left, top, w - pad, bottom], outline="gray")
         g.text((left + 5, top + 3), title, fill="black")
         g.text((5, top), f"{v_max:.1f}", fill="black")
@@ -801,11 +1019,11 @@ def plot(path: Path, depth: list[tuple[float, int, int, int]], latency: list[tup
         for t, what in faults:
             g.line([x(t), top, x(t), bottom], fill="orange")
             g.text((x(t) + 2, bottom - 12), what.split()[0] + " " + what.split()[-1], fill="orange")
-        for pts, colour in series:
+        for pts, colour in lines:
             xy = [(x(t), bottom - (bottom - top) * v / v_max) for t, v in sorted(pts)]
-            if colour == "black":
+            if colour == "points":
                 for px, py in xy:
-                    g.point((px, py), fill=colour)
+                    g.point((px, py), fill="black")
             elif len(xy) > 1:
                 g.line(xy, fill=colour, width=2)
     for t in range(0, int(t_max) + 1, max(1, int(t_max) // 10)):
