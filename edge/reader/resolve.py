@@ -64,29 +64,19 @@ class Resolution:
 
 
 def check_holds(check: Check, values: Mapping[str, int | None]) -> bool:
-    if any(values.get(n) is None for n in check.fields):
-        return False
-    return check.holds(values)  # type: ignore[arg-type]
+    """Whether `check` holds on `values`; False while one of its fields has no value."""
+    return _Plan.of(check).holds(values)
 
 
 def _implied(check: Check, target: str, values: Mapping[str, int | None]) -> int | None:
     """The value of `target` that makes an equality check hold, the other fields as given."""
-    if check.relation != "equals" or any(values.get(n) is None for n in check.fields if n != target):
-        return None
-    left = sum(values[n] for n in check.sum if n != target)  # type: ignore[misc]
-    right = sum(values[n] for n in check.rhs if n != target)  # type: ignore[misc]
-    in_sum, in_rhs = check.sum.count(target), check.rhs.count(target)
-    if in_sum == in_rhs:
-        return None
-    # left + in_sum*x == right + in_rhs*x
-    num, den = right - left, in_sum - in_rhs
-    return num // den if num % den == 0 else None
+    return _Plan.of(check).implied(target, values)
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """A check's fields as plain tuples: the search tests its checks many times (check_holds and _implied,
-    on the template's Check, rebuild these tuples at each call)."""
+    """A check's fields as plain tuples, its arithmetic in one place: the search keeps one per check and tests
+    it many times (the template's Check builds these tuples at each call)."""
 
     sum: tuple[str, ...]
     rhs: tuple[str, ...]
@@ -99,7 +89,6 @@ class _Plan:
                    equals=check.relation == "equals")
 
     def holds(self, values: Mapping[str, int | None]) -> bool:
-        """check_holds(check, values)."""
         for n in self.fields:
             if values.get(n) is None:
                 return False
@@ -108,7 +97,6 @@ class _Plan:
         return left == right if self.equals else left <= right
 
     def implied(self, target: str, values: Mapping[str, int | None]) -> int | None:
-        """_implied(check, target, values)."""
         if not self.equals:
             return None
         for n in self.fields:
@@ -119,7 +107,7 @@ class _Plan:
         in_sum, in_rhs = self.sum.count(target), self.rhs.count(target)
         if in_sum == in_rhs:
             return None
-        num, den = right - left, in_sum - in_rhs
+        num, den = right - left, in_sum - in_rhs  # left + in_sum*x == right + in_rhs*x
         return num // den if num % den == 0 else None
 
 
