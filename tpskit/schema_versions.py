@@ -9,13 +9,15 @@ upgraded, and the upgrade itself (stamp an unversioned database at the baseline,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, create_engine, inspect
 
 UNVERSIONED = "unversioned"  # a database the release before versions made: its tables, no alembic_version
 
@@ -66,3 +68,19 @@ def apply(conn: Connection, migrations: Path, baseline: str, before: str | None,
     if before == UNVERSIONED:
         command.stamp(cfg, baseline)
     command.upgrade(cfg, target)
+
+
+def run_env(context: Any, run: Callable[[Connection], None], url_hint: str) -> None:
+    """The body of a migrations folder's env.py: migrate the connection `upgrade` handed over (inside its
+    locked transaction), or, for a developer running Alembic by hand, the database `-x url=...` names."""
+    given = context.config.attributes.get("connection")
+    if given is not None:
+        run(given)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit(f"give the database: alembic -x url={url_hint}")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        run(conn)
+    engine.dispose()

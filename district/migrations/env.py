@@ -14,9 +14,10 @@ then reads the generated file (autogenerate misses renames and server defaults),
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection
 
 from tpskit.district.db import metadata
+from tpskit.schema_versions import run_env
 
 
 def _run(connection: Connection) -> None:
@@ -27,14 +28,4 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
-given = context.config.attributes.get("connection")
-if given is not None:
-    _run(given)
-else:
-    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise SystemExit("give the database: alembic -x url=sqlite:///path.sqlite (or postgresql+psycopg://...)")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        _run(conn)
-    engine.dispose()
+run_env(context, _run, "sqlite:///path.sqlite (or postgresql+psycopg://...)")

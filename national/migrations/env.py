@@ -15,9 +15,10 @@ Province partitions are not revisions: they follow the configured districts (tps
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import Connection, create_engine
+from sqlalchemy import Connection
 
 from tpskit.national.db import metadata
+from tpskit.schema_versions import run_env
 
 
 def _include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
@@ -31,14 +32,4 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
-given = context.config.attributes.get("connection")
-if given is not None:
-    _run(given)
-else:
-    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise SystemExit("give the database: alembic -x url=postgresql+psycopg://user@host/national")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        _run(conn)
-    engine.dispose()
+run_env(context, _run, "postgresql+psycopg://user@host/national")
