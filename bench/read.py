@@ -306,11 +306,15 @@ def markdown(report: dict, rss: dict[str, float], model_kb: float, args: argpars
         lines += ["", "Held-out officer writers, their written digits read right box by box: " + "; ".join(
             f"{sev} {_pct(s['officer_boxes_right'], s['officer_boxes']):.2f} % ({s['officer_boxes']} boxes)"
             for sev, s in offs) + "."]
+    from tpskit.edge.reader import quality as q
+
     lines += ["", "What the gate measured on these readable photos (worst value in each set; thresholds in "
               "edge/reader/quality.py): the margin between the field and a refusal.", "",
-              "| set | severity | lowest line contrast (>= 16) | widest lines, mm (<= 0.80) | most faded stretches "
-              "in a box (<= 5) | smallest px/mm (>= 3.5) | grid error under the markers' homography, mm: median / max "
-              "| after refitting on the grid, max |", "|---|---|---|---|---|---|---|---|"]
+              f"| set | severity | lowest line contrast (>= {q.MIN_LINE_CONTRAST:g}) | widest lines (blurriest tenth "
+              f"of the boxes), mm (<= {q.MAX_LINE_WIDTH_MM:g}) | most faded stretches in a box (<= "
+              f"{q.GLARE_MAX_FADED:g}) | smallest px/mm (>= {q.MIN_FULLRES_PX_PER_MM:g}) | grid error under the "
+              "markers' homography, mm: median / max | after refitting on the grid, max |",
+              "|---|---|---|---|---|---|---|---|"]
     for (kind, _cond, sev), s in sorted(rows.items(), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])):
         if kind not in ("mixed", "officer"):
             continue

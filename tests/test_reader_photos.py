@@ -245,6 +245,19 @@ def test_marker_within_a_millimetre_of_the_frame_edge_in_a_portrait_frame_is_rea
         _assert_read(read_sheet(photo.jpeg, templates, model, ReadOptions(expected_tps=TPS)), sheet)
 
 
+def test_a_marker_corner_found_half_a_pixel_outside_the_frame_is_refined_not_a_reader_error():
+    # ArUco reports a corner of a marker touching the frame's edge up to half a pixel outside it (the search
+    # image has a white border); cornerSubPix raised on it and the photo was refused as `reader_error`.
+    from tpskit.edge.reader.geometry import subpix_corners
+
+    gray = np.full((80, 80), 220, np.uint8)
+    gray[20:60, 0:40] = 15  # a black square cut by the left edge
+    pts = np.array([[-0.4, 19.5], [39.5, 19.5], [39.5, 59.5], [-0.3, 59.5]], np.float32)
+    refined = subpix_corners(gray, pts, 3)
+    assert refined.shape == (4, 2)
+    assert (refined[:, 0] >= 0).all() and np.abs(refined[1:3] - pts[1:3]).max() < 0.6
+
+
 def test_sheet_tilted_20_degrees_curled_and_folded_is_read_and_the_grid_error_reported(templates, model, digits):
     sheet, _ = _sheet(templates["PPWP"], digits, seed=22, severity="normal")
     photo = _shot_photo(sheet, 22, tilt_deg=20.0, curl_mm=12.0, curl_edge=1, curl_width_mm=80.0, fold_mm=3.0,

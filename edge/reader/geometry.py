@@ -61,17 +61,30 @@ def detect_markers(gray: np.ndarray, dictionary: str, downscale: int = DETECT_DO
     if ids is None:
         return found
     win = max(2, round(1.5 / f))
-    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
     for c, i in zip(corners, ids.ravel(), strict=True):
         pts = ((c.reshape(4, 2) - BORDER_PX) / f).astype(np.float32)
         if (pts < -0.5).any() or (pts[:, 0] > w - 0.5).any() or (pts[:, 1] > h - 0.5).any():
             continue  # a square cut by the frame's edge, closed by the white border: not the marker's corners
         if f < 1:
-            pts = cv2.cornerSubPix(gray, pts.reshape(-1, 1, 2), (win, win), (-1, -1), crit).reshape(4, 2)
+            pts = subpix_corners(gray, pts, win)
         # Keep the largest detection per id (a marker printed elsewhere in view is smaller or absent).
         if int(i) not in found or cv2.contourArea(pts) > cv2.contourArea(found[int(i)]):
             found[int(i)] = pts
     return found
+
+
+def subpix_corners(gray: np.ndarray, pts: np.ndarray, win: int) -> np.ndarray:
+    """Corners (N, 2) refined to sub-pixel on `gray` (cv2.cornerSubPix, window `win`).
+
+    A corner up to half a pixel outside the frame (a marker touching its edge) is first moved onto the
+    frame's edge pixel: cornerSubPix refuses any corner outside the image, and the reader would refuse the
+    photo as its own error."""
+    h, w = gray.shape
+    start = np.empty((len(pts), 1, 2), np.float32)
+    start[:, 0, 0] = np.clip(pts[:, 0], 0, w - 1)
+    start[:, 0, 1] = np.clip(pts[:, 1], 0, h - 1)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
+    return cv2.cornerSubPix(gray, start, (win, win), (-1, -1), crit).reshape(-1, 2)
 
 
 def marker_page_corners(markers: Markers, marker_id: int) -> np.ndarray:

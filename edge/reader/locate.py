@@ -29,6 +29,7 @@ from .geometry import (
     detect_markers,
     marker_page_corners,
     page_geometry,
+    subpix_corners,
     verify_marker,
 )
 from .trace import Measure, Refused, Trace
@@ -121,10 +122,7 @@ def _confirm_missing(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarra
 
 
 def _refine_corners(gray: np.ndarray, pts: np.ndarray, px_per_mm: float) -> np.ndarray:
-    win = max(2, round(0.8 * px_per_mm))
-    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.05)
-    refined = cv2.cornerSubPix(gray, pts.reshape(-1, 1, 2).astype(np.float32).copy(), (win, win), (-1, -1), crit)
-    refined = refined.reshape(4, 2)
+    refined = subpix_corners(gray, pts.reshape(4, 2), max(2, round(0.8 * px_per_mm)))
     # A corner that wandered more than a millimetre found something else: keep the prediction.
     far = np.linalg.norm(refined - pts, axis=1) > px_per_mm
     refined[far] = pts[far]
