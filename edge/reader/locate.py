@@ -42,6 +42,9 @@ THOROUGH_MAX_PX = 2100
 #: The marker search's last tries, on copies this many times smaller than the working image (see below).
 COARSE_DOWNSCALES = (6, 12)
 SIDES_ORDER = ("left", "right", "top", "bottom")
+#: A missed marker is searched for again within this much (mm, each side) of where the found ones put it: a
+#: curl or a fold moves a corner up to about 10 mm from that prediction.
+NEAR_SLACK_MM = 16.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,39 @@ def _confirm_missing(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarra
     return out
 
 
+def _search_near(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarray], skip: Mapping[int, np.ndarray]
+                 ) -> dict[int, np.ndarray]:
+    """Markers the whole-frame search missed, found by the same search in a window around where two or more
+    found ones put them (NEAR_SLACK_MM each side): a small window has one marker, one light level and none of
+    the page's other squares, so a marker the frame's threshold windows lost (a dim or uneven lamp, a curled
+    corner the prediction misses by millimetres, the frame's edge a pixel away) decodes there."""
+    out: dict[int, np.ndarray] = {}
+    if len(ours) < 2 or len(ours) == 4:
+        return out
+    geom = page_geometry(t.markers, dict(ours), t.page.width_mm, t.page.height_mm, min_markers=2)
+    if geom is None:
+        return out
+    h, w = gray.shape
+    slack = NEAR_SLACK_MM * geom.px_per_mm
+    for m in t.markers.items:
+        if m.id in ours or m.id in skip:
+            continue
+        pred = geom.to_image(marker_page_corners(t.markers, m.id))
+        x0, y0 = (max(0, int(v)) for v in np.floor(pred.min(axis=0) - slack))
+        x1, y1 = (int(v) for v in np.ceil(pred.max(axis=0) + slack) + 1)
+        x1, y1 = min(w, x1), min(h, y1)
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            continue  # wholly outside the frame
+        area = cv2.contourArea(pred.astype(np.float32))
+        for thorough in (False, True):
+            hit = detect_markers(gray[y0:y1, x0:x1], t.markers.dictionary, downscale=1, thorough=thorough).get(m.id)
+            # Its own id, and about the size the others give it: the marker, not a copy printed elsewhere.
+            if hit is not None and 0.4 * area <= cv2.contourArea(hit) <= 2.5 * area:
+                out[m.id] = _refine_corners(gray, hit + np.array([x0, y0], np.float32), geom.px_per_mm)
+                break
+    return out
+
+
 def _refine_corners(gray: np.ndarray, pts: np.ndarray, px_per_mm: float) -> np.ndarray:
     refined = subpix_corners(gray, pts.reshape(4, 2), max(2, round(0.8 * px_per_mm)))
     # A corner that wandered more than a millimetre found something else: keep the prediction.
@@ -143,6 +179,19 @@ def markers_sharpness(gray: np.ndarray, t: Template, found: Mapping[int, np.ndar
     return float(np.median(values)) if values else 0.0
 
 
+def _found_or_confirmed(gray: np.ndarray, t: Template, ours: dict[int, np.ndarray]
+                        ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """The markers found, with those found again near their predicted place; and those confirmed there by
+    their bits only."""
+    confirmed = _confirm_missing(gray, t, ours)
+    if len(ours) + len(confirmed) < 4:
+        near = _search_near(gray, t, ours, confirmed)
+        if near:
+            ours = {**ours, **near}
+            confirmed = _confirm_missing(gray, t, ours)
+    return ours, confirmed
+
+
 def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template], trace: Trace) -> Located:
     """Markers and homography of the sheet in view; raises `Refused` saying why there is none."""
     trace.shape = gray.shape
@@ -150,7 +199,7 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     for t in _layouts(templates):
         ids = {m.id for m in t.markers.items}
         ours = {i: c for i, c in detect_markers(gray, t.markers.dictionary).items() if i in ids}
-        confirmed = _confirm_missing(gray, t, ours)
+        ours, confirmed = _found_or_confirmed(gray, t, ours)
         if len(ours) + len(confirmed) < 4:
             # Small markers (a sheet far away) can vanish on the downscaled copy: look once more, thoroughly,
             # at up to THOROUGH_MAX_PX (a 12 MP search costs a second and a hundred megabytes).
@@ -158,8 +207,7 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
             # Its buffers are the read's largest: the allocator's pages kept from earlier reads go back first.
             release_freed_memory()
             more = detect_markers(gray, t.markers.dictionary, downscale=k, thorough=True)
-            ours = {**{i: c for i, c in more.items() if i in ids}, **ours}
-            confirmed = _confirm_missing(gray, t, ours)
+            ours, confirmed = _found_or_confirmed(gray, t, {**{i: c for i, c in more.items() if i in ids}, **ours})
         if best is None or len(ours) + len(confirmed) > len(best[1]) + len(best[2]):
             best = (t, ours, confirmed)
         if len(ours) + len(confirmed) == 4:
