@@ -281,6 +281,35 @@ def test_a_dim_curled_corner_marker_by_the_frame_edge_is_found_near_its_predicti
         _assert_read(r, sheet)
 
 
+def test_felt_tip_digits_beside_the_box_lines_do_not_pull_the_fields_off_their_boxes(templates, model):
+    # bench/read.py, officers' hard set: a held-out writer's felt-tip 2s (loops filled) hug the left line of
+    # the first box; the median over a field's rows kept them as dark as a line, the comb of lines took them
+    # and six fields were cut 1.7-3 mm off their boxes, the lines measured there 1.27 mm wide, and a sharp
+    # photo was refused as out_of_focus.
+    from tpskit.sheets.camera import Shot, shoot
+    from tpskit.sheets.fill import random_result
+    from tpskit.sheets.officer_digits import held_out_hand
+
+    t = templates["PPWP"]
+    rng = np.random.default_rng([20261201, 13, sum(map(ord, "officerhardheld_outPPWP"))])
+    values = random_result(t, rng)
+    writer = held_out_hand(20261201 ^ (13 * 7919 + sum(map(ord, "PPWP"))))
+    sheet = fill_sheet(t, TPS, values, rng, writer.digits(per_class=6), "hard", style=writer.ink_style(rng, "hard"))
+    shot = Shot(
+        size=(4056, 3040), quarter_turns=1, angle_deg=4.191, fill=0.7573, centre=(0.5105, 0.1602),
+        snug_mm=None, snug_side=2, tilt_deg=9.6063, tilt_dir_deg=177.1217, fov_deg=76.3055, curl_mm=4.2975,
+        curl_edge=0, curl_width_mm=75.7938, fold_mm=4.5203, fold_angle_deg=42.536, fold_offset=-0.1476,
+        fold_width_mm=96.8431, exposure=0.6721, gradient=0.2475, vignette=0.2286, shadow=0.0,
+        hard_shadow='none', hard_shadow_depth=0.0, hard_shadow_at=(0.7731, 0.7764), sheen=0.0,
+        sheen_at=(0.3591, 0.6953), blur_sigma=1.8685, motion_px=3.1723, noise_sigma=4.3577,
+        wb=(0.9966, 1.0, 0.9079), quality=77, paper=(0.9209, 0.9168, 0.9238), specks=0.0, black=0.0985,
+        desk=421794047, show_sheet=True, detail=514347953)
+    r = read_sheet(shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm).jpeg, templates, model,
+                   ReadOptions(expected_tps=TPS))
+    _assert_read(r, sheet)
+    assert r.gate["grid_error_markers_mm"] < 1.5, r.gate
+
+
 def test_sheet_tilted_20_degrees_curled_and_folded_is_read_and_the_grid_error_reported(templates, model, digits):
     sheet, _ = _sheet(templates["PPWP"], digits, seed=22, severity="normal")
     photo = _shot_photo(sheet, 22, tilt_deg=20.0, curl_mm=12.0, curl_edge=1, curl_width_mm=80.0, fold_mm=3.0,
