@@ -271,6 +271,22 @@ _RSS_HELPER = ("import os, subprocess, sys\n"
                "print(os.wait4(p.pid, 0)[2].ru_maxrss)")
 
 
+def drop_page_cache() -> bool:
+    """Empty the kernel's page cache (root only; False when not allowed).
+
+    The libraries' pages a process maps count in its RSS, and how many a fault maps depends on the page
+    cache: on Linux 6.18 with ext4, right after pip has written OpenCV's 70 MB library, its cached pages come
+    in large folios and the same `tpskit read` peaks 35 MB higher (120 instead of 84 MB; all of the
+    difference clean, shared file pages the kernel takes back under pressure) than with the library read
+    from disk, as after a boot."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
 def peak_rss_mb(photos: list[Path]) -> float:
     """Peak RSS of one `tpskit read` process on a few photos (that child's own ru_maxrss, from a small parent)."""
     exe = Path(sys.executable).parent / "tpskit"
@@ -348,6 +364,10 @@ def markdown(report: dict, rss: dict[str, float], model_kb: float, args: argpars
     lines += ["", f"Peak RSS of `tpskit read` (one process each): {rss['normal']:.0f} MB on 5 photos of the mixed "
                   f"normal set, {rss['small']:.0f} MB on the 5 smallest sheets of the hard set (each decoded "
                   f"again at full size) and 2 refused photos. Model: {model_kb:.0f} KB."]
+    if "normal_cold" in rss:
+        lines[-1] += (f" With the page cache emptied first (the libraries read from disk, as after a boot): "
+                      f"{rss['normal_cold']:.0f} and {rss['small_cold']:.0f} MB; the difference is clean file pages "
+                      "of the libraries (see `drop_page_cache` in bench/read.py).")
     return "\n".join(lines)
 
 
@@ -365,8 +385,10 @@ def summary(report: dict, rss: dict[str, float]) -> str:
     bad_wrong = sum(b["n"] - b["right"] for b in report["bad"].values())
     lat = report.get("latency")
     med = statistics.median(lat["best"]) if lat else float("nan")
+    cold = max(rss.get("normal_cold", rss["normal"]), rss.get("small_cold", rss["small"]))
     return " ".join(parts) + (f" silent_errors={silent} bad_read_ok={bad_ok} bad_wrong_reason={bad_wrong} "
-                              f"read_cpu_median_ms_12mp={med:.1f} peak_rss_mb={max(rss.values()):.0f}")
+                              f"read_cpu_median_ms_12mp={med:.1f} peak_rss_mb={cold:.0f} "
+                              f"peak_rss_warm_mb={max(rss['normal'], rss['small']):.0f}")
 
 
 def main() -> int:
@@ -381,6 +403,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes generating photos")
     ap.add_argument("--write-md", action="store_true", help="replace the reader section of BENCHMARKS.md")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="also measure peak RSS with the page cache emptied first (root only; see drop_page_cache)")
     a = ap.parse_args()
     jobs, bad_jobs = plan(a.forms, a.per_condition, a.officer, a.slips, a.bad, a.seed)
     t0 = time.time()
@@ -397,6 +421,10 @@ def main() -> int:
     smallest = sorted(hard, key=lambda p: _sheet_px_per_mm(json.loads(p.with_suffix(".json").read_text())["shot"]))
     refused = sorted((OUT / "bad").glob("out_of_focus_*.jpg"))[:1] + sorted((OUT / "bad").glob("glare_*.jpg"))[:1]
     rss = {"normal": peak_rss_mb(normal[:5]), "small": peak_rss_mb(smallest[:5] + refused)}
+    if a.drop_caches and drop_page_cache():
+        rss["normal_cold"] = peak_rss_mb(normal[:5])
+        drop_page_cache()
+        rss["small_cold"] = peak_rss_mb(smallest[:5] + refused)
     model_kb = DIGITS_MODEL.stat().st_size / 1024
     line = summary(report, rss)
     md = markdown(report, rss, model_kb, a) + f"\n\n`{line}`"
