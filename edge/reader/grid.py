@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -329,8 +330,7 @@ def _fit_group(gray: np.ndarray, geom: PageGeometry, fields: list[FieldSpec],
     pick = np.argmax(hxs - SCALE_PENALTY * (np.arange(S) > 0), axis=1)  # the printed size unless clearly not
     dx, hx = dxs[gi, pick], hxs[gi, pick]
     xscale = np.array(FIELD_SCALES)[pick]
-    csum = np.empty((g, H, W + 1), np.float32)  # row sums over any columns: a leading 0, then the cumsum
-    csum[:, :, 0] = 0.0
+    csum = np.zeros((g, H, W + 1), np.float32)  # row sums over any columns: a leading 0, then the cumsum
     np.cumsum(dark, axis=2, dtype=np.float32, out=csum[:, :, 1:])
     c0 = np.clip(np.round((pad + _CORNER_MM) * ppm + dx).astype(int), 0, W)
     c1 = np.clip(np.round((pad + fx1 - fx0 - _CORNER_MM) * ppm + dx).astype(int), 0, W)
@@ -533,7 +533,9 @@ def sharpen_strips(grid: GridFit) -> None:
         fit.strip = np.clip(strip + UNSHARP_AMOUNT * (strip - blurred) + 0.5, 0, 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=256)
 def _field_centre(f: FieldSpec) -> tuple[float, float]:
+    """Mean of the field's box centres (page mm); templates are immutable, so each is computed once."""
     xs = [b.x_mm + b.w_mm / 2 for b in f.boxes]
     ys = [b.y_mm + b.h_mm / 2 for b in f.boxes]
     return float(np.mean(xs)), float(np.mean(ys))

@@ -148,8 +148,8 @@ def _search_near(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarray], 
         if x1 - x0 < 16 or y1 - y0 < 16:
             continue  # wholly outside the frame
         area = cv2.contourArea(pred.astype(np.float32))
-        for thorough in (False, True):
-            hit = detect_markers(gray[y0:y1, x0:x1], t.markers.dictionary, downscale=1, thorough=thorough).get(m.id)
+        for search in ("normal", "thorough"):
+            hit = detect_markers(gray[y0:y1, x0:x1], t.markers.dictionary, downscale=1, search=search).get(m.id)
             # Its own id, and about the size the others give it: the marker, not a copy printed elsewhere.
             if hit is not None and 0.4 * area <= cv2.contourArea(hit) <= 2.5 * area:
                 out[m.id] = _refine_corners(gray, hit + np.array([x0, y0], np.float32), geom.px_per_mm)
@@ -198,7 +198,9 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
     best: tuple[Template, dict[int, np.ndarray], dict[int, np.ndarray]] | None = None
     for t in _layouts(templates):
         ids = {m.id for m in t.markers.items}
-        ours = {i: c for i, c in detect_markers(gray, t.markers.dictionary).items() if i in ids}
+        ours = {i: c for i, c in detect_markers(gray, t.markers.dictionary, search="quick").items() if i in ids}
+        if len(ours) < 4:
+            ours = {**ours, **{i: c for i, c in detect_markers(gray, t.markers.dictionary).items() if i in ids}}
         ours, confirmed = _found_or_confirmed(gray, t, ours)
         if len(ours) + len(confirmed) < 4:
             # Small markers (a sheet far away) can vanish on the downscaled copy: look once more, thoroughly,
@@ -206,7 +208,7 @@ def locate_sheet(gray: np.ndarray, scale: int, templates: Mapping[str, Template]
             k = max(1, -(-max(gray.shape) // THOROUGH_MAX_PX))
             # Its buffers are the read's largest: the allocator's pages kept from earlier reads go back first.
             release_freed_memory()
-            more = detect_markers(gray, t.markers.dictionary, downscale=k, thorough=True)
+            more = detect_markers(gray, t.markers.dictionary, downscale=k, search="thorough")
             ours, confirmed = _found_or_confirmed(gray, t, {**{i: c for i, c in more.items() if i in ids}, **ours})
         if best is None or len(ours) + len(confirmed) > len(best[1]) + len(best[2]):
             best = (t, ours, confirmed)
