@@ -107,12 +107,17 @@ def _confirm(gray: np.ndarray, geom: PageGeometry, t: Template, marker_id: int) 
     return pred, verify_marker(gray, geom, t.markers, marker_id)
 
 
+def _from_some(t: Template, ours: Mapping[int, np.ndarray]) -> PageGeometry | None:
+    """The homography two or three found markers give, to look for the others (None with fewer, or all four)."""
+    if len(ours) < 2 or len(ours) == 4:
+        return None
+    return page_geometry(t.markers, dict(ours), t.page.width_mm, t.page.height_mm, min_markers=2)
+
+
 def _confirm_missing(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Markers the search missed, confirmed by their bit pattern where two or more found ones put them."""
     out: dict[int, np.ndarray] = {}
-    if len(ours) < 2 or len(ours) == 4:
-        return out
-    geom = page_geometry(t.markers, dict(ours), t.page.width_mm, t.page.height_mm, min_markers=2)
+    geom = _from_some(t, ours)
     if geom is None:
         return out
     for m in t.markers.items:
@@ -131,9 +136,7 @@ def _search_near(gray: np.ndarray, t: Template, ours: Mapping[int, np.ndarray], 
     the page's other squares, so a marker the frame's threshold windows lost (a dim or uneven lamp, a curled
     corner the prediction misses by millimetres, the frame's edge a pixel away) decodes there."""
     out: dict[int, np.ndarray] = {}
-    if len(ours) < 2 or len(ours) == 4:
-        return out
-    geom = page_geometry(t.markers, dict(ours), t.page.width_mm, t.page.height_mm, min_markers=2)
+    geom = _from_some(t, ours)
     if geom is None:
         return out
     h, w = gray.shape
