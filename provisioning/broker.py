@@ -47,6 +47,12 @@ ROLE_ADMIN = "provisioning"
 #: Largest MQTT packet the broker takes: the largest evidence photo a result may announce, plus room
 #: for the topic and properties (tpskit.envelope.MAX_EVIDENCE_BYTES).
 MAX_PACKET_BYTES = 16 * 1024 * 1024 + 4096
+#: Bytes of QoS 1 messages the broker holds for one offline session (the district service's, while it is
+#: down; a dead failover instance's, for good). Without a cap every photo queues in the broker's memory and
+#: in the file it rewrites every autosave: a 10,000-TPS regency's peak hour is gigabytes, and a kit
+#: republishing for want of an ack queues its photo again each time. Beyond the cap the broker drops; the
+#: kit keeps the signed result in its outbox until the district's signed ack and publishes it again.
+MAX_QUEUED_BYTES = 256 * 1024 * 1024
 
 
 class BrokerError(Exception):
@@ -139,8 +145,11 @@ def mosquitto_conf(broker_dir: PurePath, *, port: int, bind: str, run_as: str | 
         "# Saved every 10 s and at shutdown; a crash loses at most that, and the kits publish again (nothing",
         "# is deleted on a kit before the district's signed ack).",
         "autosave_interval 10",
-        "# Keep every queued message for the district's persistent session (0 would mean the default 1000).",
+        "# Keep queued messages for the district's persistent session (0 would mean the default 1000), up to a",
+        "# byte cap: past it the broker drops, and the kits, which keep every result until its signed ack,",
+        "# publish again.",
         "max_queued_messages 1000000",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
         "max_inflight_messages 0",
         f"max_packet_size {MAX_PACKET_BYTES}",
         "log_type error",
