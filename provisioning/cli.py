@@ -91,20 +91,26 @@ def district_init_cmd(root: Path | None, system_root: Path | None, tps_csv: Path
 
 
 @provision.command("sign-csr")
-@click.argument("csr", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.argument("csr", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @dir_option
 @root_option
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Where to write kit.pem, ca.pem and kit.toml (default: the workspace's kits/KIT-ID).")
+              help="Where to write kit.pem, ca.pem and kit.toml of the one kit (default: the workspace's "
+                   "kits/KIT-ID).")
 @click.option("--replace", is_flag=True, help="Issue a new certificate to a kit id that already has one.")
-def sign_csr_cmd(csr: Path, root: Path | None, system_root: Path | None, out_dir: Path | None, replace: bool) -> None:
-    """Issue a kit certificate (TPS inside) and the kit's settings from the kit's CSR."""
-    from tpskit.provisioning.district import sign_csr
+def sign_csr_cmd(csr: tuple[Path, ...], root: Path | None, system_root: Path | None, out_dir: Path | None,
+                 replace: bool) -> None:
+    """Issue kit certificates (TPS inside) and each kit's settings from the kits' CSRs.
 
-    k = _run(sign_csr, _workspace(root, system_root), csr, out_dir=out_dir, replace=replace)
-    click.echo(f"kit {k.kit_id} for TPS {k.tps}: copy {k.folder}/kit.pem, ca.pem and kit.toml to the kit's "
-               "/etc/tpskit/")
-    click.echo(f"broker: {k.broker}")
+    Give many CSRs at once to provision a batch: every one is checked before any certificate is issued, and
+    the district's lists and the broker are updated once."""
+    from tpskit.provisioning.district import sign_csrs
+
+    kits = _run(sign_csrs, _workspace(root, system_root), list(csr), out_dir=out_dir, replace=replace)
+    for k in kits:
+        click.echo(f"kit {k.kit_id} for TPS {k.tps}: copy {k.folder}/kit.pem, ca.pem and kit.toml to the kit's "
+                   "/etc/tpskit/")
+    click.echo(f"broker: {kits[0].broker}")
 
 
 @provision.command("revoke")

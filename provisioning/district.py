@@ -25,8 +25,11 @@ import getpass
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import replace as replace_field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -526,14 +529,17 @@ class IssuedKit:
     broker: str = ""  # what the broker did with the change, for the technician
 
 
-def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_paths: str = "system",
-             replace: bool = False) -> IssuedKit:
-    """Issue a kit certificate from its CSR, and the kit's settings file.
+@dataclass(frozen=True)
+class _Request:
+    """A kit's CSR, checked: its file, public key and identity."""
 
-    `kit_paths="system"` writes /etc/tpskit and /var/lib/tpskit paths into kit.toml (a real kit);
-    `"relative"` writes paths next to kit.toml (bench rigs, tests, the demo).
-    """
-    d = open_district(root)
+    path: Path
+    key: Ed25519PublicKey
+    kit_id: str
+    tps: str
+
+
+def _check_csr(d: District, csr_path: Path, tps_list: Mapping[str, Any], revoked: Mapping[str, Any]) -> _Request:
     try:
         csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
     except OSError as e:
@@ -555,57 +561,92 @@ def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_pat
     if ident.role != ROLE_KIT or ident.tps is None:
         raise ProvisioningError(f"{csr_path}: the request does not name exactly one TPS and the kit role")
     check_tps(ident.tps)
-    tps_list = d.tps()
     if ident.tps not in tps_list:
         raise ProvisioningError(f"TPS {ident.tps} in the request is not in this district's TPS list "
                                 f"({len(tps_list)} TPS in {d.root / 'tps.csv'}); check the code on the kit")
-    if ident.common_name in d.revoked():
+    if ident.common_name in revoked:
         raise ProvisioningError(f"kit {ident.common_name} was revoked; give the replacement kit a new id")
-    issued = d.issued()
-    previous = issued.get(ident.common_name)
-    if previous is not None and not replace:
-        raise ProvisioningError(f"kit {ident.common_name} already has a certificate (serial "
-                                f"{previous['serial']}); pass --replace to issue a new one")
+    return _Request(Path(csr_path), pub, ident.common_name, ident.tps)
+
+
+def sign_csr(root: Path, csr_path: Path, *, out_dir: Path | None = None, kit_paths: str = "system",
+             replace: bool = False) -> IssuedKit:
+    """Issue a kit certificate from its CSR, and the kit's settings file.
+
+    `kit_paths="system"` writes /etc/tpskit and /var/lib/tpskit paths into kit.toml (a real kit);
+    `"relative"` writes paths next to kit.toml (bench rigs, tests, the demo).
+    """
+    return sign_csrs(root, [csr_path], out_dir=out_dir, kit_paths=kit_paths, replace=replace)[0]
+
+
+def sign_csrs(root: Path, csr_paths: Sequence[Path], *, out_dir: Path | None = None, kit_paths: str = "system",
+              replace: bool = False) -> list[IssuedKit]:
+    """`sign_csr` for many kits at once: every request is checked before any certificate is issued (one bad
+    request issues nothing), then the district's lists, the CRL and the broker's users are written once for
+    the whole batch. One at a time, each kit rewrote them all with every kit issued so far: provisioning a
+    district's thousand kits took the better part of an hour."""
+    if out_dir is not None and len(csr_paths) != 1:
+        raise ProvisioningError("--out names one kit's folder: give it one CSR (without it, each kit's files go "
+                                "to the workspace's kits/KIT-ID)")
+    d = open_district(root)
+    tps_list, revoked, issued = d.tps(), d.revoked(), d.issued()
+    requests = [_check_csr(d, p, tps_list, revoked) for p in csr_paths]
+    seen: dict[str, Path] = {}
+    for r in requests:
+        if r.kit_id in seen:
+            raise ProvisioningError(f"{r.path} and {seen[r.kit_id]} both ask for kit id {r.kit_id}: give each kit "
+                                    "its own id")
+        seen[r.kit_id] = r.path
+        previous = issued.get(r.kit_id)
+        if previous is not None and not replace:
+            raise ProvisioningError(f"kit {r.kit_id} already has a certificate (serial {previous['serial']}); "
+                                    "pass --replace to issue a new one")
     ca = load_cert(d.ca_cert_path)
     check_ca_usable(ca)
     ca_key = load_key(d.ca_key_path)
-    cert = issue_role_cert(ca_key, ca, pub, ident.common_name, ROLE_KIT, ident.tps)
-    folder = Path(out_dir) if out_dir else d.root / "kits" / ident.common_name
-    write_atomic(folder / "kit.pem", cert_pem(cert))
-    write_atomic(folder / "ca.pem", cert_pem(ca))
     s = d.settings()
-    info = tps_list[ident.tps]
     if kit_paths == "relative":
         identity = {"key": "kit.key", "certificate": "kit.pem", "ca": "ca.pem"}
         data_dir = "data"
     else:
         identity = {"key": "/var/lib/tpskit/kit.key", "certificate": "/etc/tpskit/kit.pem", "ca": "/etc/tpskit/ca.pem"}
         data_dir = "/var/lib/tpskit"
-    write_atomic(folder / "kit.toml", toml_dumps({
-        "kit": {"id": ident.common_name, "tps": ident.tps, "registered_voters": info.registered_voters,
-                "data_dir": data_dir},
-        "identity": identity,
-        "broker": {"host": s["broker_host"], "port": s["broker_port"], "failover": s.get("failover") or None},
-    }, header=f"# Kit settings issued by district {s['district_id']} on {utcnow():%Y-%m-%d}.\n"
-              "# Check them with: tpskit kit check-config --config kit.toml"))
-    issued[ident.common_name] = {"tps": ident.tps, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),
-                                 "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
+    done: list[IssuedKit] = []
+    commands: list[dict] = []
+    replaced = False
+    for r in requests:
+        cert = issue_role_cert(ca_key, ca, r.key, r.kit_id, ROLE_KIT, r.tps)
+        folder = Path(out_dir) if out_dir else d.root / "kits" / r.kit_id
+        write_atomic(folder / "kit.pem", cert_pem(cert))
+        write_atomic(folder / "ca.pem", cert_pem(ca))
+        write_atomic(folder / "kit.toml", toml_dumps({
+            "kit": {"id": r.kit_id, "tps": r.tps, "registered_voters": tps_list[r.tps].registered_voters,
+                    "data_dir": data_dir},
+            "identity": identity,
+            "broker": {"host": s["broker_host"], "port": s["broker_port"], "failover": s.get("failover") or None},
+        }, header=f"# Kit settings issued by district {s['district_id']} on {utcnow():%Y-%m-%d}.\n"
+                  "# Check them with: tpskit kit check-config --config kit.toml"))
+        previous = issued.get(r.kit_id)
+        issued[r.kit_id] = {"tps": r.tps, "serial": str(cert.serial_number), "mqtt_user": mqtt_username(cert),
+                            "fingerprint": fingerprint(cert), "issued_at": utcnow().isoformat()}
+        commands += broker_files.create_commands(_kit_client(r.kit_id, issued[r.kit_id]), r.tps)
+        if previous is not None:
+            # The replaced certificate must stop working too (a lost or stolen kit key is the usual reason to
+            # replace): revoke its serial. The key "<kit>@<serial>" can never be a kit id ('@' is not allowed
+            # in one), so the kit itself, under its new certificate, is not revoked by name. Its broker user
+            # goes at once: disconnected, powerless.
+            revoked[f"{r.kit_id}@{previous['serial']}"] = {
+                "serial": previous["serial"], "tps": previous["tps"], "reason": "superseded",
+                "revoked_at": utcnow().isoformat(), "mqtt_user": _kit_client(r.kit_id, previous).username}
+            commands.append({"command": "deleteClient", "username": _kit_client(r.kit_id, previous).username})
+            replaced = True
+        done.append(IssuedKit(r.kit_id, r.tps, folder))
     write_atomic(d.root / "kits.json", json.dumps(issued, indent=2))
-    if previous is not None:
-        # The replaced certificate must stop working too (a lost or stolen kit key is the usual reason to
-        # replace): revoke its serial. The key "<kit>@<serial>" can never be a kit id ('@' is not allowed
-        # in one), so the kit itself, under its new certificate, is not revoked by name.
-        revoked = d.revoked()
-        revoked[f"{ident.common_name}@{previous['serial']}"] = {
-            "serial": previous["serial"], "tps": previous["tps"], "reason": "superseded",
-            "revoked_at": utcnow().isoformat(), "mqtt_user": _kit_client(ident.common_name, previous).username}
+    if replaced:
         write_atomic(d.root / "revoked.json", json.dumps(revoked, indent=2))
     _refresh_broker_lists(d)
-    commands = broker_files.create_commands(_kit_client(ident.common_name, issued[ident.common_name]), ident.tps)
-    if previous is not None:  # the replaced certificate loses its broker user at once: disconnected, powerless
-        commands.append({"command": "deleteClient", "username": _kit_client(ident.common_name, previous).username})
     broker = _apply_to_broker(d, commands, broker_files.ALREADY + broker_files.GONE)
-    return IssuedKit(ident.common_name, ident.tps, folder, broker)
+    return [replace_field(k, broker=broker) for k in done]
 
 
 def revoke(root: Path, kit_id: str, reason: str = "unspecified") -> dict:

@@ -203,3 +203,58 @@ def test_district_init_where_it_may_not_write_says_so_in_one_line(tmp_path, tps_
                  "--district-id", "kab-x", *owners]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("Error: cannot write ") and str(locked) in err[0], err
+
+
+def test_a_batch_of_csrs_is_signed_with_the_lists_and_the_broker_written_once(tmp_path, district, monkeypatch):
+    # One at a time, each kit rewrote kits.json, the CRL and the broker's users with every kit issued so
+    # far: a district's thousand kits took the better part of an hour.
+    from tpskit.provisioning import district as prov
+    from tpskit.provisioning.broker import tps_role
+
+    csrs = [keygen(tmp_path / f"kit{i}", f"kit-{i}", TPS_CODES[i])[1] for i in range(3)]
+    writes = {"lists": 0, "broker": 0}
+    real_refresh, real_apply = prov._refresh_broker_lists, prov._apply_to_broker
+    monkeypatch.setattr(prov, "_refresh_broker_lists",
+                        lambda d: (writes.__setitem__("lists", writes["lists"] + 1), real_refresh(d))[1])
+    monkeypatch.setattr(prov, "_apply_to_broker",
+                        lambda d, c, i: (writes.__setitem__("broker", writes["broker"] + 1), real_apply(d, c, i))[1])
+    kits = prov.sign_csrs(district.root, csrs)
+    assert writes == {"lists": 1, "broker": 1}
+    assert [(k.kit_id, k.tps) for k in kits] == [(f"kit-{i}", TPS_CODES[i]) for i in range(3)]
+    issued = json.loads((district.root / "kits.json").read_text())
+    assert sorted(issued) == ["kit-0", "kit-1", "kit-2"]
+    users = _broker_users(district)
+    for i, k in enumerate(kits):
+        cert = load_cert(k.folder / "kit.pem")
+        assert identity_of(cert).tps == TPS_CODES[i]
+        assert users[mqtt_username(cert)] == tps_role(TPS_CODES[i])
+
+
+def test_one_bad_csr_in_a_batch_issues_no_certificate_and_names_its_file(tmp_path, district):
+    good = keygen(tmp_path / "kit0", "kit-0", TPS_CODES[0])[1]
+    bad = keygen(tmp_path / "kit9", "kit-9", "3271010001001")[1]  # a TPS of another district
+    from tpskit.provisioning.district import sign_csrs
+
+    with pytest.raises(ProvisioningError, match="3271010001001"):
+        sign_csrs(district.root, [good, bad])
+    assert json.loads((district.root / "kits.json").read_text()) == {}
+    assert not (district.root / "kits" / "kit-0").exists()
+
+
+def test_two_csrs_of_one_batch_asking_for_the_same_kit_id_are_refused(tmp_path, district):
+    from tpskit.provisioning.district import sign_csrs
+
+    a = keygen(tmp_path / "a", "kit-a", TPS_CODES[0])[1]
+    b = keygen(tmp_path / "b", "kit-a", TPS_CODES[1])[1]
+    with pytest.raises(ProvisioningError, match="both ask for kit id kit-a"):
+        sign_csrs(district.root, [a, b])
+    assert json.loads((district.root / "kits.json").read_text()) == {}
+
+
+def test_cli_sign_csr_takes_many_csrs_and_refuses_out_with_more_than_one(tmp_path, district, capsys):
+    csrs = [str(keygen(tmp_path / f"kit{i}", f"kit-{i}", TPS_CODES[i])[1]) for i in range(2)]
+    assert main(["provision", "sign-csr", *csrs, "--dir", str(district.root), "--out", str(tmp_path / "out")]) == 1
+    assert "give it one CSR" in capsys.readouterr().err
+    assert main(["provision", "sign-csr", *csrs, "--dir", str(district.root)]) == 0
+    out = capsys.readouterr().out
+    assert "kit kit-0 for TPS" in out and "kit kit-1 for TPS" in out and out.count("broker:") == 1
