@@ -557,15 +557,15 @@ def _check_csr(d: District, csr_path: Path, tps_list: Mapping[str, Any], revoked
         raise ProvisioningError(f"{csr_path}: the request's name or extensions do not parse ({e})") from e
     check_kit_id(ident.common_name)
     if ident.common_name.startswith("district"):
-        raise ProvisioningError(f"kit id {ident.common_name!r} may not start with 'district' (reserved)")
+        raise ProvisioningError(f"{csr_path}: kit id {ident.common_name!r} may not start with 'district' (reserved)")
     if ident.role != ROLE_KIT or ident.tps is None:
         raise ProvisioningError(f"{csr_path}: the request does not name exactly one TPS and the kit role")
     check_tps(ident.tps)
     if ident.tps not in tps_list:
-        raise ProvisioningError(f"TPS {ident.tps} in the request is not in this district's TPS list "
+        raise ProvisioningError(f"{csr_path}: TPS {ident.tps} in the request is not in this district's TPS list "
                                 f"({len(tps_list)} TPS in {d.root / 'tps.csv'}); check the code on the kit")
     if ident.common_name in revoked:
-        raise ProvisioningError(f"kit {ident.common_name} was revoked; give the replacement kit a new id")
+        raise ProvisioningError(f"{csr_path}: kit {ident.common_name} was revoked; give the replacement kit a new id")
     return _Request(Path(csr_path), pub, ident.common_name, ident.tps)
 
 

@@ -235,8 +235,9 @@ def test_one_bad_csr_in_a_batch_issues_no_certificate_and_names_its_file(tmp_pat
     bad = keygen(tmp_path / "kit9", "kit-9", "3271010001001")[1]  # a TPS of another district
     from tpskit.provisioning.district import sign_csrs
 
-    with pytest.raises(ProvisioningError, match="3271010001001"):
+    with pytest.raises(ProvisioningError, match="3271010001001") as e:
         sign_csrs(district.root, [good, bad])
+    assert str(bad) in str(e.value)
     assert json.loads((district.root / "kits.json").read_text()) == {}
     assert not (district.root / "kits" / "kit-0").exists()
 
