@@ -215,7 +215,10 @@ def _qr_failure(gray: np.ndarray, located: Located, fits: list[GridFit], trace: 
     their markers) measures the light and the focus, as the gate does."""
     t = located.template
     grid = max(fits, key=lambda g: g.found_fraction, default=None)
-    if grid is not None and grid.found_fraction >= 0.5:
+    # The boxes' lines measured the light on the sheet itself: when it passed, a dark, flat QR is covered
+    # (a sticker, a scrap of paper, a thumb), not in the dark.
+    lit = grid is not None and grid.found_fraction >= 0.5
+    if lit:
         contrast, _ = quality.darkest_box_contrast(grid)
         dark = trace.measure(Measure("line contrast", contrast, quality.MIN_LINE_CONTRAST, "below", " grey"))
         if dark.failed:
@@ -228,7 +231,7 @@ def _qr_failure(gray: np.ndarray, located: Located, fits: list[GridFit], trace: 
     region = warp_region(gray, located.geom, q.x_mm, q.y_mm, q.size_mm, q.size_mm, 4.0)
     lo, hi = np.percentile(region, [5, 95])
     dark = trace.measure(Measure("QR contrast", float(hi - lo), quality.MIN_LINE_CONTRAST, "below", " grey"))
-    if dark.failed and hi < 128:
+    if dark.failed and hi < 128 and not lit:
         return Refused("too_dark", dark)
     glare = trace.measure(Measure("QR saturated", float((region >= 250).mean()), quality.QR_GLARE_FRACTION, "above"))
     if glare.failed:
