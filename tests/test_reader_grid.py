@@ -48,3 +48,33 @@ def test_a_blurred_strip_is_sharpened_by_its_lines_blur_and_a_sharp_one_is_left_
     assert np.array_equal(crisp.strip, blurred)
     edge = lambda s: float(np.abs(np.diff(s.astype(np.float32), axis=1)).max())  # noqa: E731
     assert edge(soft.strip) > 1.3 * edge(blurred)
+
+
+def test_an_unfound_box_of_a_found_field_is_placed_by_its_siblings_not_by_a_fold_beside_it():
+    # bench/read.py, a second seed's hard set: a box of a found field whose own lines were not found took the
+    # offsets of every found box within 30 mm, across a fold that moved the next field 2 mm; their spread
+    # (1.9 mm) refused a sheet whose every field read right as not flat.
+    from tpskit.edge.reader.grid import _place_unfound
+
+    field = _field([_box(10, 10, 0.10, 0.05), _box(20, 10, found=False), _box(30, 10, 0.12, 0.07)])
+    field.name = "field"
+    beyond = _field([_box(10, 25, 2.0, 0.5), _box(20, 25, 2.1, 0.5), _box(30, 25, 2.2, 0.5)])
+    beyond.name = "beyond"
+    grid = GridFit(fields={"field": field, "beyond": beyond})
+    _place_unfound(grid)
+    placed = grid.fields["field"].boxes[1]
+    assert not placed.found
+    assert abs(placed.dx_mm - 0.11) < 1e-9 and abs(placed.dy_mm - 0.06) < 1e-9
+    assert placed.uncertainty_mm < 0.05
+
+
+def test_an_unfound_box_of_a_field_not_found_is_placed_by_the_boxes_around_it_with_their_spread():
+    from tpskit.edge.reader.grid import _place_unfound
+
+    lost = _field([_box(10, 10, found=False), _box(20, 10, found=False), _box(30, 10, found=False)])
+    lost.name, lost.found = "lost", False
+    around = _field([_box(10, 25, 0.0, 0.0), _box(20, 25, 1.0, 0.0), _box(30, 25, 2.0, 0.0)])
+    around.name = "around"
+    grid = GridFit(fields={"lost": lost, "around": around})
+    _place_unfound(grid)
+    assert all(abs(b.dx_mm - 1.0) < 1e-9 and abs(b.uncertainty_mm - 1.0) < 1e-9 for b in grid.fields["lost"].boxes)
