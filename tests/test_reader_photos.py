@@ -244,6 +244,14 @@ def _shot_photo(sheet, seed: int, severity: str = "clean", **over):
     return photograph_with_truth(sheet.page, rng, severity, markers_mm=sheet.markers_mm, **over)
 
 
+def _recorded_shot(name: str):
+    """A camera shot of a bench/read.py photo that once failed (tests/data/recorded-shots.json)."""
+    from tpskit.sheets.camera import Shot
+
+    kw = json.loads((Path(__file__).parent / "data" / "recorded-shots.json").read_text())["shots"][name]
+    return Shot(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+
+
 def _assert_read(r, sheet) -> None:
     assert r.status != "rejected", (r.reason, r.gate)
     assert all(f.value == sheet.values[n] for n, f in r.fields.items() if f.status != "review")
@@ -276,17 +284,9 @@ def test_a_dim_curled_corner_marker_by_the_frame_edge_is_found_near_its_predicti
     # bench/read.py, officers' hard set: a dim lamp, the sheet upside down and turned 8.6 degrees, a corner
     # curled 8 mm and its marker 0.4 mm from the frame's edge. The frame's marker search lost it, the other
     # three put it 2 mm off (the curl), its bits did not match there, and it was named covered.
-    from tpskit.sheets.camera import Shot, shoot
+    from tpskit.sheets.camera import shoot
 
-    shot = Shot(
-        size=(2464, 3280), quarter_turns=2, angle_deg=8.6024, fill=0.763, centre=(-0.0534, 0.1892),
-        snug_mm=0.4055, snug_side=0, tilt_deg=7.5782, tilt_dir_deg=144.7984, fov_deg=60.9612, curl_mm=7.994,
-        curl_edge=3, curl_width_mm=55.0019, fold_mm=0.0, fold_angle_deg=136.0846, fold_offset=-0.6193,
-        fold_width_mm=77.7186, exposure=0.4743, gradient=0.3508, vignette=0.2995, shadow=0.0,
-        hard_shadow='none', hard_shadow_depth=0.0, hard_shadow_at=(0.6486, 0.7099), sheen=0.1372,
-        sheen_at=(0.6445, 0.5921), blur_sigma=1.7142, motion_px=1.6212, noise_sigma=5.8265,
-        wb=(0.6044, 0.8712, 1.0), quality=81, paper=(0.9117, 0.9138, 0.9218), specks=0.0, black=0.0853,
-        desk=77960973, show_sheet=True, detail=640354212)
+    shot = _recorded_shot("officer-hard-KWK_0000-dim-curled-corner")
     for seed in (1, 4):
         sheet, rng = _sheet(templates["KWK"], digits, seed=seed, severity="normal")
         photo = shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm)
@@ -299,7 +299,7 @@ def test_felt_tip_digits_beside_the_box_lines_do_not_pull_the_fields_off_their_b
     # the first box; the median over a field's rows kept them as dark as a line, the comb of lines took them
     # and six fields were cut 1.7-3 mm off their boxes, the lines measured there 1.27 mm wide, and a sharp
     # photo was refused as out_of_focus.
-    from tpskit.sheets.camera import Shot, shoot
+    from tpskit.sheets.camera import shoot
     from tpskit.sheets.fill import random_result
     from tpskit.sheets.officer_digits import held_out_hand
 
@@ -308,15 +308,7 @@ def test_felt_tip_digits_beside_the_box_lines_do_not_pull_the_fields_off_their_b
     values = random_result(t, rng)
     writer = held_out_hand(20261201 ^ (13 * 7919 + sum(map(ord, "PPWP"))))
     sheet = fill_sheet(t, TPS, values, rng, writer.digits(per_class=6), "hard", style=writer.ink_style(rng, "hard"))
-    shot = Shot(
-        size=(4056, 3040), quarter_turns=1, angle_deg=4.191, fill=0.7573, centre=(0.5105, 0.1602),
-        snug_mm=None, snug_side=2, tilt_deg=9.6063, tilt_dir_deg=177.1217, fov_deg=76.3055, curl_mm=4.2975,
-        curl_edge=0, curl_width_mm=75.7938, fold_mm=4.5203, fold_angle_deg=42.536, fold_offset=-0.1476,
-        fold_width_mm=96.8431, exposure=0.6721, gradient=0.2475, vignette=0.2286, shadow=0.0,
-        hard_shadow='none', hard_shadow_depth=0.0, hard_shadow_at=(0.7731, 0.7764), sheen=0.0,
-        sheen_at=(0.3591, 0.6953), blur_sigma=1.8685, motion_px=3.1723, noise_sigma=4.3577,
-        wb=(0.9966, 1.0, 0.9079), quality=77, paper=(0.9209, 0.9168, 0.9238), specks=0.0, black=0.0985,
-        desk=421794047, show_sheet=True, detail=514347953)
+    shot = _recorded_shot("officer-hard-PPWP_0013-felt-tip-fold")
     r = read_sheet(shoot(sheet.page, shot, rng, markers_mm=sheet.markers_mm).jpeg, templates, model,
                    ReadOptions(expected_tps=TPS))
     _assert_read(r, sheet)
