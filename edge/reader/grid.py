@@ -52,7 +52,7 @@ NEIGHBOUR_MM = 30.0
 #: Fields measured together in one array operation (see fit_grid).
 GROUP_MAX = 6
 #: The vertical lines are searched for among dark features no wider than this (mm): wider than the widest
-#: line the gate lets through (MAX_LINE_WIDTH_MM, 1.05 mm effective, about twice that at its foot); narrower
+#: line the gate lets through (MAX_LINE_WIDTH_MM, 1.10 mm effective, about twice that at its foot); narrower
 #: than the heavy ink the comb would otherwise take for lines (on bench/read.py's held-out officers' hard
 #: sheets, felt-tip 2s with filled loops beside a box's left line pulled six fields 1.7-3 mm off their
 #: boxes; 2.5 mm took that set from 1 refusal and 93.15 % of fields correct to none and 94.77 %; at 1.5-1.8 mm
