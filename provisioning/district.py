@@ -539,7 +539,7 @@ class _Request:
     tps: str
 
 
-def _check_csr(d: District, csr_path: Path, tps_list: Mapping[str, Any], revoked: Mapping[str, Any]) -> _Request:
+def _check_csr(d: District, csr_path: Path, tps_list: Mapping[str, TpsInfo], revoked: Mapping[str, Any]) -> _Request:
     try:
         csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
     except OSError as e:
